@@ -1,0 +1,45 @@
+"""The ``polymodal`` command line: one typer app, one file per command group.
+
+Each command module registers itself on :data:`app` when imported below. Errors that are the
+user's input (:class:`polymodal.errors.PolymodalError`) are printed as a message, never as a
+traceback; exit status 2 means "your input needs fixing".
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from polymodal.errors import PolymodalError
+
+app = typer.Typer(
+    name="polymodal",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="polymodal: multimodal clinical prediction, robust to missing modalities.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+@app.command()
+def version() -> None:
+    """Print the installed polymodal version."""
+    from polymodal import __version__
+
+    console.print(__version__)
+
+
+def main() -> None:
+    """Entry point: run the app, turning user-input errors into a clear message."""
+    try:
+        app()
+    except PolymodalError as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+# Command modules (each adds its commands to `app`). Keep one line per module.

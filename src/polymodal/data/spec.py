@@ -1,0 +1,365 @@
+"""The cohort spec: a YAML file that says where a cohort's manifest is and what its columns mean.
+
+A spec names the id and group columns, how to split, what to predict (targets) and which inputs
+exist (modalities). It is validated by pydantic; every error names the field it is about, e.g.
+``modalities.ct.spacing: expected three positive numbers``.
+
+Example::
+
+    name: demo
+    manifest: manifest.csv            # relative to this file
+    id_column: sample_id
+    group_column: patient_id          # every split keeps a group in one split
+    split:
+      column: split                   # or: recipe: {train: 0.7, val: 0.15, test: 0.15, seed: 0}
+    targets:
+      label: {kind: binary, column: label, positive: "1"}
+    modalities:
+      xray:  {kind: image, columns: [xray_path], size: [64, 64], channels: 1}
+      ct:    {kind: volume, column: ct_path, spacing: [2, 2, 2], size: [32, 32, 32]}
+      labs:  {kind: tabular, numeric: [age, crp], categorical: [sex]}
+      note:  {kind: text, column: note}
+      vitals: {kind: series, column: vitals_path, time_column: t, channels: [hr, sbp]}
+    exclude_columns: [dx_type]        # never an input (e.g. leaks the label)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from polymodal.errors import SpecError
+
+SPLITS = ("train", "val", "test")
+
+
+class _Strict(BaseModel):
+    """Base for spec sections: unknown keys are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Splits
+# --------------------------------------------------------------------------------------------
+
+
+class SplitRecipe(_Strict):
+    """Grouped, seeded split fractions; stratified on the first target when it is categorical."""
+
+    train: float = Field(0.7, gt=0, lt=1)
+    val: float = Field(0.15, ge=0, lt=1)
+    test: float = Field(0.15, ge=0, lt=1)
+    seed: int = 0
+    stratify: bool = True
+
+    @model_validator(mode="after")
+    def _fractions_sum_to_one(self) -> SplitRecipe:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must be 1, got {total:g}")
+        return self
+
+
+class SplitSpec(_Strict):
+    """Either a manifest column holding train/val/test, or a recipe that makes the split."""
+
+    column: str | None = None
+    recipe: SplitRecipe | None = None
+    # Values of the split column that mean train / val / test (e.g. {"valid": "val"}).
+    aliases: dict[str, Literal["train", "val", "test"]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SplitSpec:
+        if (self.column is None) == (self.recipe is None):
+            raise ValueError("give exactly one of 'column' or 'recipe'")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# Targets
+# --------------------------------------------------------------------------------------------
+
+
+class BinaryTarget(_Strict):
+    kind: Literal["binary"]
+    column: str
+    # The value that means "positive"; others must be the single negative value.
+    positive: str = "1"
+    negative: str | None = None
+    class_weights: list[float] | None = None
+
+
+class MulticlassTarget(_Strict):
+    kind: Literal["multiclass"]
+    column: str
+    # Class names in a fixed order; inferred (sorted) from the training split when omitted.
+    classes: list[str] | None = None
+    class_weights: list[float] | Literal["balanced"] | None = None
+
+
+class MultilabelTarget(_Strict):
+    kind: Literal["multilabel"]
+    # One 0/1 column per label.
+    columns: list[str] = Field(min_length=1)
+
+
+class RegressionTarget(_Strict):
+    kind: Literal["regression"]
+    column: str
+    standardize: bool = True
+
+
+class TimeToEventTarget(_Strict):
+    kind: Literal["time_to_event"]
+    time_column: str
+    event_column: str
+    # Discrete-time loss: boundaries of the time bins (same unit as the time column).
+    bins: list[float] | None = None
+    loss: Literal["discrete", "cox"] = "discrete"
+
+
+Target = Annotated[
+    BinaryTarget | MulticlassTarget | MultilabelTarget | RegressionTarget | TimeToEventTarget,
+    Field(discriminator="kind"),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Modalities
+# --------------------------------------------------------------------------------------------
+
+
+def _positive_triple(value: list[float] | None, what: str) -> list[float] | None:
+    if value is not None and (len(value) != 3 or any(v <= 0 for v in value)):
+        raise ValueError(f"{what}: expected three positive numbers, got {value}")
+    return value
+
+
+class ImageModality(_Strict):
+    """2D images: PNG/JPEG (8 or 16 bit) or single-file DICOM; one column per view."""
+
+    kind: Literal["image"]
+    columns: list[str] = Field(min_length=1)
+    # Build the file path from the cell value, e.g. "images/{}.jpg" (relative to the data root).
+    path_template: str | None = None
+    size: tuple[int, int] = (224, 224)
+    channels: Literal[1, 3] = 3
+    # imagenet: scale to [0,1] then ImageNet mean/std; minmax: per image to [0,1];
+    # zscore: per image zero mean, unit variance; none: raw intensities as float.
+    normalize: Literal["imagenet", "minmax", "zscore", "none"] = "imagenet"
+    augment: bool = False
+
+
+class VolumeModality(_Strict):
+    """3D volumes: NIfTI, a DICOM series folder, or .npy/.npz (with optional spacing)."""
+
+    kind: Literal["volume"]
+    column: str
+    # Build the file path from the cell value, e.g. "images/{}.jpg" (relative to the data root).
+    path_template: str | None = None
+    # Key inside .npz files (first array when omitted).
+    npz_key: str | None = None
+    orientation: str | None = "RAS"
+    # Resample to this voxel spacing in mm (None keeps the file's spacing).
+    spacing: list[float] | None = None
+    # Intensity window [low, high] (e.g. HU), then scaled to [0, 1].
+    window: tuple[float, float] | None = None
+    # Crop or pad (centred) to this size in voxels.
+    size: list[int] | None = None
+    # Spacing assumed for .npy/.npz files, which carry none.
+    default_spacing: list[float] = Field(default_factory=lambda: [1.0, 1.0, 1.0])
+
+    _check_spacing = field_validator("spacing")(
+        lambda v: _positive_triple(v, "spacing")  # type: ignore[misc]
+    )
+    _check_default_spacing = field_validator("default_spacing")(
+        lambda v: _positive_triple(v, "default_spacing")  # type: ignore[misc]
+    )
+
+    @field_validator("size")
+    @classmethod
+    def _size_triple(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (len(v) != 3 or any(s <= 0 for s in v)):
+            raise ValueError(f"expected three positive integers, got {v}")
+        return v
+
+
+class TabularModality(_Strict):
+    """Named numeric and categorical columns; a missing value stays missing, per value."""
+
+    kind: Literal["tabular"]
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+    # Values that mean "missing" besides an empty cell (e.g. "unknown").
+    missing_values: list[str] = Field(default_factory=lambda: ["", "NA", "NaN", "nan", "unknown"])
+    # Categories seen fewer times in training go to the unknown bucket.
+    min_category_count: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _some_columns(self) -> TabularModality:
+        if not self.numeric and not self.categorical:
+            raise ValueError("declare at least one 'numeric' or 'categorical' column")
+        return self
+
+
+class TextModality(_Strict):
+    """Free text from a column, or from a file whose path is in the column."""
+
+    kind: Literal["text"]
+    column: str
+    # Build the file path from the cell value, e.g. "images/{}.jpg" (relative to the data root).
+    path_template: str | None = None
+    source: Literal["column", "file"] = "column"
+    max_tokens: int = Field(128, ge=4)
+    # A local Hugging Face model folder whose tokenizer to use; a word-level tokenizer fitted on
+    # the training split otherwise.
+    tokenizer: str | None = None
+    vocab_size: int = Field(5000, ge=16)
+
+
+class SeriesModality(_Strict):
+    """A per-sample CSV/Parquet time series: a time column and channels; irregular sampling."""
+
+    kind: Literal["series"]
+    column: str
+    # Build the file path from the cell value, e.g. "images/{}.jpg" (relative to the data root).
+    path_template: str | None = None
+    time_column: str = "time"
+    channels: list[str] = Field(min_length=1)
+    # Bin width for discretisation (same unit as time); None keeps the raw (irregular) steps.
+    bin_width: float | None = None
+    max_steps: int = Field(128, ge=1)
+
+
+Modality = Annotated[
+    ImageModality | VolumeModality | TabularModality | TextModality | SeriesModality,
+    Field(discriminator="kind"),
+]
+MODALITY_KINDS = ("image", "volume", "tabular", "text", "series")
+
+
+# --------------------------------------------------------------------------------------------
+# The cohort spec
+# --------------------------------------------------------------------------------------------
+
+
+class CohortSpec(_Strict):
+    """A whole cohort: manifest location, ids, groups, split, targets and modalities."""
+
+    name: str = "cohort"
+    manifest: str
+    id_column: str
+    group_column: str | None = None
+    split: SplitSpec
+    targets: dict[str, Target] = Field(min_length=1)
+    modalities: dict[str, Modality] = Field(min_length=1)
+    # Columns that must never become model inputs (e.g. they leak the label).
+    exclude_columns: list[str] = Field(default_factory=list)
+    # Folder that relative file paths in the manifest are resolved against (default: the
+    # manifest's folder).
+    root: str | None = None
+
+    # Where the spec was loaded from; paths in the spec are relative to it.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _no_excluded_inputs(self) -> CohortSpec:
+        used = {c: name for name, m in self.modalities.items() for c in modality_columns(m)}
+        for col in self.exclude_columns:
+            if col in used:
+                raise ValueError(
+                    f"column {col!r} is in exclude_columns but modality {used[col]!r} uses it"
+                )
+        return self
+
+    @property
+    def manifest_path(self) -> Path:
+        return (self.base_dir / self.manifest).resolve()
+
+    @property
+    def data_root(self) -> Path:
+        if self.root is not None:
+            return (self.base_dir / self.root).resolve()
+        return self.manifest_path.parent
+
+    def required_columns(self) -> dict[str, str]:
+        """Every manifest column the spec uses, mapped to the field that declared it."""
+        cols: dict[str, str] = {self.id_column: "id_column"}
+        if self.group_column:
+            cols[self.group_column] = "group_column"
+        if self.split.column:
+            cols[self.split.column] = "split.column"
+        for name, t in self.targets.items():
+            for c in target_columns(t):
+                cols.setdefault(c, f"targets.{name}")
+        for name, m in self.modalities.items():
+            for c in modality_columns(m):
+                cols.setdefault(c, f"modalities.{name}")
+        return cols
+
+
+def modality_columns(m: Modality) -> list[str]:
+    """Manifest columns a modality reads."""
+    if isinstance(m, ImageModality):
+        return list(m.columns)
+    if isinstance(m, TabularModality):
+        return [*m.numeric, *m.categorical]
+    return [m.column]
+
+
+def target_columns(t: Target) -> list[str]:
+    """Manifest columns a target reads."""
+    if isinstance(t, MultilabelTarget):
+        return list(t.columns)
+    if isinstance(t, TimeToEventTarget):
+        return [t.time_column, t.event_column]
+    return [t.column]
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: the cohort spec is not valid:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
+        msg = e["msg"]
+        if e["type"] == "union_tag_invalid":
+            msg = f"unknown kind {e['input'].get('kind')!r}; expected one of {MODALITY_KINDS}"
+            if loc.startswith("targets"):
+                msg = (
+                    f"unknown kind {e['input'].get('kind')!r}; expected one of "
+                    "('binary', 'multiclass', 'multilabel', 'regression', 'time_to_event')"
+                )
+        elif e["type"] == "union_tag_not_found":
+            msg = "missing 'kind'"
+        lines.append(f"  {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_spec(data: dict, base_dir: Path | str = ".", source: str = "spec") -> CohortSpec:
+    """Validate a spec given as a dict; relative paths resolve against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return CohortSpec.model_validate({**data, "base_dir": Path(base_dir)})
+    except ValidationError as err:
+        raise SpecError(_format_validation_error(err, source)) from None
+
+
+def load_spec(path: Path | str) -> CohortSpec:
+    """Read and validate a cohort spec YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: cohort spec not found; give the path to a YAML file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path}: not valid YAML: {err}") from None
+    return parse_spec(data, base_dir=path.parent.resolve(), source=str(path))
+
+
+def dump_spec(spec: CohortSpec) -> str:
+    """The spec as YAML (without the load location), e.g. to save beside a trained model."""
+    return yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False)
