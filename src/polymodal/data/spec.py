@@ -323,8 +323,12 @@ def target_columns(t: Target) -> list[str]:
 def _format_validation_error(err: ValidationError, source: str) -> str:
     lines = [f"{source}: the cohort spec is not valid:"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
-        msg = e["msg"]
+        parts = [str(p) for p in e["loc"] if not str(p).startswith("function-after")]
+        # pydantic names the union member (the 'kind') after the key; the user never wrote it.
+        if len(parts) > 2 and parts[0] in ("modalities", "targets"):
+            del parts[2]
+        loc = ".".join(parts)
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "union_tag_invalid":
             msg = f"unknown kind {e['input'].get('kind')!r}; expected one of {MODALITY_KINDS}"
             if loc.startswith("targets"):

@@ -1,0 +1,162 @@
+"""Manifest loading, cell parsing, path resolution and the split recipe."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pandas as pd
+import pytest
+
+from polymodal.data.manifest import load_cohort, parse_number
+from polymodal.data.spec import SplitRecipe, parse_spec
+from polymodal.data.splits import assign_splits
+from polymodal.errors import ManifestError, ReadError, SpecError
+
+
+def make_spec(root, **changes):
+    data = {
+        "manifest": "manifest.csv",
+        "id_column": "id",
+        "group_column": "patient",
+        "split": {"column": "split", "aliases": {"valid": "val"}},
+        "targets": {"y": {"kind": "binary", "column": "y"}},
+        "modalities": {
+            "xray": {"kind": "image", "columns": ["xray"], "path_template": "img/{}.png"},
+            "labs": {"kind": "tabular", "numeric": ["age"]},
+        },
+        **changes,
+    }
+    return parse_spec(data, base_dir=root)
+
+
+def write(root, rows, name="manifest.csv"):
+    frame = pd.DataFrame(rows)
+    path = root / name
+    if name.endswith(".parquet"):
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path
+
+
+ROWS = {
+    "id": ["a", "b", "c", "d"],
+    "patient": ["p1", "p1", "p2", ""],
+    "split": ["train", "train", "valid", "holdout"],
+    "y": ["1", "0", "1", "0"],
+    "xray": ["a", "", "c", "d"],
+    "age": ["007", "", "NA", "41.5"],
+}
+
+
+def test_manifest_read_losslessly_with_split_aliases(tmp_path):
+    write(tmp_path, ROWS)
+    cohort = load_cohort(make_spec(tmp_path))
+    assert len(cohort) == 4
+    # Strings stay as written: no "7", no NaN for blanks.
+    assert cohort.cell(0, "age") == "007" and cohort.cell(1, "age") == ""
+    assert list(cohort.split) == ["train", "train", "val", None]
+    assert cohort.unknown_split_values == {3: "holdout"}
+    assert list(cohort.ids[cohort.indices("train")]) == ["a", "b"]
+    assert list(cohort.rows("val")["id"]) == ["c"]
+    # A blank group falls back to the row's id.
+    assert list(cohort.groups) == ["p1", "p1", "p2", "d"]
+    assert cohort.label(0, "y") == "1"
+
+
+def test_parquet_manifest_and_override(tmp_path):
+    rows = {**ROWS, "age": [7.0, None, float("nan"), 41.5]}
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    path = write(other, rows, "subset.parquet")
+    cohort = load_cohort(make_spec(tmp_path), manifest_override=path)
+    assert cohort.manifest_path == path
+    assert list(cohort.frame["age"]) == ["7.0", "", "", "41.5"]
+    # Files still resolve against the spec's data root, not the override's folder.
+    assert cohort.resolve_path("a", "img/{}.png") == tmp_path / "img" / "a.png"
+
+
+def test_missing_declared_column_names_the_column_the_field_and_what_exists(tmp_path):
+    write(tmp_path, {k: v for k, v in ROWS.items() if k != "age"})
+    with pytest.raises(ManifestError) as err:
+        load_cohort(make_spec(tmp_path))
+    message = str(err.value)
+    assert "column 'age' (declared by modalities.labs) is not in the manifest" in message
+    assert "columns present: id, patient, split, y, xray" in message
+
+
+def test_missing_and_empty_manifests(tmp_path):
+    with pytest.raises(ManifestError, match=r"manifest\.csv: manifest not found; fix 'manifest'"):
+        load_cohort(make_spec(tmp_path))
+    (tmp_path / "manifest.csv").write_text("id,patient,split,y,xray,age\n")
+    with pytest.raises(ManifestError, match="the manifest has a header but no rows"):
+        load_cohort(make_spec(tmp_path))
+    (tmp_path / "manifest.csv").write_text("")
+    with pytest.raises(ManifestError, match=r"the manifest is empty \(no header, no rows\)"):
+        load_cohort(make_spec(tmp_path))
+    (tmp_path / "manifest.xlsx").write_text("x")
+    with pytest.raises(ManifestError, match=r"unsupported manifest format '\.xlsx'"):
+        load_cohort(make_spec(tmp_path, manifest="manifest.xlsx"))
+
+
+def test_parse_number():
+    assert parse_number(" 41.5 ") == 41.5
+    assert math.isnan(parse_number(""))
+    assert math.isnan(parse_number("NA"))
+    assert math.isnan(parse_number("-1", missing_values=["-1"]))
+    with pytest.raises(ReadError, match="'forty' is not a number"):
+        parse_number("forty")
+    with pytest.raises(ReadError, match="'inf' is not a finite number"):
+        parse_number("inf")
+
+
+def test_paths_escaping_the_folder_resolve_as_written(tmp_path):
+    root = tmp_path / "cohort"
+    root.mkdir()
+    write(root, ROWS)
+    cohort = load_cohort(make_spec(root))
+    assert cohort.resolve_path("../shared/x.png") == root / ".." / "shared" / "x.png"
+    absolute = tmp_path / "abs" / "x.png"
+    assert cohort.resolve_path(str(absolute)) == absolute
+    assert cohort.file_paths(1, "xray") == [None]  # blank cell: no file
+    assert cohort.file_paths(0, "xray") == [root / "img" / "a.png"]
+    with pytest.raises(SpecError, match=re.escape("path_template 'img/{name}.png'")):
+        cohort.resolve_path("a", "img/{name}.png")
+
+
+def test_recipe_split_is_grouped_stratified_seeded_and_near_the_fractions(tmp_path):
+    n = 400
+    rows = {
+        "id": [f"s{i}" for i in range(n)],
+        "patient": [f"p{i // 2}" for i in range(n)],
+        "y": ["1" if (i // 2) % 4 == 0 else "0" for i in range(n)],
+        "xray": [""] * n,
+        "age": ["50"] * n,
+    }
+    write(tmp_path, rows)
+    spec = make_spec(
+        tmp_path, split={"recipe": {"train": 0.7, "val": 0.15, "test": 0.15, "seed": 3}}
+    )
+    cohort = load_cohort(spec)
+    shares = cohort.split.value_counts(normalize=True)
+    assert shares["train"] == pytest.approx(0.70, abs=0.02)
+    assert shares["val"] == pytest.approx(0.15, abs=0.02)
+    assert shares["test"] == pytest.approx(0.15, abs=0.02)
+    frame = cohort.frame.assign(split=cohort.split)
+    assert frame.groupby("patient")["split"].nunique().max() == 1
+    positives = frame[frame["y"] == "1"]["split"].value_counts(normalize=True)
+    assert positives["train"] == pytest.approx(0.70, abs=0.05)
+    again = load_cohort(spec)
+    assert again.split.equals(cohort.split)
+    other_seed = make_spec(tmp_path, split={"recipe": {"seed": 4}})
+    assert not load_cohort(other_seed).split.equals(cohort.split)
+
+
+def test_assign_splits_without_strata_and_with_one_group():
+    groups = pd.Series([f"g{i % 50}" for i in range(200)])
+    split = assign_splits(groups, None, SplitRecipe(train=0.8, val=0.2, test=0.0))
+    assert set(split) == {"train", "val"}
+    assert (split == "val").mean() == pytest.approx(0.2, abs=0.03)
+    single = assign_splits(pd.Series(["g"] * 5), None, SplitRecipe())
+    assert set(single) == {"train"}

@@ -1,0 +1,104 @@
+"""The cohort spec: every error names the field a user has to fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from polymodal.data.spec import load_spec, parse_spec
+from polymodal.errors import SpecError
+
+BASE = {
+    "manifest": "manifest.csv",
+    "id_column": "id",
+    "split": {"column": "split"},
+    "targets": {"y": {"kind": "binary", "column": "y"}},
+    "modalities": {"xray": {"kind": "image", "columns": ["xray_path"]}},
+}
+
+
+def _error(**changes) -> str:
+    data = {**BASE, **changes}
+    with pytest.raises(SpecError) as err:
+        parse_spec({k: v for k, v in data.items() if v is not None}, source="cohort.yaml")
+    return str(err.value)
+
+
+def test_valid_spec_resolves_paths_against_its_folder(tmp_path):
+    spec = parse_spec(BASE, base_dir=tmp_path)
+    assert spec.manifest_path == tmp_path / "manifest.csv"
+    assert spec.data_root == tmp_path
+    assert spec.required_columns() == {
+        "id": "id_column",
+        "split": "split.column",
+        "y": "targets.y",
+        "xray_path": "modalities.xray",
+    }
+
+
+def test_unknown_modality_kind_names_the_modality_and_the_known_kinds():
+    message = _error(modalities={"scan": {"kind": "audio", "column": "a"}})
+    assert "cohort.yaml: the cohort spec is not valid" in message
+    assert "modalities.scan: unknown kind 'audio'" in message
+    assert "'image', 'volume', 'tabular', 'text', 'series'" in message
+
+
+def test_missing_kind():
+    assert "modalities.scan: missing 'kind'" in _error(modalities={"scan": {"column": "a"}})
+
+
+def test_missing_column_field_names_the_field():
+    message = _error(modalities={"xray": {"kind": "image"}})
+    assert "modalities.xray.columns: Field required" in message
+
+
+def test_bad_spacing_names_the_field_and_the_value():
+    message = _error(modalities={"ct": {"kind": "volume", "column": "c", "spacing": [1, 0, 1]}})
+    assert (
+        "modalities.ct.spacing: spacing: expected three positive numbers, got [1.0, 0.0, 1.0]"
+        in (message)
+    )
+    message = _error(modalities={"ct": {"kind": "volume", "column": "c", "size": [8, 8]}})
+    assert "modalities.ct.size: expected three positive integers, got [8, 8]" in message
+
+
+def test_typo_in_a_key_is_an_error_not_ignored():
+    message = _error(modalities={"xray": {"kind": "image", "columns": ["p"], "chanels": 1}})
+    assert "modalities.xray.chanels: Extra inputs are not permitted" in message
+
+
+def test_split_needs_exactly_one_of_column_or_recipe_and_fractions_sum_to_one():
+    assert "split: give exactly one of 'column' or 'recipe'" in _error(
+        split={"column": "s", "recipe": {}}
+    )
+    message = _error(split={"recipe": {"train": 0.5, "val": 0.1, "test": 0.1}})
+    assert "split.recipe: train + val + test must be 1, got 0.7" in message
+
+
+def test_unknown_target_kind_and_missing_id_column():
+    assert "targets.y: unknown kind 'ordinal'" in _error(
+        targets={"y": {"kind": "ordinal", "column": "y"}}
+    )
+    assert "id_column: Field required" in _error(id_column=None)
+
+
+def test_excluded_column_used_as_input_is_an_error():
+    message = _error(exclude_columns=["xray_path"])
+    assert "column 'xray_path' is in exclude_columns but modality 'xray' uses it" in message
+
+
+def test_tabular_needs_columns():
+    message = _error(modalities={"labs": {"kind": "tabular"}})
+    assert "modalities.labs: declare at least one 'numeric' or 'categorical' column" in message
+
+
+def test_load_spec_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(SpecError, match="cohort spec not found; give the path to a YAML file"):
+        load_spec(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(SpecError, match=r"bad\.yaml: not valid YAML"):
+        load_spec(bad)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n")
+    with pytest.raises(SpecError, match="expected a mapping at the top level, got list"):
+        load_spec(listed)
