@@ -1,0 +1,348 @@
+"""The cohort as a torch Dataset of samples laid out as in :mod:`polymodal.data.batch`.
+
+A modality is unavailable for a row when its cells are blank or missing markers, when it is
+left out with ``modalities=``, or (``on_error="skip-modality"``) when its file cannot be read.
+Every unreadable file or unusable value becomes a :class:`DataIssue` in ``dataset.issues`` and
+a logged warning, so a caller can report it: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.transforms import Compose, RandAffine, RandFlip
+from torch.utils.data import DataLoader, Dataset
+
+from polymodal.data import readers
+from polymodal.data.batch import Sample
+from polymodal.data.cache import SampleCache
+from polymodal.data.collate import collate_samples
+from polymodal.data.manifest import Cohort
+from polymodal.data.preprocessing import (
+    DataIssue,
+    OnError,
+    Preprocessor,
+    is_blank,
+    read_or_record,
+)
+from polymodal.data.spec import (
+    SPLITS,
+    ImageModality,
+    SeriesModality,
+    TabularModality,
+    TextModality,
+    VolumeModality,
+    modality_columns,
+    target_columns,
+)
+from polymodal.errors import PolymodalError
+
+logger = logging.getLogger(__name__)
+
+# (cell value, path_template) -> file; Cohort.resolve_path has this signature.
+PathResolver = Callable[[str, "str | None"], Path]
+ON_ERROR_CHOICES = ("fail", "skip-modality")
+
+
+@dataclass
+class _Row:
+    """One row being encoded: where its files are, what to do when one fails, what failed."""
+
+    row_id: str
+    resolve: PathResolver
+    cache: SampleCache | None
+    on_error: OnError
+    issues: list[DataIssue] = field(default_factory=list)
+
+    def read(self, fn: Callable[..., Any], *args: Any, modality: str, column: str | None) -> Any:
+        """``fn(*args)``, or None with the ReadError recorded (raised under ``"fail"``)."""
+        return read_or_record(
+            fn,
+            *args,
+            row_id=self.row_id,
+            modality=modality,
+            column=column,
+            on_error=self.on_error,
+            issues=self.issues,
+        )
+
+    def load(
+        self, prep: Preprocessor, name: str, path: Path, decode: Callable[[], dict], column: str
+    ) -> dict[str, torch.Tensor] | None:
+        """Decoded + preprocessed tensors of one file (through the cache), None if unreadable."""
+        if self.cache is None:
+            return self.read(decode, modality=name, column=column)
+        load = partial(self.cache.load_or_compute, path, prep.fingerprint(name), decode)
+        return self.read(load, modality=name, column=column)
+
+
+def _encode_modality(
+    prep: Preprocessor, name: str, cells: Mapping[str, str], row: _Row
+) -> dict[str, torch.Tensor] | None:
+    """One modality's tensors for a row, or None when it is unavailable there."""
+    cfg = prep.modality_configs[name]
+    if isinstance(cfg, TabularModality):
+        bad = None if row.on_error == "fail" else []
+        fields = row.read(prep.transform_tabular, name, cells, bad, modality=name, column=None)
+        row.issues.extend(
+            DataIssue(row.row_id, name, reason, column) for column, reason in bad or []
+        )
+        # Unavailable only when every value is missing; otherwise missingness is per value.
+        if bool(fields["numeric_missing"].all()) and not bool(fields["categorical"].any()):
+            return None
+        return fields
+    if isinstance(cfg, TextModality):
+        cell = cells.get(cfg.column, "")
+        text = row.read(readers.read_text, cell, cfg, row.resolve, modality=name, column=cfg.column)
+        return (
+            row.read(prep.transform_text, name, text, modality=name, column=cfg.column)
+            if text
+            else None
+        )
+    if isinstance(cfg, ImageModality):
+        views: list[torch.Tensor | None] = []
+        for column in cfg.columns:
+            cell = cells.get(column, "")
+            view = None
+            if not is_blank(cell):
+                path = row.resolve(cell, cfg.path_template)
+                decode = partial(_decode_image, path, cfg)
+                view = row.load(prep, name, path, decode, column)
+            views.append(None if view is None else view["pixels"])
+        if all(v is None for v in views):
+            return None
+        return row.read(prep.transform_image, name, views, modality=name, column=None)
+    cell = cells.get(cfg.column, "")
+    if is_blank(cell):
+        return None
+    path = row.resolve(cell, cfg.path_template)
+    if isinstance(cfg, VolumeModality):
+        decode = partial(_decode_volume, prep, name, path, cfg)
+    else:
+        decode = partial(_decode_series, prep, name, path, cfg)
+    return row.load(prep, name, path, decode, cfg.column)
+
+
+def _decode_image(path: Path, cfg: ImageModality) -> dict[str, torch.Tensor]:
+    return {"pixels": torch.from_numpy(readers.read_image(path, cfg))}  # (C, H, W)
+
+
+def _decode_volume(
+    prep: Preprocessor, name: str, path: Path, cfg: VolumeModality
+) -> dict[str, torch.Tensor]:
+    return prep.transform_volume(name, *readers.read_volume(path, cfg))
+
+
+def _decode_series(
+    prep: Preprocessor, name: str, path: Path, cfg: SeriesModality
+) -> dict[str, torch.Tensor]:
+    return prep.transform_series(name, *readers.read_series(path, cfg))
+
+
+def encode_row(
+    preprocessor: Preprocessor,
+    cells: Mapping[str, str],
+    *,
+    row_id: str,
+    resolve: PathResolver,
+    group: str | None = None,
+    modalities: Collection[str] | None = None,
+    on_error: OnError = "skip-modality",
+    cache: SampleCache | None = None,
+    issues: list[DataIssue] | None = None,
+) -> Sample:
+    """One manifest row (``{column: cell}``) as a sample of the batch contract.
+
+    Args:
+        preprocessor: the fitted state.
+        cells: the row's cells as strings; an absent column counts as blank.
+        row_id: the row's id (names the row in errors and issues).
+        resolve: ``(cell, path_template) -> Path`` for file cells (``Cohort.resolve_path``).
+        group: patient/lesion id (the row id when None).
+        modalities: use only these; the others are unavailable (None: all).
+        on_error: ``"fail"`` raises :class:`ReadError` for an unreadable file or value;
+            ``"skip-modality"`` makes that modality (or label) unavailable and records it.
+        cache: decoded files of image, volume and series modalities.
+        issues: list that recorded problems are appended to.
+    """
+    row = _Row(row_id, resolve, cache, on_error)
+    inputs, available = {}, {}
+    for name in preprocessor.modalities:
+        fields = None
+        if modalities is None or name in modalities:
+            fields = _encode_modality(preprocessor, name, cells, row)
+        available[name] = fields is not None
+        inputs[name] = fields if fields is not None else preprocessor.placeholder(name)
+    targets, target_mask = {}, {}
+    for name in preprocessor.targets:
+        value = row.read(preprocessor.encode_target, name, cells, modality=name, column=None)
+        target_mask[name] = value is not None
+        targets[name] = value if value is not None else preprocessor.target_placeholder(name)
+    if issues is not None:
+        issues.extend(row.issues)
+    return {
+        "id": row_id,
+        "group": row_id if group is None else group,
+        "inputs": inputs,
+        "available": available,
+        "targets": targets,
+        "target_mask": target_mask,
+    }
+
+
+def _image_augmenter() -> Compose:
+    """Light geometric augmentation of one view ``(C, H, W)``: flip, small rotation and zoom."""
+    return Compose(
+        [
+            RandFlip(prob=0.5, spatial_axis=1),
+            RandAffine(prob=0.5, rotate_range=(np.pi / 12,), scale_range=(0.1, 0.1)),
+        ]
+    )
+
+
+class CohortDataset(Dataset):
+    """The rows of one split (every row when ``split`` is None) as samples.
+
+    Args:
+        cohort: the loaded cohort (rows, ids, groups, file locations).
+        preprocessor: the state fitted on the training split.
+        split: ``"train"``, ``"val"``, ``"test"`` or None (every row of the manifest).
+        cache: on-disk cache of decoded image, volume and series files.
+        on_error: ``"skip-modality"`` (default) makes a modality with an unreadable file
+            unavailable for that row and records a :class:`DataIssue`; ``"fail"`` raises.
+        modalities: use only these (the others are unavailable everywhere); None: all.
+        augment: random flips/rotations of image modalities whose spec sets ``augment``.
+
+    Attributes:
+        issues: problems met so far in this process, once per row, modality and column (each
+            also logged as a warning). DataLoader workers record into their own copies, so
+            iterate once with ``num_workers=0`` when the complete list is needed.
+    """
+
+    def __init__(
+        self,
+        cohort: Cohort,
+        preprocessor: Preprocessor,
+        split: str | None,
+        cache: SampleCache | None = None,
+        on_error: OnError = "skip-modality",
+        modalities: Sequence[str] | None = None,
+        augment: bool = False,
+    ) -> None:
+        if on_error not in ON_ERROR_CHOICES:
+            raise PolymodalError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
+        unknown = sorted(set(modalities or ()) - set(preprocessor.modalities))
+        if unknown:
+            raise PolymodalError(
+                f"unknown modalities {unknown}; this model knows {preprocessor.modalities}"
+            )
+        self.cohort = cohort
+        self.preprocessor = preprocessor
+        self.split = split
+        self.cache = cache
+        self.on_error = on_error
+        self.modalities = None if modalities is None else list(modalities)
+        positions = np.arange(len(cohort)) if split is None else cohort.indices(split)
+        columns = [
+            *(c for m in preprocessor.modality_configs.values() for c in modality_columns(m)),
+            *(c for t in preprocessor.target_configs.values() for c in target_columns(t)),
+        ]
+        absent = sorted({c for c in columns if c not in cohort.frame.columns})
+        if absent:
+            logger.warning("manifest has no column(s) %s: those values count as missing", absent)
+        present = list(dict.fromkeys(c for c in columns if c in cohort.frame.columns))
+        self._cells = cohort.frame.iloc[positions][present].to_dict("records")
+        self._ids = cohort.ids.iloc[positions].tolist()
+        self._groups = cohort.groups.iloc[positions].tolist()
+        self._augmenters = {}
+        if augment:
+            self._augmenters = {
+                name: _image_augmenter()
+                for name, cfg in preprocessor.modality_configs.items()
+                if isinstance(cfg, ImageModality) and cfg.augment
+            }
+        self.issues: list[DataIssue] = []
+        self._issue_keys: set[tuple] = set()
+
+    def __len__(self) -> int:
+        return len(self._cells)
+
+    def __getitem__(self, index: int) -> Sample:
+        found: list[DataIssue] = []
+        sample = encode_row(
+            self.preprocessor,
+            self._cells[index],
+            row_id=self._ids[index],
+            group=self._groups[index],
+            resolve=self.cohort.resolve_path,
+            modalities=self.modalities,
+            on_error=self.on_error,
+            cache=self.cache,
+            issues=found,
+        )
+        for issue in found:
+            key = (issue.row_id, issue.modality, issue.column)
+            if key not in self._issue_keys:  # a bad file fails again every epoch: report once
+                self._issue_keys.add(key)
+                self.issues.append(issue)
+                logger.warning("%s; the sample goes on without it", issue)
+        for name, augmenter in self._augmenters.items():
+            if sample["available"][name]:
+                self._augment_views(sample["inputs"][name], augmenter)
+        return sample
+
+    @staticmethod
+    def _augment_views(fields: dict[str, torch.Tensor], augmenter: Compose) -> None:
+        # Seeded from torch so DataLoader workers (seeded apart by torch) draw differently.
+        augmenter.set_random_state(seed=int(torch.randint(0, 2**31 - 1, ()).item()))
+        for view in torch.nonzero(fields["view_mask"]).flatten().tolist():
+            out = augmenter(fields["pixels"][view])  # (C, H, W)
+            fields["pixels"][view] = torch.as_tensor(out).as_subclass(torch.Tensor)
+
+
+def build_dataloaders(
+    cohort: Cohort,
+    preprocessor: Preprocessor,
+    *,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    cache: SampleCache | None = None,
+    on_error: OnError = "skip-modality",
+    modalities: Sequence[str] | None = None,
+    seed: int = 0,
+) -> dict[str, DataLoader]:
+    """One DataLoader per split that has rows; only ``train`` is shuffled and augmented."""
+    pad_ids = {
+        name: preprocessor.input_info(name)["pad_id"]
+        for name, cfg in preprocessor.modality_configs.items()
+        if isinstance(cfg, TextModality)
+    }
+    loaders = {}
+    for split in SPLITS:
+        dataset = CohortDataset(
+            cohort,
+            preprocessor,
+            split,
+            cache=cache,
+            on_error=on_error,
+            modalities=modalities,
+            augment=split == "train",
+        )
+        if len(dataset) == 0:
+            continue
+        loaders[split] = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=split == "train",
+            num_workers=num_workers,
+            collate_fn=partial(collate_samples, pad_ids=pad_ids),
+            generator=torch.Generator().manual_seed(seed),
+        )
+    return loaders
