@@ -1,0 +1,231 @@
+"""2D images through any timm backbone, as a grid of tokens (one token per feature-map cell or patch).
+
+Several views of one sample (e.g. frontal and lateral X-ray) share the backbone; a learned view
+embedding tells their tokens apart, and a missing view's tokens are masked out. Only present views
+go through the backbone, so a missing view's placeholder pixels never reach BatchNorm statistics.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import timm
+import torch
+from safetensors.torch import load_file
+from timm.models import adapt_input_conv, group_parameters
+from torch import Tensor, nn
+
+from polymodal.encoders.pretrained import (
+    EFFICIENTNET_LITE0,
+    PACKAGE_PREFIX,
+    efficientnet_lite0_package_state_dict,
+    is_packaged,
+    resolve_pretrained,
+)
+from polymodal.encoders.registry import register_encoder
+from polymodal.errors import ModelError
+
+Freeze = Literal["none", "all", "all_but_last"]
+FREEZE_MODES = ("none", "all", "all_but_last")
+
+
+def load_pretrained_backbone(model: nn.Module, pretrained: str | Path) -> None:
+    """Load weights into a timm ``model`` from a local ``.pth``/``.pt``/``.safetensors`` file or
+    ``package:efficientnet-lite0``.
+
+    The first convolution is adapted when the file has another number of input channels (timm's
+    ``adapt_input_conv``: a 1-channel model gets the sum over RGB). Classifier tensors are dropped
+    when the model has no classifier. Any other missing, unexpected or mis-shaped tensor raises
+    :class:`ModelError` naming it and the file.
+    """
+    if is_packaged(pretrained):
+        if str(pretrained).lower() != (PACKAGE_PREFIX + EFFICIENTNET_LITE0).lower():
+            raise ModelError(
+                f"image backbones load '{PACKAGE_PREFIX}{EFFICIENTNET_LITE0}' or a local weights "
+                f"file, not '{pretrained}'"
+            )
+        architecture = model.pretrained_cfg.get("architecture")
+        if architecture != "efficientnet_lite0":
+            raise ModelError(
+                f"'{pretrained}' holds efficientnet_lite0 weights but the backbone is "
+                f"'{architecture}'; set backbone: efficientnet_lite0"
+            )
+        state, source = efficientnet_lite0_package_state_dict(), str(pretrained)
+    else:
+        path = resolve_pretrained(pretrained)
+        state, source = _read_weights_file(path), str(path)
+
+    own = model.state_dict()
+    first_conv = model.pretrained_cfg.get("first_conv")
+    conv_key = f"{first_conv}.weight" if first_conv else None
+    if conv_key in state and conv_key in own and state[conv_key].shape[1] != own[conv_key].shape[1]:
+        state[conv_key] = adapt_input_conv(own[conv_key].shape[1], state[conv_key])
+    classifier = model.pretrained_cfg.get("classifier") or ""
+    unexpected = [k for k in state if k not in own]
+    if classifier:
+        # A backbone built with num_classes=0 has no classifier: its pretrained head is not needed.
+        for key in [k for k in unexpected if k.startswith(classifier + ".")]:
+            del state[key]
+        unexpected = [k for k in unexpected if not k.startswith(classifier + ".")]
+    # BatchNorm counters carry no learned information; the package checkpoint leaves them out.
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise ModelError(
+            f"{source} does not fit the backbone: missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}; give weights saved from the same timm architecture"
+        )
+    for key, tensor in state.items():
+        if tensor.shape != own[key].shape:
+            raise ModelError(
+                f"{source}: '{key}' has shape {tuple(tensor.shape)}, the backbone expects "
+                f"{tuple(own[key].shape)}"
+            )
+    model.load_state_dict(state, strict=False)
+
+
+def _read_weights_file(path: Path) -> dict[str, Tensor]:
+    """A state dict from a ``.safetensors`` or torch file (unwrapping ``{"state_dict": ...}``)."""
+    try:
+        if path.suffix == ".safetensors":
+            state: Any = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a corrupt or foreign file: say which one
+        raise ModelError(f"{path}: cannot read weights ({err})") from err
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ModelError(f"{path}: expected a state dict of tensors")
+    return dict(state)
+
+
+@register_encoder("image_timm", kinds=("image",))
+class ImageTimmEncoder(nn.Module):
+    """A timm backbone's feature map (CNN) or patch tokens (ViT), one token per cell or patch.
+
+    Inputs: ``pixels`` (B, V, C, H, W) float, ``view_mask`` (B, V) bool.
+    Output: tokens (B, V·N, D) and mask (B, V·N), N = h·w cells of the final feature map (CNN) or
+    the patch tokens (ViT, plus CLS/register tokens when ``prefix_tokens``); ``num_tokens`` holds N.
+
+    Args:
+        input_info: ``{"kind": "image", "channels": C, "size": [H, W], "views": V}``.
+        dim: token width D.
+        backbone: any timm model name; models with a fixed input size (ViTs) are built for
+            ``input_info["size"]``.
+        pretrained: a local weights file, ``package:efficientnet-lite0``, or None (random init).
+        freeze: ``"none"``, ``"all"`` (backbone fixed, in eval mode) or ``"all_but_last"`` (only the
+            last stage/block trains; frozen BatchNorm layers stay in eval mode).
+        prefix_tokens: keep a ViT's CLS/register tokens among the outputs.
+        backbone_options: extra keyword arguments for ``timm.create_model`` (e.g. ``depth``).
+    """
+
+    def __init__(
+        self,
+        input_info: dict[str, Any],
+        dim: int,
+        *,
+        backbone: str = "efficientnet_lite0",
+        pretrained: str | Path | None = None,
+        freeze: Freeze = "none",
+        prefix_tokens: bool = True,
+        backbone_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if not timm.is_model(backbone):
+            raise ModelError(
+                f"image_timm: unknown timm backbone '{backbone}'; pick a name from "
+                "timm.list_models(), e.g. efficientnet_lite0 or resnet18"
+            )
+        if freeze not in FREEZE_MODES:
+            raise ModelError(f"image_timm: freeze must be one of {FREEZE_MODES}, got '{freeze}'")
+        self.dim = dim
+        self.channels = int(input_info["channels"])
+        self.size = tuple(int(s) for s in input_info["size"])
+        self.views = int(input_info["views"])
+        self.freeze = freeze
+        self.prefix_tokens = prefix_tokens
+
+        options = dict(backbone_options or {})
+        cfg = timm.models.get_pretrained_cfg(backbone)
+        if cfg is not None and cfg.fixed_input_size:
+            options.setdefault("img_size", self.size)
+        # num_classes=0: tokens come from forward_features; the classifier would be dead weight.
+        self.backbone = timm.create_model(
+            backbone, pretrained=False, num_classes=0, in_chans=self.channels, **options
+        )
+        if pretrained is not None:
+            load_pretrained_backbone(self.backbone, pretrained)
+        self.num_prefix_tokens = int(getattr(self.backbone, "num_prefix_tokens", 0))
+        # Tokens per view, measured once in eval mode so BatchNorm statistics stay untouched.
+        self.backbone.eval()
+        with torch.no_grad():
+            probe = torch.zeros(1, self.channels, *self.size)
+            self.num_tokens = int(self._tokens(probe).shape[1])
+        self.backbone.train()
+        self.proj = nn.Linear(self.backbone.num_features, dim)
+        self.view_embedding = nn.Parameter(torch.zeros(self.views, dim))
+        nn.init.trunc_normal_(self.view_embedding, std=0.02)
+        self._freeze_backbone()
+
+    def _freeze_backbone(self) -> None:
+        if self.freeze == "none":
+            return
+        trainable: set[str] = set()
+        if self.freeze == "all_but_last":
+            # timm's coarse groups are stem, stages/blocks...; the last group holds the final
+            # stage or block together with what follows it (conv_head, final norm).
+            groups = group_parameters(self.backbone, self.backbone.group_matcher(coarse=True))
+            trainable = set(groups[max(groups)])
+        for name, parameter in self.backbone.named_parameters():
+            parameter.requires_grad_(name in trainable)
+
+    def train(self, mode: bool = True) -> ImageTimmEncoder:
+        """Switch modes, keeping frozen parts of the backbone in eval mode (fixed BN statistics)."""
+        super().train(mode)
+        if self.freeze == "all":
+            self.backbone.eval()
+        elif self.freeze == "all_but_last":
+            for module in self.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
+                    p.requires_grad for p in module.parameters()
+                ):
+                    module.eval()
+        return self
+
+    def _tokens(self, images: Tensor) -> Tensor:
+        """(M, C, H, W) images -> (M, N, C') backbone tokens."""
+        features = self.backbone.forward_features(images)
+        if features.ndim == 4:
+            if getattr(self.backbone, "output_fmt", "NCHW") == "NHWC":  # e.g. Swin
+                features = features.permute(0, 3, 1, 2)
+            return features.flatten(2).transpose(1, 2)  # (M, C', h, w) -> (M, h·w, C')
+        if not self.prefix_tokens:
+            features = features[:, self.num_prefix_tokens :]
+        return features  # (M, N, C')
+
+    def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """``pixels`` (B, V, C, H, W), ``view_mask`` (B, V) -> tokens (B, V·N, D), mask (B, V·N)."""
+        pixels, view_mask = inputs["pixels"], inputs["view_mask"].bool()
+        batch, views, channels, height, width = pixels.shape
+        if (views, channels, (height, width)) != (self.views, self.channels, self.size):
+            raise ModelError(
+                f"image_timm was built for {self.views} view(s) of {self.channels}×"
+                f"{self.size[0]}×{self.size[1]} images but got {views} view(s) of "
+                f"{channels}×{height}×{width}; encode with the preprocessing state it was fitted with"
+            )
+        flat_pixels = pixels.reshape(batch * views, channels, height, width)
+        present = view_mask.reshape(-1)
+        num_tokens = self.num_tokens
+        if present.any():
+            present_tokens = self.proj(self._tokens(flat_pixels[present]))  # (P, N, D)
+            # Zeros in the tokens' own dtype: under autocast they need not be float32.
+            tokens = present_tokens.new_zeros(batch * views, num_tokens, self.dim)
+            tokens = tokens.index_put((present,), present_tokens)  # (B·V, N, D)
+        else:
+            tokens = pixels.new_zeros(batch * views, num_tokens, self.dim)
+        tokens = tokens.reshape(batch, views, num_tokens, self.dim)
+        tokens = tokens + self.view_embedding[None, :, None, :] * view_mask[..., None, None]
+        mask = view_mask.repeat_interleave(num_tokens, dim=1)  # (B, V·N)
+        return tokens.reshape(batch, views * num_tokens, self.dim), mask
