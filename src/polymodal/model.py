@@ -1,0 +1,193 @@
+"""The multimodal model: per-modality encoders -> one fusion core -> one head per target.
+
+Composition by injection (TorchMultimodal's late-fusion pattern)::
+
+    model = MultimodalModel(encoders, core, heads, modality_dropout=0.2)
+    outputs = model(batch)                     # {"logits": {target: ...}, "features": (B, D_out)}
+    total, per_target = model.loss(batch, outputs)
+    predictions = model.predict(batch)         # {target: {name: Tensor}}
+
+``batch`` follows :mod:`polymodal.data.batch`. A modality the model has no encoder for is ignored;
+a modality of the model that the batch does not carry is unavailable for every sample.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import Tensor, nn
+
+from polymodal.config import ModelConfig
+from polymodal.errors import ModelError
+from polymodal.fusion import create_core
+from polymodal.heads import create_head
+
+
+class MultimodalModel(nn.Module):
+    """Encoders + fusion core + heads.
+
+    Args:
+        encoders: modality -> encoder; an encoder maps ``batch["inputs"][m]`` to
+            ``(tokens (B, N_m, D), mask (B, N_m) bool)``.
+        core: a fusion core (:func:`polymodal.fusion.create_core`); its ``modalities`` says which
+            modalities it reads, and only their encoders run.
+        heads: target -> head (:func:`polymodal.heads.create_head`).
+        modality_dropout: training only: probability of dropping each available modality of
+            each sample independently; a sample never loses all of its available modalities.
+    """
+
+    def __init__(
+        self,
+        encoders: nn.ModuleDict,
+        core: nn.Module,
+        heads: nn.ModuleDict,
+        modality_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= modality_dropout < 1.0:
+            raise ModelError(f"modality_dropout must be in [0, 1), got {modality_dropout}")
+        self.encoders = encoders
+        self.core = core
+        self.heads = heads
+        self.modality_dropout = modality_dropout
+        read = getattr(core, "modalities", tuple(encoders))
+        # The modalities this model encodes: those the core reads and that have an encoder.
+        self.modalities = tuple(m for m in read if m in encoders)
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """``batch`` -> ``{"logits": {target: (B,) | (B, K)}, "features": (B, D_out)}``."""
+        inputs, available = batch.get("inputs", {}), batch.get("available", {})
+        present = [m for m in self.modalities if m in inputs]
+        missing_availability = [m for m in present if m not in available]
+        if missing_availability:
+            raise ModelError(
+                f"the batch has inputs but no 'available' entry for {missing_availability}; "
+                "build batches with polymodal.data.collate.collate_samples"
+            )
+        availability = {m: available[m].bool() for m in present}
+        if self.training and self.modality_dropout > 0 and availability:
+            availability = self._drop_modalities(availability)
+
+        tokens, masks = {}, {}
+        for m in present:
+            if not self.training and not bool(availability[m].any()):
+                # No sample has it: skip the encoder (the core would mask every token anyway).
+                # Training always runs it so every parameter gets a gradient (DDP needs that).
+                continue
+            stream, mask = self.encoders[m](inputs[m])  # (B, N_m, D), (B, N_m)
+            tokens[m] = stream
+            masks[m] = mask.bool() & availability[m][:, None]
+        features = self.core(tokens, masks, availability)  # (B, D_out)
+        logits = {t: head(features) for t, head in self.heads.items()}
+        return {"logits": logits, "features": features}
+
+    def _drop_modalities(self, availability: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Per-sample modality dropout: each available modality goes with prob. p, never all."""
+        names = list(availability)
+        present = torch.stack([availability[m] for m in names], dim=1)  # (B, M)
+        draw = torch.rand(present.shape, device=present.device)
+        kept = present & (draw >= self.modality_dropout)
+        lost_all = present.any(dim=1) & ~kept.any(dim=1)  # (B,)
+        if bool(lost_all.any()):
+            # Give each such sample back one of its modalities, chosen uniformly.
+            restore = torch.multinomial(present[lost_all].float(), 1).squeeze(1)
+            rows = lost_all.nonzero().squeeze(1)
+            kept[rows, restore] = True
+        return {m: kept[:, i] for i, m in enumerate(names)}
+
+    def loss(
+        self, batch: dict[str, Any], outputs: dict[str, Any]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Sum of the per-target losses, and each of them.
+
+        A target missing from the batch counts as unlabeled for every sample (loss 0).
+        """
+        per_target: dict[str, Tensor] = {}
+        targets, target_mask = batch.get("targets", {}), batch.get("target_mask", {})
+        for name, head in self.heads.items():
+            logits = outputs["logits"][name]
+            if name in targets and name in target_mask:
+                per_target[name] = head.loss(logits, targets[name], target_mask[name])
+            else:
+                per_target[name] = (logits * 0.0).sum()
+        total = sum(per_target.values(), outputs["features"].new_zeros(()))
+        return total, per_target
+
+    def predictions_from_logits(self, logits: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
+        """``{target: logits}`` -> ``{target: {name: Tensor}}`` (see each head's ``predict``)."""
+        return {name: head.predict(logits[name]) for name, head in self.heads.items()}
+
+    @torch.no_grad()
+    def predict(self, batch: dict[str, Any]) -> dict[str, dict[str, Tensor]]:
+        """Predictions per target, e.g. ``{"label": {"probability": (B,)}}``.
+
+        Call ``model.eval()`` first: in training mode dropout and modality dropout are active.
+        """
+        return self.predictions_from_logits(self(batch)["logits"])
+
+    def save_weights(self, path: Path | str) -> None:
+        """Write the weights as safetensors (shared tensors, if an encoder ties any, are handled)."""
+        save_model(self, str(path))
+
+    def load_weights(self, path: Path | str) -> None:
+        """Read weights written by :meth:`save_weights`; raises :class:`ModelError` on mismatch."""
+        if not Path(path).is_file():
+            raise ModelError(f"{path}: weights file not found")
+        try:
+            load_model(self, str(path), strict=True)
+        except RuntimeError as err:
+            raise ModelError(
+                f"{path}: the weights do not fit this model ({err}); build the model with the "
+                "config it was trained with"
+            ) from None
+
+
+def build_model(
+    config: ModelConfig,
+    input_infos: dict[str, dict[str, Any]],
+    target_infos: dict[str, dict[str, Any]],
+) -> MultimodalModel:
+    """Build encoders, core and heads for a cohort from its fitted preprocessing state.
+
+    Args:
+        config: the model config.
+        input_infos: modality -> info (``{"kind": ..., ...}``, see ``polymodal.encoders``).
+        target_infos: target -> info (see :mod:`polymodal.heads`).
+
+    Only the modalities the core reads get an encoder (``single`` builds one, and nothing else).
+    """
+    # Imported here: the encoders pull in timm/transformers/monai, which the rest of this module
+    # (and everything that only loads a core or a head) does not need.
+    from polymodal.encoders import create_encoder, default_encoder
+
+    unknown = sorted(set(config.encoders) - set(input_infos))
+    if unknown:
+        raise ModelError(
+            f"model config 'encoders' names {unknown}, which are not modalities of this cohort "
+            f"({', '.join(input_infos) or 'none'})"
+        )
+    if not target_infos:
+        raise ModelError("the cohort has no targets; add at least one under 'targets' in the spec")
+    for what, names in (("modality", input_infos), ("target", target_infos)):
+        # Module names are attribute paths: a dot would split one name into two levels.
+        dotted = [n for n in names if "." in n or not n]
+        if dotted:
+            raise ModelError(
+                f"{what} name(s) {dotted} cannot be used as model parts; rename them in the "
+                "spec without '.' (e.g. 'ct_scan' for 'ct.scan')"
+            )
+    kinds = {m: info.get("kind", "") for m, info in input_infos.items()}
+    core = create_core(config.core, modalities=kinds, dim=config.dim, **config.core_options)
+    encoders = nn.ModuleDict()
+    for m in getattr(core, "modalities", tuple(input_infos)):
+        choice = config.encoders.get(m)
+        name = (choice.name if choice else None) or default_encoder(kinds[m])
+        options = choice.options if choice else {}
+        encoders[m] = create_encoder(name, input_info=input_infos[m], dim=config.dim, **options)
+    heads = nn.ModuleDict(
+        {t: create_head(t, info, in_dim=core.out_dim) for t, info in target_infos.items()}
+    )
+    return MultimodalModel(encoders, core, heads, modality_dropout=config.modality_dropout)

@@ -1,0 +1,219 @@
+"""Every registered fusion core: forward/backward, masks, missing modalities, save/load.
+
+Like timm's test_models.py, the tests run over ``list_cores()``; ``CORE_OPTIONS`` supplies each
+core's required options (and extra variants worth covering). A new core without an entry is
+tested with no options, and ``test_every_core_is_covered`` reminds its author to add one.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from polymodal.errors import ModelError
+from polymodal.fusion import create_core, list_cores
+
+DIM = 16
+MODALITIES = {"xray": "image", "labs": "tabular", "vitals": "series"}
+LENGTHS = {"xray": 5, "labs": 3, "vitals": 7}
+SMALL_SYNERGY = {"num_latents": 4, "depth": 2, "cross_dim_head": 8, "latent_dim_head": 8}
+
+CORE_OPTIONS: dict[str, list[dict]] = {
+    "synergy": [
+        SMALL_SYNERGY,
+        {**SMALL_SYNERGY, "pool": "attention", "self_per_cross": 2},
+        {**SMALL_SYNERGY, "layout": "paper", "fusion_depth": 2},
+        {**SMALL_SYNERGY, "layout": "paper", "direct": ["xray", "vitals"], "fusion_depth": 1},
+        {**SMALL_SYNERGY, "layout": "paper", "pe_mode": "faithful_double_add", "fusion_depth": 1},
+    ],
+    "single": [{"modality": "labs"}],
+    "concat": [{}],
+    "attention": [{"depth": 2}],
+}
+
+CASES = [
+    pytest.param(name, options, id=f"{name}-{i}")
+    for name in list_cores()
+    for i, options in enumerate(CORE_OPTIONS.get(name, [{}]))
+]
+
+
+def make_core(name: str, options: dict, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return create_core(name, modalities=MODALITIES, dim=DIM, **options).eval()
+
+
+def make_batch(seed: int = 1) -> tuple[dict, dict, dict]:
+    """3 samples: all modalities; labs missing; only labs. vitals padded to lengths 7, 4, 2."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = {m: torch.randn(3, n, DIM, generator=g) for m, n in LENGTHS.items()}
+    available = {
+        "xray": torch.tensor([True, True, False]),
+        "labs": torch.tensor([True, False, True]),
+        "vitals": torch.tensor([True, True, False]),
+    }
+    masks = {m: torch.ones(3, n, dtype=torch.bool) for m, n in LENGTHS.items()}
+    masks["vitals"][1, 4:] = False
+    masks["vitals"][2, 2:] = False
+    # The model ANDs each encoder mask with availability before the core sees it.
+    masks = {m: masks[m] & available[m][:, None] for m in masks}
+    return tokens, masks, available
+
+
+def with_garbage(tokens: dict, masks: dict, seed: int = 7) -> dict:
+    """Replace every masked token by large random values."""
+    g = torch.Generator().manual_seed(seed)
+    return {
+        m: torch.where(masks[m][..., None], t, torch.randn(t.shape, generator=g) * 1e3)
+        for m, t in tokens.items()
+    }
+
+
+def test_every_core_is_covered() -> None:
+    assert set(list_cores()) >= {"synergy", "single", "concat", "attention"}
+    assert set(list_cores()) <= set(CORE_OPTIONS), "add the new core's options to CORE_OPTIONS"
+
+
+@pytest.mark.parametrize(("name", "options"), CASES)
+def test_forward_backward(name: str, options: dict) -> None:
+    core = make_core(name, options).train()
+    tokens, masks, available = make_batch()
+    tokens = {m: t.requires_grad_() for m, t in tokens.items()}
+    out = core(tokens, masks, available)
+    assert out.shape == (3, core.out_dim)
+    assert torch.isfinite(out).all()
+    out.square().sum().backward()
+    grads = [p.grad for p in core.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+    # Gradient reaches the tokens the core reads, and never a masked one.
+    for m in core.modalities:
+        assert tokens[m].grad is not None and tokens[m].grad.abs().sum() > 0
+        assert (tokens[m].grad[~masks[m]] == 0).all()
+
+
+@pytest.mark.parametrize(("name", "options"), CASES)
+def test_missing_modality_garbage_does_not_change_output(name: str, options: dict) -> None:
+    core = make_core(name, options)
+    tokens, masks, available = make_batch()
+    reference = core(tokens, masks, available)
+    garbage = with_garbage(tokens, masks)
+    garbage["labs"][1] = float("nan")  # even NaN in an unavailable stream is never read
+    assert torch.allclose(core(garbage, masks, available), reference, atol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "options"), CASES)
+def test_absent_stream_equals_unavailable_stream(name: str, options: dict) -> None:
+    core = make_core(name, options)
+    tokens, masks, available = make_batch()
+    available["vitals"] = torch.zeros(3, dtype=torch.bool)
+    masks["vitals"] = torch.zeros_like(masks["vitals"])
+    garbage = with_garbage(tokens, masks)
+    absent = {m: t for m, t in tokens.items() if m != "vitals"}
+    absent_masks = {m: k for m, k in masks.items() if m != "vitals"}
+    expected = core(absent, absent_masks, {m: available[m] for m in absent})
+    assert torch.allclose(core(garbage, masks, available), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "options"), CASES)
+def test_padding_does_not_change_output(name: str, options: dict) -> None:
+    core = make_core(name, options)
+    tokens, masks, available = make_batch()
+    reference = core(tokens, masks, available)
+    for m in MODALITIES:
+        padded_tokens = dict(tokens, **{m: torch.cat([tokens[m], torch.randn(3, 9, DIM)], 1)})
+        padded_masks = dict(masks, **{m: torch.cat([masks[m], torch.zeros(3, 9, dtype=bool)], 1)})
+        out = core(padded_tokens, padded_masks, available)
+        assert torch.allclose(out, reference, atol=1e-6), f"padding {m} changed the output"
+
+
+@pytest.mark.parametrize(("name", "options"), CASES)
+def test_all_but_one_missing_gives_finite_output(name: str, options: dict) -> None:
+    core = make_core(name, options)
+    tokens, masks, _ = make_batch()
+    for keep in MODALITIES:
+        only = {m: torch.full((3,), m == keep) for m in MODALITIES}
+        only_masks = {m: masks[m] & only[m][:, None] for m in masks}
+        out = core(with_garbage(tokens, only_masks), only_masks, only)
+        assert torch.isfinite(out).all(), f"only {keep} available"
+    # A sample with nothing at all (every token masked) still gets a finite output.
+    none = {m: torch.zeros(3, dtype=torch.bool) for m in MODALITIES}
+    none_masks = {m: torch.zeros_like(k) for m, k in masks.items()}
+    assert torch.isfinite(core(with_garbage(tokens, none_masks), none_masks, none)).all()
+
+
+@pytest.mark.parametrize(("name", "options"), CASES)
+def test_safetensors_round_trip(name: str, options: dict, tmp_path) -> None:
+    core = make_core(name, options, seed=0)
+    tokens, masks, available = make_batch()
+    expected = core(tokens, masks, available)
+    save_file(core.state_dict(), str(tmp_path / "core.safetensors"))
+    fresh = make_core(name, options, seed=123)
+    fresh.load_state_dict(load_file(str(tmp_path / "core.safetensors")))
+    assert torch.equal(fresh(tokens, masks, available), expected)
+
+
+def test_single_reads_only_its_modality() -> None:
+    core = make_core("single", {"modality": "labs"})
+    assert core.modalities == ("labs",)
+    tokens, masks, available = make_batch()
+    expected = core(tokens, masks, available)
+    # Other streams NaN and marked available: still untouched.
+    noisy = {m: (t if m == "labs" else torch.full_like(t, float("nan"))) for m, t in tokens.items()}
+    everything = {m: torch.ones(3, dtype=torch.bool) for m in MODALITIES}
+    all_masks = {m: torch.ones_like(k) for m, k in masks.items()}
+    all_masks["labs"] = masks["labs"]
+    everything["labs"] = available["labs"]
+    assert torch.equal(core(noisy, all_masks, everything), expected)
+    only = core({"labs": tokens["labs"]}, {"labs": masks["labs"]}, {"labs": available["labs"]})
+    assert torch.equal(only, expected)
+
+
+def test_synergy_paper_layout_defaults_direct_to_images() -> None:
+    core = make_core("synergy", {**SMALL_SYNERGY, "layout": "paper"})
+    assert core.direct == ("xray",)
+    tokens, masks, available = make_batch()
+    # The image goes into the fusion transformer, not the memory: changing an available image
+    # token changes the output; the output is CLS-based with width dim.
+    out = core(tokens, masks, available)
+    tokens["xray"][0, 0] += torch.randn(DIM)  # not a constant shift, which LayerNorm removes
+    changed = core(tokens, masks, available)
+    assert not torch.allclose(out[0], changed[0]) and torch.equal(out[2], changed[2])
+    assert core.out_dim == DIM
+
+
+def test_faithful_double_add_differs_from_standard() -> None:
+    paper = {**SMALL_SYNERGY, "layout": "paper", "fusion_depth": 1}
+    standard = make_core("synergy", paper)
+    faithful = make_core("synergy", {**paper, "pe_mode": "faithful_double_add"})
+    tokens, masks, available = make_batch()
+    assert not torch.allclose(
+        standard(tokens, masks, available), faithful(tokens, masks, available)
+    )
+
+
+def test_unknown_core_lists_the_known_ones() -> None:
+    with pytest.raises(ModelError, match=r"unknown fusion core 'perceiver'.*synergy"):
+        create_core("perceiver", modalities=MODALITIES, dim=DIM)
+
+
+def test_unknown_option_lists_the_accepted_ones() -> None:
+    with pytest.raises(ModelError, match=r"unknown option\(s\) 'latents'.*num_latents"):
+        create_core("synergy", modalities=MODALITIES, dim=DIM, latents=8)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("single", {}, "needs the option modality="),
+        ("single", {"modality": "ecg"}, "unknown modality 'ecg'"),
+        ("synergy", {"layout": "paper", "direct": ["ct"]}, "unknown modality 'ct'"),
+        ("synergy", {"direct": ["xray"]}, "'direct' needs layout='paper'"),
+        ("synergy", {"pool": "max"}, "pool='max' is not one of mean, attention"),
+        ("synergy", {"pe_mode": "double"}, "pe_mode='double'"),
+    ],
+)
+def test_bad_options_are_model_errors(name: str, options: dict, message: str) -> None:
+    with pytest.raises(ModelError, match=message):
+        create_core(name, modalities=MODALITIES, dim=DIM, **options)
