@@ -54,6 +54,11 @@ from polymodal.evaluation.metrics import KINDS, EvaluationError
 FORMAT = "polymodal-evaluation"
 VERSION = 1
 
+# Up to this many subsets the terminal table has one column per subset; beyond, one row each.
+SIDEWAYS_MAX_SUBSETS = 3
+# Metrics shown per subset row in the terminal (the first of MAIN_METRICS).
+TERMINAL_METRICS = 4
+
 # The columns of the summary table per target kind; every metric is in the JSON.
 MAIN_METRICS: dict[str, tuple[str, ...]] = {
     "binary": (
@@ -327,6 +332,9 @@ class EvaluationResult:
         """
         tables = []
         for name, target in self.targets.items():
+            if len(target.subsets) > SIDEWAYS_MAX_SUBSETS:
+                tables.append(self._subset_rows_table(name, target))
+                continue
             for title, columns in self._tables(name, target, per_class):
                 table = Table(
                     title=escape(title), caption=escape(_caption(target)), caption_justify="left"
@@ -344,6 +352,26 @@ class EvaluationResult:
                     table.add_row(escape(_header(column)), *cells)
                 tables.append((table, _notes(target, columns)))
         return tables
+
+    def _subset_rows_table(self, name: str, target: TargetResult) -> tuple[Table, list[str]]:
+        """A long missing-modality matrix: one row per subset, the first few main metrics."""
+        present = {metric for s in target.subsets for metric in s.metrics}
+        columns = [m for m in MAIN_METRICS[target.kind] if m in present][:TERMINAL_METRICS]
+        caption = _caption(target) + " Every metric is in the JSON and Markdown output."
+        table = Table(
+            title=escape(f"{name} ({target.kind})"), caption=escape(caption), caption_justify="left"
+        )
+        table.add_column("modalities")
+        table.add_column("n (groups)", justify="right")
+        for column in columns:
+            table.add_column(escape(_header(column)), justify="right")
+        for s in target.subsets:
+            table.add_row(
+                escape(s.label),
+                f"{s.n_samples} ({s.n_groups})",
+                *(_styled(_cell(s, c)) for c in columns),
+            )
+        return table, _notes(target, columns)
 
     def print_rich(self, console: Console | None = None, *, per_class: bool = False) -> None:
         """Print every table and its notes to ``console`` (stdout when None)."""

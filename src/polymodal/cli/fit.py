@@ -1,0 +1,50 @@
+"""``polymodal fit``: train a model on a cohort and export a model folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from polymodal.cli import app, console
+
+
+@app.command()
+def fit(
+    spec: Path = typer.Argument(..., help="Cohort spec (YAML)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder (checkpoints, logs, model/)."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Run config YAML (model + train)."
+    ),
+    core: str | None = typer.Option(
+        None, help="Fusion core, e.g. synergy, attention, concat, single."
+    ),
+    epochs: int | None = typer.Option(None, help="Shortcut for --set train.max_epochs=N."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Dotted override, e.g. train.lr=1e-4 (repeatable)."
+    ),
+    resume: bool = typer.Option(False, help="Continue from OUT/checkpoints/last.ckpt."),
+) -> None:
+    """Fit preprocessing on the training split, train, pick the best epoch on validation, export."""
+    from polymodal.data.spec import load_spec
+    from polymodal.training.fit import fit as run_fit
+    from polymodal.training.run_config import load_run_config
+
+    overrides = list(set_)
+    if core is not None:
+        overrides.append(f"model.core={core}")
+    if epochs is not None:
+        overrides.append(f"train.max_epochs={epochs}")
+    run = load_run_config(config, overrides)
+    cohort_spec = load_spec(spec)
+    console.print(f"fitting [bold]{run.model.core}[/] on [bold]{cohort_spec.name}[/] → {out}")
+    result = run_fit(
+        cohort_spec, out, model_config=run.model, train_config=run.train, resume=resume
+    )
+    score = "n/a" if result.best_score is None else f"{result.best_score:.4f}"
+    console.print(f"best {result.monitor} = {score}; model folder: [bold]{result.model_dir}[/]")
+    if result.data_issues:
+        console.print(
+            f"[yellow]{len(result.data_issues)} values or files could not be used and were treated as "
+            f"missing; see {out / 'data_issues.csv'}[/]"
+        )

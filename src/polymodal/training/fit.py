@@ -1,0 +1,195 @@
+"""Fit a model on a cohort: preprocessing on the training split, Lightning loop, model folder.
+
+Run folder layout (``OUT``)::
+
+    OUT/
+      preprocessing.json     fitted on the training split (reused on --resume)
+      run.json               the model and training config of this run
+      cache/                 decoded, preprocessed files (second epoch decodes nothing)
+      checkpoints/           best.ckpt and last.ckpt (Lightning; used to resume)
+      logs/                  CSV metrics; tensorboard/ TensorBoard events
+      model/                 the exported model folder (see polymodal.model_folder)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch.utils.data import DataLoader
+
+from polymodal.config import ModelConfig
+from polymodal.data.cache import SampleCache
+from polymodal.data.collate import collate_samples
+from polymodal.data.dataset import CohortDataset
+from polymodal.data.manifest import Cohort, load_cohort
+from polymodal.data.preprocessing import Preprocessor
+from polymodal.data.spec import CohortSpec
+from polymodal.errors import PolymodalError
+from polymodal.model import build_model
+from polymodal.model_folder import save_model_folder
+from polymodal.training.config import TrainConfig
+from polymodal.training.module import PolymodalModule, resolve_monitor
+
+
+@dataclass
+class FitResult:
+    model_dir: Path
+    best_checkpoint: Path | None
+    best_score: float | None
+    monitor: str
+    epochs_run: int
+    # Values or files that could not be used (the sample went on without them).
+    data_issues: list = field(default_factory=list)
+
+
+def make_loader(dataset: CohortDataset, cfg: TrainConfig, *, shuffle: bool) -> DataLoader:
+    """A DataLoader with polymodal's collate; a seeded generator keeps shuffling reproducible."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        shuffle=shuffle,
+        num_workers=cfg.num_workers,
+        collate_fn=collate_samples,
+        generator=generator if shuffle else None,
+        persistent_workers=cfg.num_workers > 0,
+    )
+
+
+def fit(
+    spec: CohortSpec,
+    out_dir: Path,
+    *,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    resume: bool = False,
+    cohort: Cohort | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Train ``model_config`` on ``spec``'s training split, select on validation, export.
+
+    With ``resume=True`` and ``OUT/checkpoints/last.ckpt`` present, training continues from
+    that checkpoint with the preprocessing state saved in ``OUT``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = train_config
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    cohort = cohort or load_cohort(spec)
+
+    state_path = out_dir / "preprocessing.json"
+    last_ckpt = out_dir / "checkpoints" / "last.ckpt"
+    resuming = resume and last_ckpt.is_file()
+    if resume and not resuming:
+        warnings.warn(f"--resume: no checkpoint at {last_ckpt}; starting from scratch", stacklevel=2)
+    if resuming and state_path.is_file():
+        preprocessor = Preprocessor.load(state_path)
+    else:
+        preprocessor = Preprocessor.fit(cohort)
+        preprocessor.save(state_path)
+    (out_dir / "run.json").write_text(
+        json.dumps({"model": model_config.model_dump(mode="json"), "train": cfg.model_dump(mode="json")}, indent=2)
+    )
+
+    cache = SampleCache(out_dir / "cache") if cfg.cache else None
+    train_ds = CohortDataset(cohort, preprocessor, "train", cache=cache, augment=True)
+    val_ds = CohortDataset(cohort, preprocessor, "val", cache=cache)
+    if len(train_ds) == 0:
+        raise PolymodalError(f"{spec.manifest_path}: the training split has no rows; check the split column or recipe")
+    if len(val_ds) == 0:
+        raise PolymodalError(
+            f"{spec.manifest_path}: the validation split has no rows; model selection needs one "
+            "(add 'val' rows or a split recipe with val > 0)"
+        )
+    train_loader = make_loader(train_ds, cfg, shuffle=True)
+    val_loader = make_loader(val_ds, cfg, shuffle=False)
+
+    input_infos = {m: preprocessor.input_info(m) for m in preprocessor.modalities}
+    target_infos = {t: preprocessor.target_info(t) for t in preprocessor.targets}
+    model = build_model(model_config, input_infos, target_infos)
+    module = PolymodalModule(model, target_infos, cfg, steps_per_epoch=len(train_loader))
+
+    monitor, mode = resolve_monitor(cfg, target_infos)
+    checkpoint = ModelCheckpoint(
+        dirpath=out_dir / "checkpoints",
+        filename="best",
+        monitor=monitor,
+        mode=mode,
+        save_last=True,
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    callbacks: list[L.Callback] = [checkpoint, LearningRateMonitor(logging_interval="epoch")]
+    if cfg.early_stopping_patience:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping_patience))
+    if progress:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(leave=True))
+    loggers = [CSVLogger(out_dir, name="logs", version=""), TensorBoardLogger(out_dir, name="tensorboard", version="")]
+
+    _quiet_lightning()
+    trainer = L.Trainer(
+        max_epochs=cfg.max_epochs,
+        accelerator=cfg.accelerator,
+        devices=1,
+        precision=cfg.precision,
+        callbacks=callbacks,
+        logger=loggers,
+        gradient_clip_val=cfg.gradient_clip,
+        deterministic=cfg.deterministic,
+        log_every_n_steps=min(cfg.log_every_n_steps, max(1, len(train_loader))),
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last_ckpt) if resuming else None)
+
+    best_path = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    if best_path is not None and best_path.is_file():
+        # Our own checkpoint, written moments ago by this process.
+        state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+    best_score = None if checkpoint.best_model_score is None else float(checkpoint.best_model_score)
+    model_dir = save_model_folder(
+        out_dir / "model",
+        model=module.model,
+        config=model_config,
+        preprocessor=preprocessor,
+        spec=spec,
+        extra={"train": cfg.model_dump(mode="json"), "monitor": monitor, "best_score": best_score},
+    )
+    issues = _write_issues(
+        out_dir / "data_issues.csv",
+        [*getattr(preprocessor, "fit_issues", []), *train_ds.issues, *val_ds.issues],
+    )
+    return FitResult(model_dir, best_path, best_score, monitor, trainer.current_epoch, issues)
+
+
+def _write_issues(path: Path, issues: list) -> list:
+    """Every value or file that was skipped, one CSV row each, so nothing is dropped silently."""
+    unique = list(dict.fromkeys(issues))
+    if unique:
+        import pandas as pd
+
+        pd.DataFrame(
+            [{"row_id": i.row_id, "modality": i.modality, "column": i.column, "reason": i.reason} for i in unique]
+        ).to_csv(path, index=False)
+    return unique
+
+
+def _quiet_lightning() -> None:
+    """Lightning's banner lines (GPU available, TPU, …) are noise in a CLI run."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)

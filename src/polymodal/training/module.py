@@ -1,0 +1,126 @@
+"""The Lightning module: one training loop for every fusion core and target kind."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from polymodal.model import MultimodalModel
+from polymodal.training.config import TrainConfig
+from polymodal.training.predictions import PredictionCollector
+
+# The metric that decides "better" for each target kind, and whether higher is better.
+MAIN_METRIC = {
+    "binary": ("auroc", "max"),
+    "multiclass": ("auroc_macro", "max"),
+    "multilabel": ("auroc_macro", "max"),
+    "regression": ("rmse", "min"),
+    "time_to_event": ("c_index", "max"),
+}
+
+
+def resolve_monitor(cfg: TrainConfig, target_infos: dict[str, dict]) -> tuple[str, str]:
+    """The logged metric name and mode ('max'/'min') used for early stopping and checkpoints."""
+    if cfg.monitor == "val/loss":
+        return "val/loss", "min"
+    if cfg.monitor != "auto":
+        name = cfg.monitor.rsplit("/", 1)[-1]
+        lower_is_better = name in {"loss", "brier", "ece", "mae", "rmse"}
+        return cfg.monitor, "min" if lower_is_better else "max"
+    target, info = next(iter(target_infos.items()))
+    metric, mode = MAIN_METRIC[info["kind"]]
+    return f"val/{target}/{metric}", mode
+
+
+def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """Learning-rate multiplier: linear warm-up to 1, then cosine decay to ``min_ratio``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    progress = min(max(progress, 0.0), 1.0)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class PolymodalModule(L.LightningModule):
+    """Wraps a :class:`MultimodalModel`: losses, AdamW + warm-up/cosine, validation metrics.
+
+    Args:
+        model: the encoders + fusion core + heads.
+        target_infos: ``{target: info}`` from the fitted preprocessing state.
+        train_config: optimiser and schedule settings.
+        steps_per_epoch: optimiser steps per epoch (for the warm-up length).
+    """
+
+    def __init__(
+        self,
+        model: MultimodalModel,
+        target_infos: dict[str, dict],
+        train_config: TrainConfig,
+        steps_per_epoch: int,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.target_infos = target_infos
+        self.train_config = train_config
+        self.steps_per_epoch = max(1, steps_per_epoch)
+        self._val = PredictionCollector(target_infos)
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return self.model(batch)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        outputs = self.model(batch)
+        total, per_target = self.model.loss(batch, outputs)
+        bs = len(batch["ids"])
+        self.log("train/loss", total, prog_bar=True, batch_size=bs)
+        for name, value in per_target.items():
+            self.log(f"train/{name}/loss", value, batch_size=bs)
+        return total
+
+    def on_validation_epoch_start(self) -> None:
+        self._val.reset()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        outputs = self.model(batch)
+        total, _ = self.model.loss(batch, outputs)
+        self.log("val/loss", total, prog_bar=True, batch_size=len(batch["ids"]))
+        self._val.add(batch, self.model.predictions_from_logits(outputs["logits"]))
+
+    def on_validation_epoch_end(self) -> None:
+        from polymodal.evaluation.metrics import compute_metrics
+
+        for target, info in self.target_infos.items():
+            y_true, pred, _ = self._val.arrays(target)
+            if len(y_true) == 0:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                metrics = compute_metrics(info["kind"], y_true, pred, classes=info.get("classes"))
+            for name, value in metrics.items():
+                if isinstance(value, (int, float)) and np.isfinite(value):
+                    self.log(f"val/{target}/{name}", float(value), prog_bar=name == MAIN_METRIC[info["kind"]][0])
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        cfg = self.train_config
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            # Norms, biases and embeddings-like 1-D tensors are not weight-decayed.
+            (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+        )
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: warmup_cosine(step, warmup_steps=warmup, total_steps=total, min_ratio=cfg.min_lr_ratio),
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

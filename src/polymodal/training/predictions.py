@@ -1,0 +1,69 @@
+"""Gather per-sample predictions over batches into numpy arrays for metrics and CSV output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+# Which entry of a head's ``predict`` output the metrics read, per target kind.
+MAIN_PREDICTION = {
+    "binary": "probability",
+    "multiclass": "probabilities",
+    "multilabel": "probabilities",
+    "regression": "value",
+    "time_to_event": "risk",
+}
+
+
+class PredictionCollector:
+    """Accumulates ids, groups, labels and predictions batch by batch.
+
+    ``add(batch, predictions)`` takes a batch (see :mod:`polymodal.data.batch`) and
+    ``{target: {name: Tensor (B, ...)}}`` from the heads; ``arrays(target)`` returns
+    ``(y_true, prediction, groups)`` for the samples that have a label for that target.
+    """
+
+    def __init__(self, target_infos: dict[str, dict]) -> None:
+        self.target_infos = target_infos
+        self.reset()
+
+    def reset(self) -> None:
+        self.ids: list[str] = []
+        self.groups: list[str] = []
+        self._targets: dict[str, list[np.ndarray]] = {t: [] for t in self.target_infos}
+        self._masks: dict[str, list[np.ndarray]] = {t: [] for t in self.target_infos}
+        self._preds: dict[str, dict[str, list[np.ndarray]]] = {t: {} for t in self.target_infos}
+
+    def add(self, batch: dict[str, Any], predictions: dict[str, dict[str, torch.Tensor]]) -> None:
+        self.ids.extend(batch["ids"])
+        self.groups.extend(batch["groups"])
+        for target in self.target_infos:
+            self._targets[target].append(_numpy(batch["targets"][target]))
+            self._masks[target].append(_numpy(batch["target_mask"][target]).astype(bool))
+            for name, value in predictions[target].items():
+                self._preds[target].setdefault(name, []).append(_numpy(value))
+
+    def predictions(self, target: str) -> dict[str, np.ndarray]:
+        """Every prediction output of a target's head, for all samples (labelled or not)."""
+        return {name: np.concatenate(parts) for name, parts in self._preds[target].items()}
+
+    def arrays(self, target: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(y_true, main prediction, groups) restricted to samples labelled for ``target``."""
+        if not self.ids:
+            return np.empty(0), np.empty(0), np.empty(0)
+        kind = self.target_infos[target]["kind"]
+        mask = np.concatenate(self._masks[target])
+        y_true = np.concatenate(self._targets[target])[mask]
+        pred = self.predictions(target)[MAIN_PREDICTION[kind]][mask]
+        groups = np.asarray(self.groups, dtype=object)[mask]
+        if kind == "multiclass":
+            y_true = y_true.astype(np.int64)
+        return y_true, pred, groups
+
+
+def _numpy(value: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().float().cpu().numpy() if value.is_floating_point() else value.detach().cpu().numpy()
+    return np.asarray(value)
