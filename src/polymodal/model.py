@@ -59,6 +59,19 @@ class MultimodalModel(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         """``batch`` -> ``{"logits": {target: (B,) | (B, K)}, "features": (B, D_out)}``."""
+        encoded, availability = self.encode(batch)
+        if self.training and self.modality_dropout > 0 and availability:
+            availability = self._drop_modalities(availability)
+        return self.fuse(encoded, availability)
+
+    def encode(
+        self, batch: dict[str, Any]
+    ) -> tuple[dict[str, tuple[Tensor, Tensor]], dict[str, Tensor]]:
+        """Run the encoders: ``({m: (tokens (B, N_m, D), mask (B, N_m))}, {m: available (B,)})``.
+
+        Split from :meth:`fuse` so that an evaluation can encode a batch once and fuse it under
+        many availability patterns (the missing-modality matrix).
+        """
         inputs, available = batch.get("inputs", {}), batch.get("available", {})
         present = [m for m in self.modalities if m in inputs]
         missing_availability = [m for m in present if m not in available]
@@ -68,18 +81,22 @@ class MultimodalModel(nn.Module):
                 "build batches with polymodal.data.collate.collate_samples"
             )
         availability = {m: available[m].bool() for m in present}
-        if self.training and self.modality_dropout > 0 and availability:
-            availability = self._drop_modalities(availability)
-
-        tokens, masks = {}, {}
+        encoded = {}
         for m in present:
             if not self.training and not bool(availability[m].any()):
                 # No sample has it: skip the encoder (the core would mask every token anyway).
                 # Training always runs it so every parameter gets a gradient (DDP needs that).
                 continue
-            stream, mask = self.encoders[m](inputs[m])  # (B, N_m, D), (B, N_m)
-            tokens[m] = stream
-            masks[m] = mask.bool() & availability[m][:, None]
+            encoded[m] = self.encoders[m](inputs[m])  # (B, N_m, D), (B, N_m)
+        return encoded, availability
+
+    def fuse(
+        self, encoded: dict[str, tuple[Tensor, Tensor]], availability: dict[str, Tensor]
+    ) -> dict[str, Any]:
+        """Fusion core and heads over encoded streams; a modality unavailable for a sample is
+        masked out of that sample's tokens, whatever its stream holds."""
+        tokens = {m: stream for m, (stream, _) in encoded.items()}
+        masks = {m: mask.bool() & availability[m][:, None] for m, (_, mask) in encoded.items()}
         features = self.core(tokens, masks, availability)  # (B, D_out)
         logits = {t: head(features) for t, head in self.heads.items()}
         return {"logits": logits, "features": features}

@@ -14,6 +14,7 @@ from polymodal.data.batch import to_device
 from polymodal.data.collate import collate_samples
 from polymodal.data.dataset import CohortDataset
 from polymodal.data.manifest import Cohort, load_cohort
+from polymodal.errors import ModelError
 from polymodal.model_folder import LoadedModel, load_model_folder
 from polymodal.training.predictions import PredictionCollector
 
@@ -27,13 +28,17 @@ class Predictor:
         table = predictor.predict_manifest("new_patients.csv")   # one row per input row
     """
 
-    def __init__(self, loaded: LoadedModel, *, device: str | torch.device = "cpu", batch_size: int = 64) -> None:
+    def __init__(
+        self, loaded: LoadedModel, *, device: str | torch.device = "cpu", batch_size: int = 64
+    ) -> None:
         self.loaded = loaded
         self.device = torch.device(device)
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, folder: Path | str, *, device: str | torch.device = "cpu", batch_size: int = 64) -> Predictor:
+    def load(
+        cls, folder: Path | str, *, device: str | torch.device = "cpu", batch_size: int = 64
+    ) -> Predictor:
         return cls(load_model_folder(folder, device=device), device=device, batch_size=batch_size)
 
     @property
@@ -53,9 +58,35 @@ class Predictor:
 
         Returns the collected predictions and ``{modality: availability (n,)}`` as used.
         """
-        dataset = CohortDataset(cohort, self.loaded.preprocessor, split, modalities=modalities)
-        loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False, collate_fn=collate_samples)
-        collector = PredictionCollector(self.loaded.target_infos)
+        subset = tuple(modalities) if modalities is not None else tuple(self.modalities)
+        collectors, available = self.collect_subsets(
+            cohort, [subset], split=split, progress=progress
+        )
+        return collectors[subset], available
+
+    @torch.no_grad()
+    def collect_subsets(
+        self,
+        cohort: Cohort,
+        subsets: Sequence[tuple[str, ...]],
+        *,
+        split: str | None = None,
+        progress: bool = False,
+    ) -> tuple[dict[tuple[str, ...], PredictionCollector], dict[str, np.ndarray]]:
+        """Predictions with only each subset of modalities available, from one pass over the data.
+
+        Every file is read and every encoder runs once per batch; the fusion core and heads
+        then run once per subset with the other modalities masked as unavailable.
+        Returns ``{subset: collector}`` and the availability ``{modality: (n,)}`` in the data.
+        """
+        unknown = sorted({m for s in subsets for m in s} - set(self.modalities))
+        if unknown:
+            raise ModelError(f"the model has no modality {unknown}; it knows {self.modalities}")
+        dataset = CohortDataset(cohort, self.loaded.preprocessor, split)
+        loader = DataLoader(
+            dataset, batch_size=self.batch_size, shuffle=False, collate_fn=collate_samples
+        )
+        collectors = {tuple(s): PredictionCollector(self.loaded.target_infos) for s in subsets}
         available: dict[str, list[np.ndarray]] = {m: [] for m in self.modalities}
         model = self.loaded.model.eval()
         iterator = loader
@@ -65,13 +96,22 @@ class Predictor:
             iterator = track(loader, description="predicting", total=len(loader))
         for batch in iterator:
             batch = to_device(batch, self.device)
-            logits = model(batch)["logits"]
-            collector.add(batch, model.predictions_from_logits(logits))
+            encoded, availability = model.encode(batch)
+            for subset, collector in collectors.items():
+                masked = {
+                    m: a if m in subset else torch.zeros_like(a) for m, a in availability.items()
+                }
+                logits = model.fuse(encoded, masked)["logits"]
+                collector.add(batch, model.predictions_from_logits(logits))
             for m in self.modalities:
                 available[m].append(batch["available"][m].cpu().numpy())
-        return collector, {m: np.concatenate(v) if v else np.empty(0, bool) for m, v in available.items()}
+        return collectors, {
+            m: np.concatenate(v) if v else np.empty(0, bool) for m, v in available.items()
+        }
 
-    def predict_cohort(self, cohort: Cohort, *, split: str | None = None, progress: bool = False) -> pd.DataFrame:
+    def predict_cohort(
+        self, cohort: Cohort, *, split: str | None = None, progress: bool = False
+    ) -> pd.DataFrame:
         """One output row per input row: ids, modalities used, and each target's predictions."""
         collector, available = self.collect(cohort, split=split, progress=progress)
         table: dict[str, object] = {cohort.spec.id_column: collector.ids}
@@ -87,7 +127,9 @@ class Predictor:
         return self.predict_cohort(cohort, progress=progress)
 
 
-def _prediction_columns(target: str, info: dict, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _prediction_columns(
+    target: str, info: dict, outputs: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """Readable CSV columns for one target's head outputs."""
     kind = info["kind"]
     if kind == "binary":

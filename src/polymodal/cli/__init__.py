@@ -42,4 +42,15 @@ def main() -> None:
         sys.exit(2)
 
 
-# Command modules (each adds its commands to `app`). Keep one line per module.
+# Command modules (each adds its commands to `app` when imported).
+from polymodal.cli import (  # noqa: E402
+    demo,
+    demo_data,
+    evaluate,
+    fit,
+    predict,
+    prepare,
+    validate,
+)
+
+__all__ = ["app", "demo", "demo_data", "evaluate", "fit", "main", "predict", "prepare", "validate"]

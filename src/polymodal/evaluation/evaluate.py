@@ -40,11 +40,6 @@ def evaluate_model(
         specificity: the specificity at which sensitivity is reported.
     """
     names = list(modalities or predictor.modalities)
-    unknown = sorted(set(names) - set(predictor.modalities))
-    if unknown:
-        from polymodal.errors import ModelError
-
-        raise ModelError(f"the model has no modality {unknown}; it knows {predictor.modalities}")
     plan = modality_subsets(names) if subsets else [tuple(names)]
     result = EvaluationResult(
         settings={
@@ -57,12 +52,12 @@ def evaluate_model(
             "population": "all labelled rows of the split; modalities outside a subset masked",
         }
     )
+    collectors, _ = predictor.collect_subsets(cohort, plan, split=split, progress=progress)
     with Progress(transient=True, disable=not progress) as bar:
-        task = bar.add_task("evaluating modality subsets", total=len(plan))
+        task = bar.add_task("bootstrapping metrics per modality subset", total=len(plan))
         for subset in plan:
-            collector, _ = predictor.collect(cohort, split=split, modalities=subset)
             for target, info in predictor.loaded.target_infos.items():
-                y_true, pred, groups = collector.arrays(target)
+                y_true, pred, groups = collectors[subset].arrays(target)
                 if len(y_true) == 0:
                     continue
                 ci = bootstrap_metrics(

@@ -368,8 +368,8 @@ class EvaluationResult:
         for s in target.subsets:
             table.add_row(
                 escape(s.label),
-                f"{s.n_samples} ({s.n_groups})",
-                *(_styled(_cell(s, c)) for c in columns),
+                f"{s.n_samples}\n({s.n_groups})",
+                *(_styled(_cell(s, c).replace(" (", "\n(", 1)) for c in columns),
             )
         return table, _notes(target, columns)
 
