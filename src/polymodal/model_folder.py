@@ -100,7 +100,15 @@ def load_model_folder(folder: Path | str, *, device: str | torch.device = "cpu")
     target_infos = payload["target_infos"]
     model = build_model(config, input_infos, target_infos)
     state = load_file(str(folder / WEIGHTS), device="cpu")
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        # Same names, other shapes (e.g. another `dim`): torch lists every tensor; one says enough.
+        lines = [line.strip() for line in str(err).splitlines() if "size mismatch" in line]
+        raise ModelError(
+            f"{folder / WEIGHTS}: weights do not match the model config "
+            f"({lines[0] if lines else err})"
+        ) from None
     if missing or unexpected:
         raise ModelError(
             f"{folder / WEIGHTS}: weights do not match the model config "

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from rich.progress import Progress
 
 from polymodal.data.manifest import Cohort
+from polymodal.data.spec import SPLITS
+from polymodal.errors import PolymodalError
 from polymodal.evaluation.bootstrap import bootstrap_metrics
 from polymodal.evaluation.tables import EvaluationResult, modality_subsets
 from polymodal.predictor import Predictor
@@ -39,6 +41,12 @@ def evaluate_model(
         n_boot: bootstrap resamples (by patient group) for the 95 % intervals.
         specificity: the specificity at which sensitivity is reported.
     """
+    if split not in SPLITS:
+        raise PolymodalError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+    if len(cohort.indices(split)) == 0:
+        raise PolymodalError(
+            f"{cohort.manifest_path}: the {split!r} split has no rows; choose another split"
+        )
     names = list(modalities or predictor.modalities)
     plan = modality_subsets(names) if subsets else [tuple(names)]
     result = EvaluationResult(
