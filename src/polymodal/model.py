@@ -60,8 +60,8 @@ class MultimodalModel(nn.Module):
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         """``batch`` -> ``{"logits": {target: (B,) | (B, K)}, "features": (B, D_out)}``."""
         encoded, availability = self.encode(batch)
-        if self.training and self.modality_dropout > 0 and availability:
-            availability = self._drop_modalities(availability)
+        if self.training:
+            availability = self.drop_modalities(availability)
         return self.fuse(encoded, availability)
 
     def encode(
@@ -101,8 +101,15 @@ class MultimodalModel(nn.Module):
         logits = {t: head(features) for t, head in self.heads.items()}
         return {"logits": logits, "features": features}
 
-    def _drop_modalities(self, availability: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Per-sample modality dropout: each available modality goes with prob. p, never all."""
+    def drop_modalities(self, availability: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Per-sample modality dropout: each available modality goes with prob. p, never all.
+
+        ``forward`` applies it in training mode; a training loop that needs the encoded streams
+        (:meth:`encode`, then this, then :meth:`fuse`) applies it itself. With p = 0 the
+        availability comes back unchanged.
+        """
+        if self.modality_dropout == 0 or not availability:
+            return availability
         names = list(availability)
         present = torch.stack([availability[m] for m in names], dim=1)  # (B, M)
         draw = torch.rand(present.shape, device=present.device)

@@ -30,6 +30,10 @@ CORE_OPTIONS: dict[str, list[dict]] = {
     "single": [{"modality": "labs"}],
     "concat": [{}],
     "attention": [{"depth": 2}],
+    "bottleneck": [
+        {"depth": 2, "num_bottlenecks": 2},
+        {"depth": 1, "num_bottlenecks": 3, "pooling": "attention", "readout": "bottleneck_tokens"},
+    ],
 }
 
 CASES = [

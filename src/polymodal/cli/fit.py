@@ -24,8 +24,15 @@ def fit(
         [], "--set", help="Dotted override, e.g. train.lr=1e-4 (repeatable)."
     ),
     resume: bool = typer.Option(False, help="Continue from OUT/checkpoints/last.ckpt."),
+    distill_from: Path | None = typer.Option(
+        None,
+        "--distill-from",
+        help="Teacher model folder (OUT/model of a fit on this cohort): distil it into this model.",
+    ),
 ) -> None:
     """Fit preprocessing on the training split, train, pick the best epoch on validation, export."""
+    import json
+
     from polymodal.data.spec import load_spec
     from polymodal.training.fit import fit as run_fit
     from polymodal.training.run_config import load_run_config
@@ -35,11 +42,20 @@ def fit(
         overrides.append(f"model.core={core}")
     if epochs is not None:
         overrides.append(f"train.max_epochs={epochs}")
+    if distill_from is not None:
+        # JSON quoting keeps any path a plain YAML string.
+        overrides.append(f"distill.teacher={json.dumps(str(distill_from))}")
     run = load_run_config(config, overrides)
     cohort_spec = load_spec(spec)
     console.print(f"fitting [bold]{run.model.core}[/] on [bold]{cohort_spec.name}[/] → {out}")
     result = run_fit(
-        cohort_spec, out, model_config=run.model, train_config=run.train, resume=resume
+        cohort_spec,
+        out,
+        model_config=run.model,
+        train_config=run.train,
+        resume=resume,
+        distill=run.distill,
+        modulation=run.modulation,
     )
     score = "n/a" if result.best_score is None else f"{result.best_score:.4f}"
     console.print(f"best {result.monitor} = {score}; model folder: [bold]{result.model_dir}[/]")

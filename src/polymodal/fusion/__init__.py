@@ -1,11 +1,11 @@
 """Fusion cores: turn per-modality tokens into one feature vector per sample.
 
 Build one with :func:`create_core`; see :mod:`polymodal.fusion.registry` for the interface.
-Importing this package registers the built-in cores: ``synergy``, ``single``, ``concat`` and
-``attention``.
+Importing this package registers the built-in cores: ``synergy``, ``single``, ``concat``,
+``attention`` and ``bottleneck``.
 """
 
-from polymodal.fusion import attention, concat, single, synergy  # noqa: F401  (registers cores)
+from polymodal.fusion import attention, bottleneck, concat, single, synergy  # noqa: F401  (registers cores)
 from polymodal.fusion.registry import create_core, list_cores, register_core
 
 __all__ = ["create_core", "list_cores", "register_core"]

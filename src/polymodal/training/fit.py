@@ -23,6 +23,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader
 
 from polymodal.config import ModelConfig
@@ -36,7 +37,9 @@ from polymodal.errors import PolymodalError
 from polymodal.model import build_model
 from polymodal.model_folder import save_model_folder
 from polymodal.training.config import TrainConfig
-from polymodal.training.module import PolymodalModule, resolve_monitor
+from polymodal.training.distill import Distillation, DistillationConfig
+from polymodal.training.modulation import GradientModulation, ModulationConfig
+from polymodal.training.module import PolymodalModule, TrainingPlugin, resolve_monitor
 
 
 @dataclass
@@ -61,6 +64,9 @@ def make_loader(dataset: CohortDataset, cfg: TrainConfig, *, shuffle: bool) -> D
         collate_fn=collate_samples,
         generator=generator if shuffle else None,
         persistent_workers=cfg.num_workers > 0,
+        # A last training batch of one sample breaks BatchNorm (one value per channel on a 1×1
+        # feature map); shuffling leaves a different sample out of each epoch.
+        drop_last=shuffle and len(dataset) % cfg.batch_size == 1,
     )
 
 
@@ -73,37 +79,62 @@ def fit(
     resume: bool = False,
     cohort: Cohort | None = None,
     progress: bool = True,
+    distill: DistillationConfig | None = None,
+    modulation: ModulationConfig | None = None,
 ) -> FitResult:
     """Train ``model_config`` on ``spec``'s training split, select on validation, export.
 
     With ``resume=True`` and ``OUT/checkpoints/last.ckpt`` present, training continues from
-    that checkpoint with the preprocessing state saved in ``OUT``.
+    that checkpoint with the preprocessing state saved in ``OUT``. ``distill`` adds knowledge
+    distillation from a teacher model folder fitted on the same cohort, ``modulation`` gradient
+    modulation; neither changes the exported model's architecture.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = train_config
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     cohort = cohort or load_cohort(spec)
+    if distill is not None and distill.student_modality_dropout is not None:
+        # Recorded in run.json and the model folder: what the student was actually trained with.
+        model_config = model_config.model_copy(
+            update={"modality_dropout": distill.student_modality_dropout}
+        )
 
     state_path = out_dir / "preprocessing.json"
     last_ckpt = out_dir / "checkpoints" / "last.ckpt"
     resuming = resume and last_ckpt.is_file()
     if resume and not resuming:
-        warnings.warn(f"--resume: no checkpoint at {last_ckpt}; starting from scratch", stacklevel=2)
+        warnings.warn(
+            f"--resume: no checkpoint at {last_ckpt}; starting from scratch", stacklevel=2
+        )
     if resuming and state_path.is_file():
         preprocessor = Preprocessor.load(state_path)
     else:
         preprocessor = Preprocessor.fit(cohort)
         preprocessor.save(state_path)
+    plugin_configs = {
+        name: section.model_dump(mode="json")
+        for name, section in (("distill", distill), ("modulation", modulation))
+        if section is not None
+    }
     (out_dir / "run.json").write_text(
-        json.dumps({"model": model_config.model_dump(mode="json"), "train": cfg.model_dump(mode="json")}, indent=2)
+        json.dumps(
+            {
+                "model": model_config.model_dump(mode="json"),
+                "train": cfg.model_dump(mode="json"),
+                **plugin_configs,
+            },
+            indent=2,
+        )
     )
 
     cache = SampleCache(out_dir / "cache") if cfg.cache else None
     train_ds = CohortDataset(cohort, preprocessor, "train", cache=cache, augment=True)
     val_ds = CohortDataset(cohort, preprocessor, "val", cache=cache)
     if len(train_ds) == 0:
-        raise PolymodalError(f"{spec.manifest_path}: the training split has no rows; check the split column or recipe")
+        raise PolymodalError(
+            f"{spec.manifest_path}: the training split has no rows; check the split column or recipe"
+        )
     if len(val_ds) == 0:
         raise PolymodalError(
             f"{spec.manifest_path}: the validation split has no rows; model selection needs one "
@@ -115,7 +146,18 @@ def fit(
     input_infos = {m: preprocessor.input_info(m) for m in preprocessor.modalities}
     target_infos = {t: preprocessor.target_info(t) for t in preprocessor.targets}
     model = build_model(model_config, input_infos, target_infos)
-    module = PolymodalModule(model, target_infos, cfg, steps_per_epoch=len(train_loader))
+    plugins: list[TrainingPlugin] = []
+    if distill is not None:
+        plugins.append(Distillation.from_config(distill, student=model, preprocessor=preprocessor))
+    if modulation is not None and modulation.enabled:
+        plugins.append(
+            GradientModulation.from_config(
+                modulation, model=model, dim=model_config.dim, target_infos=target_infos
+            )
+        )
+    module = PolymodalModule(
+        model, target_infos, cfg, steps_per_epoch=len(train_loader), plugins=plugins
+    )
 
     monitor, mode = resolve_monitor(cfg, target_infos)
     checkpoint = ModelCheckpoint(
@@ -129,12 +171,17 @@ def fit(
     )
     callbacks: list[L.Callback] = [checkpoint, LearningRateMonitor(logging_interval="epoch")]
     if cfg.early_stopping_patience:
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping_patience))
+        callbacks.append(
+            EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping_patience)
+        )
     if progress:
         from lightning.pytorch.callbacks import RichProgressBar
 
         callbacks.append(RichProgressBar(leave=True))
-    loggers = [CSVLogger(out_dir, name="logs", version=""), TensorBoardLogger(out_dir, name="tensorboard", version="")]
+    loggers = [
+        CSVLogger(out_dir, name="logs", version=""),
+        TensorBoardLogger(out_dir, name="tensorboard", version=""),
+    ]
 
     _quiet_lightning()
     trainer = L.Trainer(
@@ -151,10 +198,30 @@ def fit(
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
+    metrics_csv = out_dir / "logs" / "metrics.csv"
+    earlier_metrics = metrics_csv.read_text() if resuming and metrics_csv.is_file() else None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last_ckpt) if resuming else None)
+        warnings.filterwarnings(
+            "ignore", message=".*Checkpoint directory.*exists and is not empty.*"
+        )
+        warnings.filterwarnings("ignore", message=".*Experiment logs directory.*not empty.*")
+        try:
+            ckpt_path = str(last_ckpt) if resuming else None
+            trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+        except (RuntimeError, MisconfigurationException):
+            # EarlyStopping / ModelCheckpoint fail after the first validation when the monitored
+            # name was never logged; say which names were.
+            logged = sorted(k for k in trainer.callback_metrics if k.startswith("val/"))
+            if not logged or monitor in trainer.callback_metrics:
+                raise
+            raise PolymodalError(
+                f"train.monitor: the validation metric {monitor!r} was not logged (an unknown "
+                f"name, or undefined on this validation split); logged: {', '.join(logged)}. "
+                "Set train.monitor to one of them, or to 'auto'."
+            ) from None
+    if earlier_metrics is not None:
+        _keep_earlier_metrics(metrics_csv, earlier_metrics)
 
     best_path = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
     if best_path is not None and best_path.is_file():
@@ -168,7 +235,12 @@ def fit(
         config=model_config,
         preprocessor=preprocessor,
         spec=spec,
-        extra={"train": cfg.model_dump(mode="json"), "monitor": monitor, "best_score": best_score},
+        extra={
+            "train": cfg.model_dump(mode="json"),
+            **plugin_configs,
+            "monitor": monitor,
+            "best_score": best_score,
+        },
     )
     issues = _write_issues(
         out_dir / "data_issues.csv",
@@ -184,12 +256,34 @@ def _write_issues(path: Path, issues: list) -> list:
         import pandas as pd
 
         pd.DataFrame(
-            [{"row_id": i.row_id, "modality": i.modality, "column": i.column, "reason": i.reason} for i in unique]
+            [
+                {"row_id": i.row_id, "modality": i.modality, "column": i.column, "reason": i.reason}
+                for i in unique
+            ]
         ).to_csv(path, index=False)
     return unique
 
 
+def _keep_earlier_metrics(path: Path, earlier: str) -> None:
+    """Lightning's CSV logger starts metrics.csv afresh; a resumed run keeps the rows logged
+    before the checkpoint it resumed from."""
+    import io
+
+    import pandas as pd
+
+    before = pd.read_csv(io.StringIO(earlier))
+    if path.is_file():
+        resumed = pd.read_csv(path)
+        kept = before[before["step"] < resumed["step"].min()]
+        before = pd.concat([kept, resumed], ignore_index=True)
+    before.to_csv(path, index=False)
+
+
 def _quiet_lightning() -> None:
     """Lightning's banner lines (GPU available, TPU, …) are noise in a CLI run."""
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric"):
+    for name in (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.pytorch.accelerators.cuda",
+        "lightning.fabric",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)

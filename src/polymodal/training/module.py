@@ -1,14 +1,21 @@
-"""The Lightning module: one training loop for every fusion core and target kind."""
+"""The Lightning module: one training loop for every fusion core and target kind.
+
+Training additions (distillation, gradient modulation) are :class:`TrainingPlugin` objects the
+module calls at two points of a step; without plugins the loop is the plain one.
+"""
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from torch import Tensor, nn
 
 from polymodal.model import MultimodalModel
 from polymodal.training.config import TrainConfig
@@ -46,6 +53,41 @@ def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int, min_ratio: 
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+@dataclass
+class TrainStep:
+    """What one training forward produced, for the plugins.
+
+    Attributes:
+        encoded: ``{m: (tokens (B, N_m, D), mask (B, N_m))}`` from :meth:`MultimodalModel.encode`.
+        availability: ``{m: (B,) bool}`` after modality dropout: what the fusion core saw.
+        outputs: ``{"logits": {target: ...}, "features": (B, D_out)}`` from the fusion and heads.
+    """
+
+    encoded: dict[str, tuple[Tensor, Tensor]]
+    availability: dict[str, Tensor]
+    outputs: dict[str, Any]
+
+
+class TrainingPlugin(nn.Module):
+    """A training-time addition to :class:`PolymodalModule` (distillation, gradient modulation).
+
+    A plugin is a module, so its own trainable parts (auxiliary heads, projections) are trained
+    by the module's optimiser and saved in its checkpoints, but never in the exported model
+    folder, which holds ``module.model`` only. Override either hook; the defaults do nothing.
+    """
+
+    def training_loss(
+        self, module: PolymodalModule, batch: dict[str, Any], step: TrainStep
+    ) -> dict[str, Tensor]:
+        """Extra loss terms ``{name: scalar}``, each added to the loss and logged as ``train/<name>``."""
+        return {}
+
+    def before_optimizer_step(
+        self, module: PolymodalModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        """Called after backward, before gradient clipping and the optimiser step."""
+
+
 class PolymodalModule(L.LightningModule):
     """Wraps a :class:`MultimodalModel`: losses, AdamW + warm-up/cosine, validation metrics.
 
@@ -54,6 +96,8 @@ class PolymodalModule(L.LightningModule):
         target_infos: ``{target: info}`` from the fitted preprocessing state.
         train_config: optimiser and schedule settings.
         steps_per_epoch: optimiser steps per epoch (for the warm-up length).
+        plugins: training additions, e.g. :class:`polymodal.training.distill.Distillation` and
+            :class:`polymodal.training.modulation.GradientModulation`.
     """
 
     def __init__(
@@ -62,25 +106,44 @@ class PolymodalModule(L.LightningModule):
         target_infos: dict[str, dict],
         train_config: TrainConfig,
         steps_per_epoch: int,
+        plugins: Sequence[TrainingPlugin] = (),
     ) -> None:
         super().__init__()
         self.model = model
         self.target_infos = target_infos
         self.train_config = train_config
         self.steps_per_epoch = max(1, steps_per_epoch)
+        self.plugins = nn.ModuleList(plugins)
         self._val = PredictionCollector(target_infos)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         return self.model(batch)
 
+    def training_progress(self) -> float:
+        """Fraction of the planned optimiser steps already taken, in [0, 1]."""
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        return min(1.0, self.trainer.global_step / total)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        outputs = self.model(batch)
+        # The steps of model.forward, spelled out so the plugins can see the encoded streams.
+        encoded, availability = self.model.encode(batch)
+        availability = self.model.drop_modalities(availability)
+        outputs = self.model.fuse(encoded, availability)
         total, per_target = self.model.loss(batch, outputs)
         bs = len(batch["ids"])
-        self.log("train/loss", total, prog_bar=True, batch_size=bs)
         for name, value in per_target.items():
             self.log(f"train/{name}/loss", value, batch_size=bs)
+        step = TrainStep(encoded, availability, outputs)
+        for plugin in self.plugins:
+            for name, value in plugin.training_loss(self, batch, step).items():
+                self.log(f"train/{name}", value, batch_size=bs)
+                total = total + value
+        self.log("train/loss", total, prog_bar=True, batch_size=bs)
         return total
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        for plugin in self.plugins:
+            plugin.before_optimizer_step(self, optimizer)
 
     def on_validation_epoch_start(self) -> None:
         self._val.reset()
@@ -103,24 +166,37 @@ class PolymodalModule(L.LightningModule):
                 metrics = compute_metrics(info["kind"], y_true, pred, classes=info.get("classes"))
             for name, value in metrics.items():
                 if isinstance(value, (int, float)) and np.isfinite(value):
-                    self.log(f"val/{target}/{name}", float(value), prog_bar=name == MAIN_METRIC[info["kind"]][0])
+                    self.log(
+                        f"val/{target}/{name}",
+                        float(value),
+                        prog_bar=name == MAIN_METRIC[info["kind"]][0],
+                    )
 
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.train_config
         decay, no_decay = [], []
-        for name, param in self.model.named_parameters():
+        # The plugins' own parameters (auxiliary heads, projections) train too.
+        for name, param in self.named_parameters():
             if not param.requires_grad:
                 continue
             # Norms, biases and embeddings-like 1-D tensors are not weight-decayed.
             (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            [
+                {"params": decay, "weight_decay": cfg.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
             lr=cfg.lr,
         )
         total = int(self.trainer.estimated_stepping_batches)
         warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
-            lambda step: warmup_cosine(step, warmup_steps=warmup, total_steps=total, min_ratio=cfg.min_lr_ratio),
+            lambda step: warmup_cosine(
+                step, warmup_steps=warmup, total_steps=total, min_ratio=cfg.min_lr_ratio
+            ),
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -10,6 +10,9 @@ Example ``fit.yaml``::
     train:
       max_epochs: 40
       lr: 3.0e-4
+    distill:                      # optional: knowledge distillation (polymodal.training.distill)
+      teacher: runs/teacher/model
+    modulation: {alpha: 0.5}      # optional: gradient modulation (polymodal.training.modulation)
 
 and on the command line ``--set train.lr=1e-4 --set model.core_options.depth=4``.
 """
@@ -25,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from polymodal.config import ModelConfig
 from polymodal.errors import SpecError
 from polymodal.training.config import TrainConfig
+from polymodal.training.distill import DistillationConfig
+from polymodal.training.modulation import ModulationConfig
 
 
 class RunConfig(BaseModel):
@@ -34,6 +39,13 @@ class RunConfig(BaseModel):
 
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    distill: DistillationConfig | None = Field(
+        None,
+        description="Distil from a frozen full-modality teacher (polymodal fit --distill-from).",
+    )
+    modulation: ModulationConfig | None = Field(
+        None, description="Gradient modulation (OGM-GE) against a dominant modality."
+    )
 
 
 def apply_override(data: dict[str, Any], dotted: str) -> None:
