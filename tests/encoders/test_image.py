@@ -201,3 +201,35 @@ def test_one_channel_encoder_from_package_weights_runs() -> None:
     torch.testing.assert_close(encoder.backbone.conv_stem.weight, rgb_stem.sum(dim=1, keepdim=True))
     tokens, mask = encoder(batch([[True]], channels=1, size=64))
     assert tokens.shape == (1, 4, 16) and mask.all() and torch.isfinite(tokens).all()
+
+
+def test_feature_cache_runs_a_frozen_backbone_once_per_image_and_changes_nothing() -> None:
+    torch.manual_seed(0)
+    plain = create_encoder(
+        "image_timm", input_info=info(), dim=16, backbone="test_resnet", freeze="all"
+    ).eval()
+    cached = create_encoder(
+        "image_timm",
+        input_info=info(),
+        dim=16,
+        backbone="test_resnet",
+        freeze="all",
+        feature_cache=True,
+    ).eval()
+    cached.load_state_dict(plain.state_dict())
+    calls = []
+    original = cached.backbone.forward_features
+    cached.backbone.forward_features = lambda x: calls.append(len(x)) or original(x)
+    inputs = batch([[True], [True], [False]])
+    first, _ = cached(inputs)
+    second, _ = cached(inputs)
+    expected, _ = plain(inputs)
+    assert torch.allclose(first, expected, atol=1e-6) and torch.equal(first, second)
+    assert calls == [2]  # two present images, computed once; the second pass is all hits
+
+
+def test_feature_cache_needs_a_fully_frozen_backbone() -> None:
+    with pytest.raises(ModelError, match="feature_cache needs freeze='all'"):
+        create_encoder(
+            "image_timm", input_info=info(), dim=16, backbone="test_resnet", feature_cache=True
+        )

@@ -13,11 +13,17 @@ from polymodal.cli import app, console
 DEMO_OVERRIDES = [
     "model.core=synergy",
     "model.dim=64",
-    "model.modality_dropout=0.25",
+    "model.modality_dropout=0.1",
+    # Small CNNs learn the planted image and volume factors from ~1,400 samples within a few
+    # epochs on a CPU; EfficientNet's depthwise convolutions train slowly there, and a ViT-style
+    # patch tokenizer needs far more data than the demo has (bench/results, docs/benchmarks.md).
+    "model.encoders.lesion={name: image_timm, options: {backbone: resnet10t}}",
+    "model.encoders.ct={name: volume_monai, options: {network_options: "
+    "{init_features: 16, growth_rate: 8, block_config: [2, 2, 2]}}}",
     "train.max_epochs=25",
     "train.batch_size=64",
     "train.lr=2e-3",
-    "train.early_stopping_patience=6",
+    "train.early_stopping_patience=10",
 ]
 
 

@@ -7,8 +7,10 @@ go through the backbone, so a missing view's placeholder pixels never reach Batc
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import timm
 import torch
@@ -101,6 +103,55 @@ def _read_weights_file(path: Path) -> dict[str, Tensor]:
     return dict(state)
 
 
+class FrozenFeatureCache:
+    """Backbone features of images already seen, for frozen backbones (see ``feature_cache``).
+
+    One cache per set of backbone weights (a hash of every parameter and buffer), shared by all
+    encoders built on them, so e.g. a benchmark of several fusion models over one frozen
+    ImageNet backbone runs the backbone once per image. Stops storing new entries after
+    ``max_items`` so an augmenting pipeline cannot exhaust memory.
+    """
+
+    _caches: ClassVar[dict[str, FrozenFeatureCache]] = {}
+
+    def __init__(self, max_items: int = 100_000) -> None:
+        self.max_items = max_items
+        self.entries: dict[bytes, Tensor] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @classmethod
+    def for_backbone(cls, backbone: nn.Module) -> FrozenFeatureCache:
+        digest = hashlib.blake2b(type(backbone).__name__.encode(), digest_size=16)
+        for name, tensor in backbone.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return cls._caches.setdefault(digest.hexdigest(), cls())
+
+    @torch.no_grad()
+    def features(self, images: Tensor, compute: Callable[[Tensor], Tensor]) -> Tensor:
+        """(M, C, H, W) images -> (M, N, C') features, computing only the images not seen yet."""
+        keys = [
+            hashlib.blake2b(
+                image.detach().cpu().contiguous().numpy().tobytes(), digest_size=16
+            ).digest()
+            for image in images
+        ]
+        todo = [i for i, key in enumerate(keys) if key not in self.entries]
+        computed = compute(images[todo]) if todo else None
+        fresh = dict(zip(todo, computed.unbind(0) if computed is not None else (), strict=True))
+        self.hits += len(keys) - len(todo)
+        self.misses += len(todo)
+        for i, feature in fresh.items():
+            if len(self.entries) < self.max_items:
+                self.entries[keys[i]] = feature.cpu()
+        out = [
+            fresh[i] if i in fresh else self.entries[key].to(images.device)
+            for i, key in enumerate(keys)
+        ]
+        return torch.stack(out)
+
+
 @register_encoder("image_timm", kinds=("image",))
 class ImageTimmEncoder(nn.Module):
     """A timm backbone's feature map (CNN) or patch tokens (ViT), one token per cell or patch.
@@ -118,6 +169,10 @@ class ImageTimmEncoder(nn.Module):
         freeze: ``"none"``, ``"all"`` (backbone fixed, in eval mode) or ``"all_but_last"`` (only the
             last stage/block trains; frozen BatchNorm layers stay in eval mode).
         prefix_tokens: keep a ViT's CLS/register tokens among the outputs.
+        feature_cache: with ``freeze="all"`` only: remember each image's backbone features (in
+            RAM, keyed by the image's bytes and the backbone's weights), so a frozen backbone
+            runs once per image rather than once per epoch. Models built on the same frozen
+            weights share the cache. Useless with augmentation (every view is new).
         backbone_options: extra keyword arguments for ``timm.create_model`` (e.g. ``depth``).
     """
 
@@ -129,6 +184,7 @@ class ImageTimmEncoder(nn.Module):
         backbone: str = "efficientnet_lite0",
         pretrained: str | Path | None = None,
         freeze: Freeze = "none",
+        feature_cache: bool = False,
         prefix_tokens: bool = True,
         backbone_options: dict[str, Any] | None = None,
     ) -> None:
@@ -145,6 +201,11 @@ class ImageTimmEncoder(nn.Module):
         self.size = tuple(int(s) for s in input_info["size"])
         self.views = int(input_info["views"])
         self.freeze = freeze
+        if feature_cache and freeze != "all":
+            raise ModelError(
+                "image_timm: feature_cache needs freeze='all' (a backbone that trains changes "
+                f"its features every step), got freeze='{freeze}'"
+            )
         self.prefix_tokens = prefix_tokens
 
         options = dict(backbone_options or {})
@@ -168,6 +229,14 @@ class ImageTimmEncoder(nn.Module):
         self.view_embedding = nn.Parameter(torch.zeros(self.views, dim))
         nn.init.trunc_normal_(self.view_embedding, std=0.02)
         self._freeze_backbone()
+        self.feature_cache = feature_cache
+        # Looked up at the first forward pass, once the weights are final (see _load_from_state_dict).
+        self._feature_cache: FrozenFeatureCache | None = None
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        # New weights: features cached for the old ones no longer apply.
+        self._feature_cache = None
+        super()._load_from_state_dict(*args, **kwargs)
 
     def _freeze_backbone(self) -> None:
         if self.freeze == "none":
@@ -205,6 +274,14 @@ class ImageTimmEncoder(nn.Module):
             features = features[:, self.num_prefix_tokens :]
         return features  # (M, N, C')
 
+    def backbone_features(self, images: Tensor) -> Tensor:
+        """(M, C, H, W) images -> (M, N, C') backbone tokens, from the feature cache if enabled."""
+        if not self.feature_cache:
+            return self._tokens(images)
+        if self._feature_cache is None:
+            self._feature_cache = FrozenFeatureCache.for_backbone(self.backbone)
+        return self._feature_cache.features(images, self._tokens)
+
     def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """``pixels`` (B, V, C, H, W), ``view_mask`` (B, V) -> tokens (B, V·N, D), mask (B, V·N)."""
         pixels, view_mask = inputs["pixels"], inputs["view_mask"].bool()
@@ -219,7 +296,7 @@ class ImageTimmEncoder(nn.Module):
         present = view_mask.reshape(-1)
         num_tokens = self.num_tokens
         if present.any():
-            present_tokens = self.proj(self._tokens(flat_pixels[present]))  # (P, N, D)
+            present_tokens = self.proj(self.backbone_features(flat_pixels[present]))  # (P, N, D)
             # Zeros in the tokens' own dtype: under autocast they need not be float32.
             tokens = present_tokens.new_zeros(batch * views, num_tokens, self.dim)
             tokens = tokens.index_put((present,), present_tokens)  # (B·V, N, D)

@@ -57,7 +57,7 @@ VERSION = 1
 # Up to this many subsets the terminal table has one column per subset; beyond, one row each.
 SIDEWAYS_MAX_SUBSETS = 3
 # Metrics shown per subset row in the terminal (the first of MAIN_METRICS).
-TERMINAL_METRICS = 4
+TERMINAL_METRICS = 3
 
 # The columns of the summary table per target kind; every metric is in the JSON.
 MAIN_METRICS: dict[str, tuple[str, ...]] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,5 +33,10 @@ class TrainConfig(BaseModel):
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     accelerator: str = "auto"
     deterministic: bool = False
-    cache: bool = Field(True, description="Cache decoded, preprocessed files on disk under the run folder.")
+    cache: bool = Field(True, description="Cache decoded, preprocessed files on disk (second epoch decodes nothing).")
+    cache_dir: Path | None = Field(
+        None,
+        description="Where the cache lives (default OUT/cache). Runs on the same cohort may share "
+        "one: entries are keyed by file content and preprocessing settings.",
+    )
     log_every_n_steps: int = Field(10, ge=1)

@@ -128,7 +128,7 @@ def fit(
         )
     )
 
-    cache = SampleCache(out_dir / "cache") if cfg.cache else None
+    cache = SampleCache(cfg.cache_dir or out_dir / "cache") if cfg.cache else None
     train_ds = CohortDataset(cohort, preprocessor, "train", cache=cache, augment=True)
     val_ds = CohortDataset(cohort, preprocessor, "val", cache=cache)
     if len(train_ds) == 0:
