@@ -92,7 +92,11 @@ def load_model_folder(folder: Path | str, *, device: str | torch.device = "cpu")
         config = ModelConfig.model_validate(payload["model"])
         base_dir = Path(payload.get("spec_base_dir", folder))
         base_dir = base_dir if base_dir.is_dir() else folder
-        spec = parse_spec(yaml.safe_load((folder / SPEC).read_text()), base_dir=base_dir, source=str(folder / SPEC))
+        spec = parse_spec(
+            yaml.safe_load((folder / SPEC).read_text()),
+            base_dir=base_dir,
+            source=str(folder / SPEC),
+        )
     except (KeyError, ValueError) as err:
         raise ModelError(f"{folder / CONFIG}: unreadable model config ({err})") from None
     preprocessor = Preprocessor.load(folder / PREPROCESSING)

@@ -29,11 +29,15 @@ DEMO_OVERRIDES = [
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("demo_output"), "--out", "-o", help="Folder for the cohort, run and results."),
+    out: Path = typer.Option(
+        Path("demo_output"), "--out", "-o", help="Folder for the cohort, run and results."
+    ),
     n: int = typer.Option(2000, help="Samples in the synthetic cohort."),
     seed: int = typer.Option(0, help="Seed for data and training."),
     n_boot: int = typer.Option(300, help="Bootstrap resamples for the CIs."),
-    set_: list[str] = typer.Option([], "--set", help="Extra dotted overrides, e.g. train.max_epochs=5."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Extra dotted overrides, e.g. train.max_epochs=5."
+    ),
 ) -> None:
     """Generate the demo cohort, validate it, fit `synergy`, evaluate every modality subset."""
     from polymodal.data.demo import make_demo_cohort
@@ -63,10 +67,14 @@ def demo(
     console.rule("3. fit synergy")
     run = load_run_config(None, [*DEMO_OVERRIDES, f"train.seed={seed}", *set_])
     result = fit(spec, out / "run", model_config=run.model, train_config=run.train, cohort=cohort)
-    console.print(f"best {result.monitor} = {result.best_score:.4f} → model folder {result.model_dir}")
+    console.print(
+        f"best {result.monitor} = {result.best_score:.4f} → model folder {result.model_dir}"
+    )
 
     console.rule("4. evaluate on the test split, every subset of modalities")
-    evaluation = evaluate_model(Predictor.load(result.model_dir), cohort, split="test", n_boot=n_boot, seed=seed)
+    evaluation = evaluate_model(
+        Predictor.load(result.model_dir), cohort, split="test", n_boot=n_boot, seed=seed
+    )
     evaluation.print_rich(console)
     (out / "evaluation.json").write_text(evaluation.to_json())
     (out / "evaluation.md").write_text(evaluation.to_markdown())

@@ -11,15 +11,23 @@ from polymodal.cli import app, console
 
 @app.command()
 def evaluate(
-    model_dir: Path = typer.Argument(..., help="Model folder written by `polymodal fit` (OUT/model)."),
-    spec: Path | None = typer.Option(None, help="Cohort spec (default: the one saved with the model)."),
+    model_dir: Path = typer.Argument(
+        ..., help="Model folder written by `polymodal fit` (OUT/model)."
+    ),
+    spec: Path | None = typer.Option(
+        None, help="Cohort spec (default: the one saved with the model)."
+    ),
     manifest: Path | None = typer.Option(None, help="Score this manifest instead of the spec's."),
     split: str = typer.Option("test", help="Split to score: test, val or train."),
     subsets: bool = typer.Option(True, help="Score every non-empty subset of modalities."),
     n_boot: int = typer.Option(1000, min=0, help="Bootstrap resamples by patient group."),
-    specificity: float = typer.Option(0.9, min=0.0, max=1.0, help="Report sensitivity at this specificity."),
+    specificity: float = typer.Option(
+        0.9, min=0.0, max=1.0, help="Report sensitivity at this specificity."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON."),
-    markdown_out: Path | None = typer.Option(None, "--markdown", help="Write the results as Markdown."),
+    markdown_out: Path | None = typer.Option(
+        None, "--markdown", help="Write the results as Markdown."
+    ),
     seed: int = typer.Option(0, help="Bootstrap seed."),
 ) -> None:
     """Score a model on a split, with 95 % bootstrap CIs resampled by patient group."""
@@ -32,7 +40,13 @@ def evaluate(
     cohort_spec = load_spec(spec) if spec is not None else predictor.loaded.spec
     cohort = load_cohort(cohort_spec, manifest_override=manifest)
     result = evaluate_model(
-        predictor, cohort, split=split, subsets=subsets, n_boot=n_boot, specificity=specificity, seed=seed
+        predictor,
+        cohort,
+        split=split,
+        subsets=subsets,
+        n_boot=n_boot,
+        specificity=specificity,
+        seed=seed,
     )
     result.print_rich(console)
     for path, text in ((json_out, result.to_json()), (markdown_out, result.to_markdown())):

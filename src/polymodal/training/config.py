@@ -13,7 +13,9 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_epochs: int = Field(30, ge=1, description="Upper bound on epochs (early stopping may end sooner).")
+    max_epochs: int = Field(
+        30, ge=1, description="Upper bound on epochs (early stopping may end sooner)."
+    )
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate after warm-up.")
     weight_decay: float = Field(0.01, ge=0)
@@ -27,13 +29,18 @@ class TrainConfig(BaseModel):
         description="Validation metric for early stopping and the best checkpoint, e.g. "
         "'val/label/auroc' or 'val/loss'; 'auto' picks the first target's main metric.",
     )
-    early_stopping_patience: int | None = Field(8, ge=1, description="Epochs without improvement; None disables.")
+    early_stopping_patience: int | None = Field(
+        8, ge=1, description="Epochs without improvement; None disables."
+    )
     gradient_clip: float | None = Field(1.0, gt=0)
     seed: int = 0
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     accelerator: str = "auto"
     deterministic: bool = False
-    cache: bool = Field(True, description="Cache decoded, preprocessed files on disk (second epoch decodes nothing).")
+    cache: bool = Field(
+        True,
+        description="Cache decoded, preprocessed files on disk (second epoch decodes nothing).",
+    )
     cache_dir: Path | None = Field(
         None,
         description="Where the cache lives (default OUT/cache). Runs on the same cohort may share "

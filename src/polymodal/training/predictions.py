@@ -65,5 +65,9 @@ class PredictionCollector:
 
 def _numpy(value: torch.Tensor | np.ndarray) -> np.ndarray:
     if isinstance(value, torch.Tensor):
-        return value.detach().float().cpu().numpy() if value.is_floating_point() else value.detach().cpu().numpy()
+        return (
+            value.detach().float().cpu().numpy()
+            if value.is_floating_point()
+            else value.detach().cpu().numpy()
+        )
     return np.asarray(value)
