@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# polymodal never downloads models: weights come from packages or local paths.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint format bench clean

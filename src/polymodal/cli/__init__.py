@@ -50,7 +50,19 @@ from polymodal.cli import (  # noqa: E402
     fit,
     predict,
     prepare,
+    report,
     validate,
 )
 
-__all__ = ["app", "demo", "demo_data", "evaluate", "fit", "main", "predict", "prepare", "validate"]
+__all__ = [
+    "app",
+    "demo",
+    "demo_data",
+    "evaluate",
+    "fit",
+    "main",
+    "predict",
+    "prepare",
+    "report",
+    "validate",
+]
