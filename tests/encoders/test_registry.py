@@ -42,6 +42,11 @@ TINY_OPTIONS: dict[str, dict[str, Any]] = {
             "bn_size": 2,
         }
     },
+    "volume_multiscale": {
+        "scales": [{"size": [16, 16, 16], "patch": [4, 4, 4]}],
+        "depth": 1,
+        "heads": 2,
+    },
     "text_transformer": {"depth": 1, "heads": 2},
     "series_tokens": {"num_frequencies": 3},
 }
@@ -94,7 +99,7 @@ def test_every_kind_has_a_registered_default() -> None:
 
 
 def test_list_encoders_filters_by_kind() -> None:
-    assert list_encoders("volume") == ["volume_monai", "volume_patch"]
+    assert list_encoders("volume") == ["volume_monai", "volume_multiscale", "volume_patch"]
     assert list_encoders("tabular") == ["tabular_tokens"]
     assert list_encoders() == sorted(list_encoders())
 

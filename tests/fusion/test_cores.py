@@ -34,6 +34,10 @@ CORE_OPTIONS: dict[str, list[dict]] = {
         {"depth": 2, "num_bottlenecks": 2},
         {"depth": 1, "num_bottlenecks": 3, "pooling": "attention", "readout": "bottleneck_tokens"},
     ],
+    "prompted": [
+        {"task_prompts": "Is there any significant abnormality?", "depth": 2},
+        {"task_prompts": {"label": "Predict the label."}, "depth": 1, "num_registers": 0},
+    ],
 }
 
 CASES = [

@@ -19,6 +19,7 @@ import pandas as pd
 
 from polymodal.data import readers
 from polymodal.data.manifest import MISSING_LABEL_VALUES, Cohort, is_missing, parse_number
+from polymodal.data.serialize import TabularToText
 from polymodal.data.spec import (
     BinaryTarget,
     Modality,
@@ -192,6 +193,53 @@ def _fit_text(
         tokenizer = hf_tokenizer(folder, f"modalities.{name}.tokenizer")
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         return {"tokenizer_folder": folder, "vocab_size": len(tokenizer), "pad_id": int(pad_id)}
+    if cfg.from_columns is not None:
+        texts = _clinical_texts(name, cfg, rows[cohort.spec.id_column], rows, on_error, issues)
+    else:
+        texts = _column_texts(name, cfg, cohort, rows, on_error, issues)
+    tokenizer_json = _word_tokenizer(cfg, texts)
+    vocab_size = len(json.loads(tokenizer_json)["model"]["vocab"])
+    return {"tokenizer_json": tokenizer_json, "vocab_size": vocab_size, "pad_id": 0}
+
+
+def _clinical_texts(
+    name: str,
+    cfg: TextModality,
+    ids: pd.Series,
+    rows: pd.DataFrame,
+    on_error: OnError,
+    issues: list,
+) -> list[str]:
+    """The serialized clinical text of every training row that has one."""
+    serializer = TabularToText.from_modality(cfg)
+    texts = []
+    for row_id, cells in zip(ids, rows[cfg.from_columns].to_dict("records"), strict=True):
+        bad: list[tuple[str, str]] = []
+        text = read_or_record(
+            serializer,
+            cells,
+            None if on_error == "fail" else bad,
+            row_id=row_id,
+            modality=name,
+            column=None,
+            on_error=on_error,
+            issues=issues,
+        )
+        issues.extend(DataIssue(row_id, name, reason, column) for column, reason in bad)
+        if text is not None and text.text:
+            texts.append(text.text)
+    return texts
+
+
+def _column_texts(
+    name: str,
+    cfg: TextModality,
+    cohort: Cohort,
+    rows: pd.DataFrame,
+    on_error: OnError,
+    issues: list,
+) -> list[str]:
+    """The text of every training row that has one, from its column or file."""
     texts = []
     for row_id, cell in zip(rows[cohort.spec.id_column], rows[cfg.column], strict=True):
         text = read_or_record(
@@ -207,9 +255,7 @@ def _fit_text(
         )
         if text:
             texts.append(text)
-    tokenizer_json = _word_tokenizer(cfg, texts)
-    vocab_size = len(json.loads(tokenizer_json)["model"]["vocab"])
-    return {"tokenizer_json": tokenizer_json, "vocab_size": vocab_size, "pad_id": 0}
+    return texts
 
 
 def _fit_series(

@@ -32,6 +32,7 @@ from polymodal.data.preprocessing import (
     is_blank,
     read_or_record,
 )
+from polymodal.data.serialize import TabularToText
 from polymodal.data.spec import (
     SPLITS,
     ImageModality,
@@ -99,8 +100,13 @@ def _encode_modality(
             return None
         return fields
     if isinstance(cfg, TextModality):
-        cell = cells.get(cfg.column, "")
-        text = row.read(readers.read_text, cell, cfg, row.resolve, modality=name, column=cfg.column)
+        if cfg.from_columns is not None:
+            text = _clinical_text(name, cfg, cells, row)
+        else:
+            cell = cells.get(cfg.column, "")
+            text = row.read(
+                readers.read_text, cell, cfg, row.resolve, modality=name, column=cfg.column
+            )
         return (
             row.read(prep.transform_text, name, text, modality=name, column=cfg.column)
             if text
@@ -128,6 +134,19 @@ def _encode_modality(
     else:
         decode = partial(_decode_series, prep, name, path, cfg)
     return row.load(prep, name, path, decode, cfg.column)
+
+
+def _clinical_text(name: str, cfg: TextModality, cells: Mapping[str, str], row: _Row) -> str | None:
+    """The row's tabular cells as sentences; a value that does not fit its template is left out
+    (recorded) or, under ``"fail"``, raises."""
+    bad: list[tuple[str, str]] | None = None if row.on_error == "fail" else []
+    serializer = TabularToText.from_modality(cfg)
+    serialized = row.read(serializer, cells, bad, modality=name, column=None)
+    row.issues.extend(
+        DataIssue(row.row_id, name, f"{reason}; the sentence is left out", column)
+        for column, reason in bad or []
+    )
+    return None if serialized is None else serialized.text
 
 
 def _decode_image(path: Path, cfg: ImageModality) -> dict[str, torch.Tensor]:

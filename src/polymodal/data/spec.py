@@ -19,6 +19,7 @@ Example::
       ct:    {kind: volume, column: ct_path, spacing: [2, 2, 2], size: [32, 32, 32]}
       labs:  {kind: tabular, numeric: [age, crp], categorical: [sex]}
       note:  {kind: text, column: note}
+      clinical: {kind: text, from_columns: [age, smoking], sentences: {age: "Aged {value}."}}
       vitals: {kind: series, column: vitals_path, time_column: t, channels: [hr, sbp]}
     exclude_columns: [dx_type]        # never an input (e.g. leaks the label)
 """
@@ -31,6 +32,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from polymodal.data.serialize import check_sentences
 from polymodal.errors import SpecError
 
 SPLITS = ("train", "val", "test")
@@ -195,7 +197,7 @@ class TabularModality(_Strict):
     numeric: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
     # Values that mean "missing" besides an empty cell (e.g. "unknown").
-    missing_values: list[str] = Field(default_factory=lambda: ["", "NA", "NaN", "nan", "unknown"])
+    missing_values: list[str] = Field(default_factory=lambda: list(TEXT_MISSING_VALUES))
     # Categories seen fewer times in training go to the unknown bucket.
     min_category_count: int = Field(1, ge=1)
 
@@ -206,11 +208,17 @@ class TabularModality(_Strict):
         return self
 
 
+# Cells of a text modality's `from_columns` that mean "no value" unless the spec says otherwise.
+TEXT_MISSING_VALUES = ("", "NA", "NaN", "nan", "unknown")
+
+
 class TextModality(_Strict):
-    """Free text from a column, or from a file whose path is in the column."""
+    """Free text from a column, from a file whose path is in the column, or clinical data
+    serialized to sentences from tabular columns (``from_columns``; see
+    :mod:`polymodal.data.serialize`)."""
 
     kind: Literal["text"]
-    column: str
+    column: str | None = None
     # Build the file path from the cell value, e.g. "images/{}.jpg" (relative to the data root).
     path_template: str | None = None
     source: Literal["column", "file"] = "column"
@@ -219,6 +227,34 @@ class TextModality(_Strict):
     # the training split otherwise.
     tokenizer: str | None = None
     vocab_size: int = Field(5000, ge=16)
+    # Clinical text instead of `column`: one sentence per value of these columns (M3FM).
+    from_columns: list[str] | None = Field(None, min_length=1)
+    # column -> template with {value}/{column}, or category -> sentence; the other columns get
+    # "The {column} is {value}.".
+    sentences: dict[str, str | dict[str, str]] = Field(default_factory=dict)
+    # Cells of `from_columns` that mean "no value" (their sentence is left out).
+    missing_values: list[str] = Field(default_factory=lambda: list(TEXT_MISSING_VALUES))
+
+    @field_validator("sentences", mode="before")
+    @classmethod
+    def _check_sentences(cls, v: object) -> object:
+        return check_sentences(v) if isinstance(v, dict) else v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TextModality:
+        if (self.column is None) == (self.from_columns is None):
+            raise ValueError("give exactly one of 'column' or 'from_columns'")
+        if self.from_columns is None:
+            # Compared with the defaults, not the fields set: a dumped spec lists every field.
+            if self.sentences or self.missing_values != list(TEXT_MISSING_VALUES):
+                raise ValueError("'sentences' and 'missing_values' need 'from_columns'")
+            return self
+        if self.source != "column" or self.path_template is not None:
+            raise ValueError("'from_columns' reads manifest cells: drop 'source'/'path_template'")
+        unknown = sorted(set(self.sentences) - set(self.from_columns))
+        if unknown:
+            raise ValueError(f"sentences for {unknown}, which are not in from_columns")
+        return self
 
 
 class SeriesModality(_Strict):
@@ -308,6 +344,8 @@ def modality_columns(m: Modality) -> list[str]:
         return list(m.columns)
     if isinstance(m, TabularModality):
         return [*m.numeric, *m.categorical]
+    if isinstance(m, TextModality) and m.from_columns is not None:
+        return list(m.from_columns)
     return [m.column]
 
 

@@ -24,6 +24,7 @@ from polymodal.data.label_checks import check_targets
 from polymodal.data.leakage import find_leaks
 from polymodal.data.manifest import Cohort, parse_number
 from polymodal.data.readers import read_image, read_series, read_text, read_volume
+from polymodal.data.serialize import TabularToText
 from polymodal.data.spec import (
     SPLITS,
     BinaryTarget,
@@ -195,6 +196,21 @@ def _check_tabular(
     return rates, present_any
 
 
+def _check_clinical_text(
+    cohort: Cohort, cfg: TextModality, found: _Findings, bad_rows: set[int], action: str
+) -> np.ndarray:
+    """Serialize every row's clinical text; availability per row ``(N,)`` (some sentence)."""
+    serializer = TabularToText.from_modality(cfg)
+    present = np.zeros(len(cohort), dtype=bool)
+    for pos, cells in enumerate(cohort.frame[cfg.from_columns].to_dict("records")):
+        bad: list[tuple[str, str]] = []
+        present[pos] = bool(serializer(cells, bad).text)
+        for column, reason in bad:
+            found.add(pos, column, reason, action)
+            bad_rows.add(pos)
+    return present
+
+
 def _file_tasks(cohort: Cohort) -> list[tuple[int, str, str, Callable[[], object]]]:
     """(row, modality, column, read) for every non-blank file cell; read() raises ReadError."""
     tasks = []
@@ -337,6 +353,8 @@ def validate_cohort(
             rates, present = _check_tabular(cohort, cfg, found, bad[name], action(name))
             missing_rates.update(rates)
             available[name] = present
+        elif isinstance(cfg, TextModality) and cfg.from_columns is not None:
+            available[name] = _check_clinical_text(cohort, cfg, found, bad[name], action(name))
         elif isinstance(cfg, TextModality) and cfg.source == "column":
             available[name] = (cohort.frame[cfg.column].str.strip() != "").to_numpy()
     for pos, name, column, reason in _read_all_files(cohort, workers, show_progress):

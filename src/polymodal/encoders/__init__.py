@@ -23,6 +23,7 @@ from polymodal.encoders.series import SeriesTokenEncoder
 from polymodal.encoders.tabular import TabularTokenEncoder
 from polymodal.encoders.text import TextTransformerEncoder
 from polymodal.encoders.volume import VolumeMonaiEncoder, VolumePatchEncoder
+from polymodal.encoders.volume_multiscale import VolumeMultiscaleEncoder
 
 __all__ = [
     "INPUT_INFO_KEYS",
@@ -32,6 +33,7 @@ __all__ = [
     "TabularTokenEncoder",
     "TextTransformerEncoder",
     "VolumeMonaiEncoder",
+    "VolumeMultiscaleEncoder",
     "VolumePatchEncoder",
     "create_encoder",
     "default_encoder",

@@ -2,10 +2,17 @@
 
 Build one with :func:`create_core`; see :mod:`polymodal.fusion.registry` for the interface.
 Importing this package registers the built-in cores: ``synergy``, ``single``, ``concat``,
-``attention`` and ``bottleneck``.
+``attention``, ``bottleneck`` and ``prompted``.
 """
 
-from polymodal.fusion import attention, bottleneck, concat, single, synergy  # noqa: F401  (registers cores)
+from polymodal.fusion import (  # noqa: F401  (registers cores)
+    attention,
+    bottleneck,
+    concat,
+    prompted,
+    single,
+    synergy,
+)
 from polymodal.fusion.registry import create_core, list_cores, register_core
 
 __all__ = ["create_core", "list_cores", "register_core"]
