@@ -49,6 +49,24 @@ def spacing_embedding(physical_size: Tensor, dim: int) -> Tensor:
     )
 
 
+def token_transformer(
+    dim: int, *, depth: int, heads: int, mlp_ratio: float, dropout: float
+) -> nn.TransformerEncoder | None:
+    """``depth`` pre-LN transformer layers over patch tokens (None when ``depth`` is 0)."""
+    if not depth:
+        return None
+    layer = nn.TransformerEncoderLayer(
+        dim,
+        heads,
+        dim_feedforward=int(dim * mlp_ratio),
+        dropout=dropout,
+        activation="gelu",
+        batch_first=True,
+        norm_first=True,
+    )
+    return nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+
+
 def _check_even(name: str, dim: int) -> None:
     if dim % 2 or dim < 6:
         raise ModelError(
@@ -115,17 +133,8 @@ class VolumePatchEncoder(nn.Module):
         )
         self.position = nn.Parameter(torch.zeros(1, self.num_tokens, dim))
         nn.init.trunc_normal_(self.position, std=0.02)
-        layer = nn.TransformerEncoderLayer(
-            dim,
-            heads,
-            dim_feedforward=int(dim * mlp_ratio),
-            dropout=dropout,
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
-        )
-        self.blocks = (
-            nn.TransformerEncoder(layer, depth, enable_nested_tensor=False) if depth else None
+        self.blocks = token_transformer(
+            dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, dropout=dropout
         )
         self.norm = nn.LayerNorm(dim)
 

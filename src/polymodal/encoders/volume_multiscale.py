@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from polymodal.encoders.registry import register_encoder
-from polymodal.encoders.volume import _check_even, _triple, spacing_embedding
+from polymodal.encoders.volume import _check_even, _triple, spacing_embedding, token_transformer
 from polymodal.errors import ModelError
 
 # Small enough for a CPU: a 32³ cube in 8³ patches (64 tokens) and a thin 16×64×64 slab in
@@ -170,17 +170,8 @@ class VolumeMultiscaleEncoder(nn.Module):
         if cls_token:
             nn.init.trunc_normal_(self.cls_token, std=0.02)
             nn.init.trunc_normal_(self.cls_position, std=0.02)
-        layer = nn.TransformerEncoderLayer(
-            dim,
-            heads,
-            dim_feedforward=int(dim * mlp_ratio),
-            dropout=dropout,
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
-        )
-        self.blocks = (
-            nn.TransformerEncoder(layer, depth, enable_nested_tensor=False) if depth else None
+        self.blocks = token_transformer(
+            dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, dropout=dropout
         )
         self.norm = nn.LayerNorm(dim)
 

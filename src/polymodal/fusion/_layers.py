@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -127,20 +128,27 @@ class TransformerBlock(nn.Module):
         *,
         dim: int,
         heads: int,
-        dim_head: int,
+        dim_head: int | None = None,
         ff_mult: float = 4,
         geglu: bool = True,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.attn_norm = nn.LayerNorm(dim)
-        self.attn = Attention(query_dim=dim, heads=heads, dim_head=dim_head, dropout=dropout)
+        self.attn = Attention(
+            query_dim=dim, heads=heads, dim_head=dim_head or dim // heads, dropout=dropout
+        )
         self.ff_norm = nn.LayerNorm(dim)
         self.ff = FeedForward(dim=dim, mult=ff_mult, geglu=geglu, dropout=dropout)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         x = x + self.attn(self.attn_norm(x), key_padding_mask=mask)
         return x + self.ff(self.ff_norm(x))
+
+
+def transformer_stack(depth: int, **block_options: Any) -> nn.ModuleList:
+    """``depth`` :class:`TransformerBlock` s with the same options (``dim``, ``heads``, …)."""
+    return nn.ModuleList(TransformerBlock(**block_options) for _ in range(depth))
 
 
 class CrossAttentionBlock(nn.Module):

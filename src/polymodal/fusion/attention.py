@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from polymodal.fusion._layers import TransformerBlock, batch_size, gather_streams
+from polymodal.fusion._layers import batch_size, gather_streams, transformer_stack
 from polymodal.fusion.registry import register_core
 
 
@@ -43,15 +43,8 @@ class AttentionCore(nn.Module):
         self.modalities = tuple(modalities)
         self.cls_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
         self.modality_embedding = nn.Parameter(torch.randn(len(self.modalities), dim) * 0.02)
-        self.blocks = nn.ModuleList(
-            TransformerBlock(
-                dim=dim,
-                heads=heads,
-                dim_head=dim_head or dim // heads,
-                ff_mult=ff_mult,
-                dropout=dropout,
-            )
-            for _ in range(depth)
+        self.blocks = transformer_stack(
+            depth, dim=dim, heads=heads, dim_head=dim_head, ff_mult=ff_mult, dropout=dropout
         )
         self.norm = nn.LayerNorm(dim)
         self.out_dim = dim

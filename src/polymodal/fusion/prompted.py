@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from polymodal.errors import ModelError
-from polymodal.fusion._layers import TransformerBlock, batch_size, gather_streams
+from polymodal.fusion._layers import batch_size, gather_streams, transformer_stack
 from polymodal.fusion.registry import register_core
 
 DEFAULT_TASK = "task"
@@ -113,15 +113,8 @@ class PromptedCore(nn.Module):
         nn.init.trunc_normal_(self.word_embedding.weight, std=0.02)
         self.registers = nn.Parameter(torch.randn(num_registers, dim) * 0.02)
         self.modality_embedding = nn.Parameter(torch.randn(len(self.modalities), dim) * 0.02)
-        self.blocks = nn.ModuleList(
-            TransformerBlock(
-                dim=dim,
-                heads=heads,
-                dim_head=dim_head or dim // heads,
-                ff_mult=ff_mult,
-                dropout=dropout,
-            )
-            for _ in range(depth)
+        self.blocks = transformer_stack(
+            depth, dim=dim, heads=heads, dim_head=dim_head, ff_mult=ff_mult, dropout=dropout
         )
         self.norm = nn.LayerNorm(dim)
         self.out_dim = dim
