@@ -279,3 +279,49 @@ def test_build_model_rejects_dotted_names() -> None:
     infos = {"lab.values": {"kind": "tabular", "numeric": ["a"], "categorical": {}}}
     with pytest.raises(ModelError, match=r"modality name\(s\) \['lab.values'\]"):
         build_model(ModelConfig(), infos, TARGETS)
+
+
+def test_a_core_that_reads_raw_pixels_gets_them_instead_of_an_encoder(tmp_path) -> None:
+    input_infos = {
+        "xray": {"kind": "image", "channels": 1},
+        "labs": {"kind": "tabular", "numeric": ["age"], "categorical": {}},
+    }
+    vit = {"img_size": 32, "embed_dim": 16, "depth": 1, "num_heads": 2}
+    config = ModelConfig(
+        core="intervention",
+        dim=DIM,
+        core_options={"backbone": "vit_tiny_patch16_224", "backbone_options": vit},
+    )
+    model = build_model(config, input_infos, TARGETS).eval()
+    # The core runs the image backbone itself: no encoder for xray, its raw input goes through.
+    assert set(model.encoders) == {"labs"} and model.modalities == ("xray", "labs")
+    batch = make_batch(n=3)
+    batch["inputs"] = {
+        "xray": {
+            "pixels": torch.randn(3, 2, 1, 32, 32),
+            "view_mask": torch.tensor([[True, True], [True, False], [True, True]]),
+        },
+        "labs": {
+            "numeric": torch.randn(3, 1),
+            "numeric_missing": torch.zeros(3, 1, dtype=torch.bool),
+            "categorical": torch.zeros(3, 0, dtype=torch.long),
+        },
+    }
+    batch["available"] = {
+        "xray": torch.tensor([True, True, False]),
+        "labs": torch.ones(3, dtype=torch.bool),
+    }
+    encoded, _ = model.encode(batch)
+    assert encoded["xray"][0] is batch["inputs"]["xray"]["pixels"]
+    expected = model(batch)["features"]
+    # A missing view and an unavailable sample's pixels are never read.
+    batch["inputs"]["xray"]["pixels"][1, 1] = float("nan")
+    batch["inputs"]["xray"]["pixels"][2] = float("nan")
+    assert torch.equal(model(batch)["features"], expected)
+    model.save_weights(tmp_path / "m.safetensors")
+    rebuilt = build_model(config, input_infos, TARGETS)
+    rebuilt.load_weights(tmp_path / "m.safetensors")
+    assert torch.equal(rebuilt.eval()(batch)["features"], expected)
+    del batch["inputs"]["xray"]["view_mask"]
+    with pytest.raises(ModelError, match=r"reads modality 'xray' raw.*\['view_mask'\]"):
+        model(batch)

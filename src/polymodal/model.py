@@ -9,6 +9,11 @@ Composition by injection (TorchMultimodal's late-fusion pattern)::
 
 ``batch`` follows :mod:`polymodal.data.batch`. A modality the model has no encoder for is ignored;
 a modality of the model that the batch does not carry is unavailable for every sample.
+
+Raw inputs: a core whose own passes must see a modality's input (``intervention`` runs the image
+backbone itself) declares ``raw_inputs = {modality: (value_field, mask_field)}``. Such a modality
+gets no encoder; its stream is ``(inputs[m][value_field], inputs[m][mask_field])``, e.g. ``(pixels
+(B, V, C, H, W), view_mask (B, V))``, masked by availability like any other stream.
 """
 
 from __future__ import annotations
@@ -54,8 +59,10 @@ class MultimodalModel(nn.Module):
         self.heads = heads
         self.modality_dropout = modality_dropout
         read = getattr(core, "modalities", tuple(encoders))
-        # The modalities this model encodes: those the core reads and that have an encoder.
-        self.modalities = tuple(m for m in read if m in encoders)
+        self.raw_inputs: dict[str, tuple[str, str]] = dict(getattr(core, "raw_inputs", {}))
+        # The modalities this model feeds the core: those it reads that have an encoder or that
+        # it takes raw.
+        self.modalities = tuple(m for m in read if m in encoders or m in self.raw_inputs)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         """``batch`` -> ``{"logits": {target: (B,) | (B, K)}, "features": (B, D_out)}``."""
@@ -87,8 +94,23 @@ class MultimodalModel(nn.Module):
                 # No sample has it: skip the encoder (the core would mask every token anyway).
                 # Training always runs it so every parameter gets a gradient (DDP needs that).
                 continue
-            encoded[m] = self.encoders[m](inputs[m])  # (B, N_m, D), (B, N_m)
+            if m in self.raw_inputs:
+                encoded[m] = self._raw_stream(m, inputs[m])
+            else:
+                encoded[m] = self.encoders[m](inputs[m])  # (B, N_m, D), (B, N_m)
         return encoded, availability
+
+    def _raw_stream(self, modality: str, fields: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """``(value, mask)`` of a modality the core takes raw (see ``raw_inputs``)."""
+        value_field, mask_field = self.raw_inputs[modality]
+        lacking = [f for f in (value_field, mask_field) if f not in fields]
+        if lacking:
+            raise ModelError(
+                f"the fusion core reads modality '{modality}' raw and needs the input field(s) "
+                f"{lacking}, but the batch has {sorted(fields)}; give '{modality}' the kind the "
+                "core expects (e.g. 'image' for pixels and view_mask)"
+            )
+        return fields[value_field], fields[mask_field].bool()
 
     def fuse(
         self, encoded: dict[str, tuple[Tensor, Tensor]], availability: dict[str, Tensor]
@@ -181,7 +203,8 @@ def build_model(
         input_infos: modality -> info (``{"kind": ..., ...}``, see ``polymodal.encoders``).
         target_infos: target -> info (see :mod:`polymodal.heads`).
 
-    Only the modalities the core reads get an encoder (``single`` builds one, and nothing else).
+    Only the modalities the core reads get an encoder (``single`` builds one, and nothing else),
+    and none of those it takes raw (``raw_inputs``).
     """
     # Imported here: the encoders pull in timm/transformers/monai, which the rest of this module
     # (and everything that only loads a core or a head) does not need.
@@ -206,7 +229,10 @@ def build_model(
     kinds = {m: info.get("kind", "") for m, info in input_infos.items()}
     core = create_core(config.core, modalities=kinds, dim=config.dim, **config.core_options)
     encoders = nn.ModuleDict()
+    raw = getattr(core, "raw_inputs", {})
     for m in getattr(core, "modalities", tuple(input_infos)):
+        if m in raw:
+            continue
         choice = config.encoders.get(m)
         name = (choice.name if choice else None) or default_encoder(kinds[m])
         options = choice.options if choice else {}

@@ -18,6 +18,11 @@ DIM = 16
 MODALITIES = {"xray": "image", "labs": "tabular", "vitals": "series"}
 LENGTHS = {"xray": 5, "labs": 3, "vitals": 7}
 SMALL_SYNERGY = {"num_latents": 4, "depth": 2, "cross_dim_head": 8, "latent_dim_head": 8}
+TINY_VIT = {
+    "backbone": "vit_tiny_patch16_224",
+    "backbone_options": {"img_size": 32, "embed_dim": 32, "depth": 2, "num_heads": 2},
+}
+IMAGE_SHAPE = (2, 3, 32, 32)  # (V, C, H, W) for cores that read an image modality raw
 
 CORE_OPTIONS: dict[str, list[dict]] = {
     "synergy": [
@@ -38,6 +43,10 @@ CORE_OPTIONS: dict[str, list[dict]] = {
         {"task_prompts": "Is there any significant abnormality?", "depth": 2},
         {"task_prompts": {"label": "Predict the label."}, "depth": 1, "num_registers": 0},
     ],
+    "intervention": [
+        TINY_VIT,
+        {**TINY_VIT, "insert_at": 1, "adapter_options": {"ranks": [2, 4], "alphas": [4, 8]}},
+    ],
 }
 
 CASES = [
@@ -52,8 +61,12 @@ def make_core(name: str, options: dict, seed: int = 0) -> torch.nn.Module:
     return create_core(name, modalities=MODALITIES, dim=DIM, **options).eval()
 
 
-def make_batch(seed: int = 1) -> tuple[dict, dict, dict]:
-    """3 samples: all modalities; labs missing; only labs. vitals padded to lengths 7, 4, 2."""
+def make_batch(core: torch.nn.Module | None = None, seed: int = 1) -> tuple[dict, dict, dict]:
+    """3 samples: all modalities; labs missing; only labs. vitals padded to lengths 7, 4, 2.
+
+    A modality the core takes raw (``core.raw_inputs``, an image) gets pixels ``(3, V, C, H, W)``
+    and a view mask ``(3, V)`` instead of tokens: sample 0 has both views, sample 1 one.
+    """
     g = torch.Generator().manual_seed(seed)
     tokens = {m: torch.randn(3, n, DIM, generator=g) for m, n in LENGTHS.items()}
     available = {
@@ -64,18 +77,26 @@ def make_batch(seed: int = 1) -> tuple[dict, dict, dict]:
     masks = {m: torch.ones(3, n, dtype=torch.bool) for m, n in LENGTHS.items()}
     masks["vitals"][1, 4:] = False
     masks["vitals"][2, 2:] = False
+    for m in getattr(core, "raw_inputs", {}):
+        tokens[m] = torch.randn(3, *IMAGE_SHAPE, generator=g)
+        masks[m] = torch.tensor([[True, True], [True, False], [True, True]])
     # The model ANDs each encoder mask with availability before the core sees it.
     masks = {m: masks[m] & available[m][:, None] for m in masks}
     return tokens, masks, available
 
 
 def with_garbage(tokens: dict, masks: dict, seed: int = 7) -> dict:
-    """Replace every masked token by large random values."""
+    """Replace every masked token (or view, for raw pixels) by large random values."""
     g = torch.Generator().manual_seed(seed)
     return {
-        m: torch.where(masks[m][..., None], t, torch.randn(t.shape, generator=g) * 1e3)
+        m: torch.where(_expand(masks[m], t), t, torch.randn(t.shape, generator=g) * 1e3)
         for m, t in tokens.items()
     }
+
+
+def _expand(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B, N) -> (B, N, 1, …) so that it broadcasts over ``like`` (B, N, …)."""
+    return mask.reshape(*mask.shape, *([1] * (like.ndim - mask.ndim)))
 
 
 def test_every_core_is_covered() -> None:
@@ -86,7 +107,7 @@ def test_every_core_is_covered() -> None:
 @pytest.mark.parametrize(("name", "options"), CASES)
 def test_forward_backward(name: str, options: dict) -> None:
     core = make_core(name, options).train()
-    tokens, masks, available = make_batch()
+    tokens, masks, available = make_batch(core)
     tokens = {m: t.requires_grad_() for m, t in tokens.items()}
     out = core(tokens, masks, available)
     assert out.shape == (3, core.out_dim)
@@ -104,7 +125,7 @@ def test_forward_backward(name: str, options: dict) -> None:
 @pytest.mark.parametrize(("name", "options"), CASES)
 def test_missing_modality_garbage_does_not_change_output(name: str, options: dict) -> None:
     core = make_core(name, options)
-    tokens, masks, available = make_batch()
+    tokens, masks, available = make_batch(core)
     reference = core(tokens, masks, available)
     garbage = with_garbage(tokens, masks)
     garbage["labs"][1] = float("nan")  # even NaN in an unavailable stream is never read
@@ -114,7 +135,7 @@ def test_missing_modality_garbage_does_not_change_output(name: str, options: dic
 @pytest.mark.parametrize(("name", "options"), CASES)
 def test_absent_stream_equals_unavailable_stream(name: str, options: dict) -> None:
     core = make_core(name, options)
-    tokens, masks, available = make_batch()
+    tokens, masks, available = make_batch(core)
     available["vitals"] = torch.zeros(3, dtype=torch.bool)
     masks["vitals"] = torch.zeros_like(masks["vitals"])
     garbage = with_garbage(tokens, masks)
@@ -127,10 +148,11 @@ def test_absent_stream_equals_unavailable_stream(name: str, options: dict) -> No
 @pytest.mark.parametrize(("name", "options"), CASES)
 def test_padding_does_not_change_output(name: str, options: dict) -> None:
     core = make_core(name, options)
-    tokens, masks, available = make_batch()
+    tokens, masks, available = make_batch(core)
     reference = core(tokens, masks, available)
     for m in MODALITIES:
-        padded_tokens = dict(tokens, **{m: torch.cat([tokens[m], torch.randn(3, 9, DIM)], 1)})
+        padding = torch.randn(3, 9, *tokens[m].shape[2:])
+        padded_tokens = dict(tokens, **{m: torch.cat([tokens[m], padding], 1)})
         padded_masks = dict(masks, **{m: torch.cat([masks[m], torch.zeros(3, 9, dtype=bool)], 1)})
         out = core(padded_tokens, padded_masks, available)
         assert torch.allclose(out, reference, atol=1e-6), f"padding {m} changed the output"
@@ -139,7 +161,7 @@ def test_padding_does_not_change_output(name: str, options: dict) -> None:
 @pytest.mark.parametrize(("name", "options"), CASES)
 def test_all_but_one_missing_gives_finite_output(name: str, options: dict) -> None:
     core = make_core(name, options)
-    tokens, masks, _ = make_batch()
+    tokens, masks, _ = make_batch(core)
     for keep in MODALITIES:
         only = {m: torch.full((3,), m == keep) for m in MODALITIES}
         only_masks = {m: masks[m] & only[m][:, None] for m in masks}
@@ -154,7 +176,7 @@ def test_all_but_one_missing_gives_finite_output(name: str, options: dict) -> No
 @pytest.mark.parametrize(("name", "options"), CASES)
 def test_safetensors_round_trip(name: str, options: dict, tmp_path) -> None:
     core = make_core(name, options, seed=0)
-    tokens, masks, available = make_batch()
+    tokens, masks, available = make_batch(core)
     expected = core(tokens, masks, available)
     save_file(core.state_dict(), str(tmp_path / "core.safetensors"))
     fresh = make_core(name, options, seed=123)

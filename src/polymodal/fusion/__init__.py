@@ -2,13 +2,14 @@
 
 Build one with :func:`create_core`; see :mod:`polymodal.fusion.registry` for the interface.
 Importing this package registers the built-in cores: ``synergy``, ``single``, ``concat``,
-``attention``, ``bottleneck`` and ``prompted``.
+``attention``, ``bottleneck``, ``intervention`` and ``prompted``.
 """
 
 from polymodal.fusion import (  # noqa: F401  (registers cores)
     attention,
     bottleneck,
     concat,
+    intervention,
     prompted,
     single,
     synergy,
