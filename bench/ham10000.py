@@ -146,9 +146,9 @@ def main() -> None:
                 "model.modality_dropout=0.1",
                 f"train.max_epochs={args.epochs}",
                 "train.batch_size=64",
-                "train.lr=1e-3",
-                "train.early_stopping_patience=5",
-                "train.monitor=val/dx/balanced_accuracy",
+                f"train.lr={args.lr}",
+                f"train.early_stopping_patience={args.patience}",
+                f"train.monitor={args.monitor}",
                 "train.num_workers=2",
             ],
         )
@@ -183,7 +183,9 @@ def main() -> None:
     lines = [
         "# HAM10000: image + tabular fusion vs single modalities",
         "",
-        f"Command: `python bench/ham10000.py --epochs {args.epochs} --n-boot {args.n_boot}`",
+        f"Command: `python bench/ham10000.py --epochs {args.epochs} --n-boot {args.n_boot} "
+        f"--models '{args.models}' --monitor {args.monitor} --patience {args.patience} --lr {args.lr} "
+        f"--name {args.name}`",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
         f"{torch.__version__}; load average at the end {os.getloadavg()[0]:.1f}. Total "
@@ -192,8 +194,8 @@ def main() -> None:
         "",
         "Train 6,408 images, report on val 1,603 (grouped by lesion); 95 % CIs from "
         f"{args.n_boot} bootstrap resamples of lesions. Image backbone: EfficientNet-Lite0 "
-        "(ImageNet, frozen, 7×7 token grid); class-balanced cross-entropy; epoch chosen on val "
-        "balanced accuracy.",
+        "(ImageNet, frozen, 7×7 token grid); class-balanced cross-entropy; epoch chosen on "
+        f"`{args.monitor}`.",
         "",
         "| model | balanced accuracy | macro AUROC | epochs | minutes |",
         "|---|---:|---:|---:|---:|",
@@ -205,8 +207,8 @@ def main() -> None:
             f"| {name} | {cell(m['balanced_accuracy'])} | {cell(m['auroc_macro'])} | {row.get('epochs', '')} | {minutes} |"
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ham10000.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "ham10000.json").write_text(
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(
         json.dumps(
             {
                 n: {
