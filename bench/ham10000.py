@@ -123,6 +123,10 @@ def main() -> None:
     parser.add_argument(
         "--models", default=",".join(MODELS), help="comma-separated subset of the models"
     )
+    parser.add_argument("--monitor", default="val/dx/balanced_accuracy", help="selection metric")
+    parser.add_argument("--patience", type=int, default=5, help="early-stopping patience")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--name", default="ham10000", help="results file stem in bench/results")
     args = parser.parse_args()
     torch.set_num_threads(2)
     started = time.perf_counter()

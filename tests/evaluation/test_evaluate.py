@@ -56,7 +56,9 @@ def test_every_subset_scores_the_same_test_patients_with_grouped_intervals(
             if math.isnan(ci.point):
                 assert name in subset.reasons
                 continue
-            assert ci.low <= ci.point <= ci.high, (subset.label, name, ci)
+            # A percentile interval need not contain the point estimate (ECE's bootstrap is
+            # biased upwards), so only its order and finiteness are properties.
+            assert math.isfinite(ci.low) and ci.low <= ci.high, (subset.label, name, ci)
             assert 0 < ci.n_valid <= N_BOOT
 
 
