@@ -1,4 +1,4 @@
-"""collate_samples: padding masks, availability stacking, placeholders of the right shape."""
+"""collate_samples: padding masks, availability stacking, stand-ins of the right shape."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def volume_sample(sample_id: str, size: tuple[int, int, int] | None) -> dict:
     }
 
 
-def test_unavailable_volume_placeholder_takes_the_batch_shape():
+def test_unavailable_volume_stand_in_takes_the_batch_shape():
     batch = collate_samples([volume_sample("a", (2, 3, 4)), volume_sample("b", None)])
     voxels = batch["inputs"]["ct"]["voxels"]
     assert voxels.shape == (2, 1, 2, 3, 4)

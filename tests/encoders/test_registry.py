@@ -53,7 +53,7 @@ TINY_OPTIONS: dict[str, dict[str, Any]] = {
 
 
 def make_inputs(kind: str, *, length: int = 10, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A batch of BATCH samples; the last sample is unavailable (all placeholders / masked)."""
+    """A batch of BATCH samples; the last sample is unavailable (all stand-ins / masked)."""
     generator = torch.Generator().manual_seed(seed)
     if kind == "image":
         view_mask = torch.tensor([[True, True], [True, False], [False, False]])

@@ -36,7 +36,7 @@ def test_numeric_token_is_value_times_weight_plus_bias_plus_identity() -> None:
     torch.testing.assert_close(tokens[0, 0], expected)
 
 
-def test_missing_value_gets_the_missing_embedding_whatever_the_placeholder() -> None:
+def test_missing_value_gets_the_missing_embedding_whatever_the_stand_in() -> None:
     model = encoder()
     zero, _ = model(row(0.0, -1.0, 2, 3, age_missing=True))
     garbage, _ = model(row(float("nan"), -1.0, 2, 3, age_missing=True))

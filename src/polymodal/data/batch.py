@@ -14,8 +14,8 @@ A **sample** (what ``CohortDataset.__getitem__`` returns) is a plain dict::
     }
 
 A missing modality is never a zero image in disguise: ``available[m]`` is False and the
-modality's tensors hold placeholder values (zeros of the right shape) that every model must
-ignore. Every fusion core gives the same output whether those placeholders are zeros or garbage.
+modality's tensors hold stand-in values (zeros of the right shape) that every model must
+ignore. Every fusion core gives the same output whether those stand-ins are zeros or garbage.
 
 A **batch** (what :func:`polymodal.data.collate.collate_samples` returns) has the same keys with
 tensors stacked along a leading batch dimension B: ``ids`` and ``groups`` become lists,

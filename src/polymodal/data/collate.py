@@ -24,7 +24,7 @@ VARIABLE_LENGTH_FIELDS = frozenset(
 def _stack_fixed(
     modality: str, field: str, tensors: list[torch.Tensor], available: list[bool]
 ) -> torch.Tensor:
-    """Stack ``(B, ...)``; unavailable placeholders take the shape of the available samples.
+    """Stack ``(B, ...)``; unavailable stand-ins take the shape of the available samples.
 
     Volumes without a fixed ``size`` differ in shape per file, and an unavailable one cannot
     know the shape its batch needs, so its zeros are remade here.

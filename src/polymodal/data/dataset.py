@@ -198,12 +198,12 @@ def encode_row(
         if modalities is None or name in modalities:
             fields = _encode_modality(preprocessor, name, cells, row)
         available[name] = fields is not None
-        inputs[name] = fields if fields is not None else preprocessor.placeholder(name)
+        inputs[name] = fields if fields is not None else preprocessor.empty_inputs(name)
     targets, target_mask = {}, {}
     for name in preprocessor.targets:
         value = row.read(preprocessor.encode_target, name, cells, modality=name, column=None)
         target_mask[name] = value is not None
-        targets[name] = value if value is not None else preprocessor.target_placeholder(name)
+        targets[name] = value if value is not None else preprocessor.empty_target(name)
     if issues is not None:
         issues.extend(row.issues)
     return {

@@ -240,7 +240,7 @@ _IU_HEADER = """\
 # Tabular `header` comes from the DICOM header table: age at the study, number of images,
 # recorded view positions, acquisition (CR/DX) and body part; "Patient's Sex" is empty for every
 # image in the table, so there is no sex column (the indication text sometimes says it).
-# Words the source redacted stay redacted (a placeholder of four capital X).
+# Words the source redacted stay redacted (a run of four capital X).
 # Each report has its own header "Patient ID" (it equals the report number), so the grouped
 # split is effectively per report; the split is a seeded recipe stratified on `abnormal`.
 """

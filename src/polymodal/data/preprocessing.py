@@ -93,7 +93,7 @@ class Preprocessor:
     """Fitted preprocessing for every modality and target of a cohort spec.
 
     Create one with :meth:`fit` (training split only) or :meth:`load`; encode with the
-    ``transform_*`` methods, :meth:`encode_target` and :meth:`placeholder`.
+    ``transform_*`` methods, :meth:`encode_target` and :meth:`empty_inputs`.
 
     Example::
 
@@ -334,7 +334,7 @@ class Preprocessor:
     # Transforms: reader output / manifest cells -> unbatched tensors of the sample contract
     # ------------------------------------------------------------------------------------------
 
-    def placeholder(self, modality: str) -> dict[str, torch.Tensor]:
+    def empty_inputs(self, modality: str) -> dict[str, torch.Tensor]:
         """Zeros of the right shape for a modality that is unavailable; every mask False."""
         cfg, _ = self._modality(modality)
         if isinstance(cfg, ImageModality):
@@ -373,7 +373,7 @@ class Preprocessor:
         """Reader outputs ``(C, H, W)`` per view column (None: view missing) -> ``pixels``
         ``(V, C, H, W)`` and ``view_mask`` ``(V,)``."""
         cfg, _ = self._modality(modality)
-        out = self.placeholder(modality)
+        out = self.empty_inputs(modality)
         expected = (cfg.channels, *cfg.size)
         for index, view in enumerate(views):
             if view is None:
@@ -412,7 +412,7 @@ class Preprocessor:
         a list, becomes missing and ``(column, reason)`` is appended there.
         """
         cfg, st = self._modality(modality)
-        out = self.placeholder(modality)
+        out = self.empty_inputs(modality)
         for index, column in enumerate(cfg.numeric):
             try:
                 value = parse_number(cells.get(column, ""), cfg.missing_values)
@@ -510,7 +510,7 @@ class Preprocessor:
     # Targets
     # ------------------------------------------------------------------------------------------
 
-    def target_placeholder(self, target: str) -> torch.Tensor:
+    def empty_target(self, target: str) -> torch.Tensor:
         """The value a missing label holds (ignored, since its ``target_mask`` is False)."""
         cfg, _ = self._target(target)
         if isinstance(cfg, MulticlassTarget):

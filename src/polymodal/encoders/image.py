@@ -2,7 +2,7 @@
 
 Several views of one sample (e.g. frontal and lateral X-ray) share the backbone; a learned view
 embedding tells their tokens apart, and a missing view's tokens are masked out. Only present views
-go through the backbone, so a missing view's placeholder pixels never reach BatchNorm statistics.
+go through the backbone, so a missing view's stand-in pixels never reach BatchNorm statistics.
 """
 
 from __future__ import annotations

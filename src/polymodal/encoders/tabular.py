@@ -80,7 +80,7 @@ class TabularTokenEncoder(nn.Module):
         self._check(numeric, categorical)
         parts, missing_parts = [], []
         if self.numeric_columns:
-            # A placeholder under a missing flag may be anything (even NaN): zero it before use.
+            # A stand-in under a missing flag may be anything (even NaN): zero it before use.
             values = numeric.masked_fill(numeric_missing, 0.0)
             parts.append(
                 values[..., None] * self.numeric_weight + self.numeric_bias
