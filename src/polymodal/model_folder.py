@@ -102,7 +102,7 @@ def load_model_folder(folder: Path | str, *, device: str | torch.device = "cpu")
     preprocessor = Preprocessor.load(folder / PREPROCESSING)
     input_infos = payload["input_infos"]
     target_infos = payload["target_infos"]
-    model = build_model(config, input_infos, target_infos)
+    model = build_model(_without_pretrained_weights(config), input_infos, target_infos)
     state = load_file(str(folder / WEIGHTS), device="cpu")
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -120,3 +120,18 @@ def load_model_folder(folder: Path | str, *, device: str | torch.device = "cpu")
         )
     model.to(device).eval()
     return LoadedModel(model, config, preprocessor, spec, input_infos, target_infos, folder)
+
+
+def _without_pretrained_weights(config: ModelConfig) -> ModelConfig:
+    """The config with image encoders' ``pretrained`` weights left out.
+
+    The folder's safetensors overwrite every weight anyway; loading the ImageNet weights first
+    would read a large file for nothing and fail where the weights package is not installed.
+    """
+    encoders = {
+        name: choice.model_copy(
+            update={"options": {k: v for k, v in choice.options.items() if k != "pretrained"}}
+        )
+        for name, choice in config.encoders.items()
+    }
+    return config.model_copy(update={"encoders": encoders})
