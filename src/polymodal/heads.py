@@ -2,9 +2,11 @@
 
 Build a head with :func:`create_head` from a ``target_info`` dict (made by the data layer)::
 
-    {"kind": "binary" | "multiclass" | "multilabel" | "regression" | "time_to_event",
+    {"kind": "binary" | "multiclass" | "multilabel" | "regression" | "time_to_event"
+             | "cumulative_risk" | "digits",
      "n_outputs": int, "classes": [...] | None, "class_weights": [...] | None,
-     "bins": [...] | None, "loss": "discrete" | "cox", "mean": float, "std": float}
+     "bins": [...] | None, "loss": "discrete" | "cox", "mean": float, "std": float,
+     "horizons": [...], "monotone": bool, "num_digits": int}
 
 Every head has ``forward(features (B, D)) -> logits``, ``loss(logits, target, target_mask)``
 and ``predict(logits) -> {name: Tensor}``. Targets are encoded as in
@@ -15,7 +17,9 @@ even when they are NaN.
 
 Output sizes come from the kind: binary, regression and Cox give one logit per sample
 (``(B,)``), multiclass ``n_outputs`` (or ``len(classes)``), multilabel ``n_outputs``, and the
-discrete-time survival head ``len(bins)`` hazards (one per bin, ``bins`` = upper edges).
+discrete-time survival head ``len(bins)`` hazards (one per bin, ``bins`` = upper edges). The
+M3FM heads (:mod:`polymodal.task_heads`): cumulative_risk gives ``len(horizons) + 1`` logits
+(hazards, then a base), digits ``(B, num_digits, 10)``.
 """
 
 from __future__ import annotations
@@ -31,7 +35,15 @@ from torch import Tensor, nn
 
 from polymodal.errors import ModelError
 
-KINDS = ("binary", "multiclass", "multilabel", "regression", "time_to_event")
+KINDS = (
+    "binary",
+    "multiclass",
+    "multilabel",
+    "regression",
+    "time_to_event",
+    "cumulative_risk",
+    "digits",
+)
 
 
 def masked_weighted_mean(values: Tensor, weights: Tensor, labeled: Tensor) -> Tensor:
@@ -257,11 +269,14 @@ def create_head(name: str, target_info: dict[str, Any], *, in_dim: int) -> Head:
     """The head for target ``name`` described by ``target_info`` (see the module docstring).
 
     Raises:
-        ModelError: unknown kind, missing ``bins`` for the discrete-time loss, bad class weights.
+        ModelError: unknown kind, missing ``bins`` for the discrete-time loss, bad class weights,
+            ``horizons`` or ``num_digits``.
     """
     kind = target_info.get("kind")
     if kind not in KINDS:
         raise ModelError(f"target '{name}': unknown kind {kind!r}; known kinds: {', '.join(KINDS)}")
+    if kind in ("cumulative_risk", "digits"):
+        return _m3fm_head(name, target_info, in_dim)
     if kind == "binary":
         return BinaryHead(in_dim=in_dim, class_weights=_class_weights(name, target_info, 2))
     if kind == "multiclass":
@@ -301,3 +316,27 @@ def create_head(name: str, target_info: dict[str, Any], *, in_dim: int) -> Head:
             f"bin edges (e.g. [365, 730, 1095]), got {bins!r}; or set loss: cox"
         )
     return DiscreteTimeHead(in_dim=in_dim, bins=bins)
+
+
+def _m3fm_head(name: str, target_info: dict[str, Any], in_dim: int) -> Head:
+    # Imported here: polymodal.task_heads builds on this module's PerSampleHead.
+    from polymodal.task_heads import CumulativeRiskHead, DigitsHead
+
+    if target_info["kind"] == "digits":
+        num_digits = target_info.get("num_digits")
+        if not isinstance(num_digits, int) or not 1 <= num_digits <= 6:
+            raise ModelError(
+                f"target '{name}': a digits target needs 'num_digits' from 1 to 6, "
+                f"got {num_digits!r}"
+            )
+        return DigitsHead(in_dim=in_dim, num_digits=num_digits)
+    horizons = target_info.get("horizons")
+    if not horizons or any(later <= earlier for earlier, later in pairwise(horizons)):
+        raise ModelError(
+            f"target '{name}': a cumulative_risk target needs 'horizons', strictly increasing "
+            f"(e.g. [1, 2, 3, 4, 5, 6] years), got {horizons!r}"
+        )
+    monotone = target_info.get("monotone")
+    return CumulativeRiskHead(
+        in_dim=in_dim, horizons=horizons, monotone=True if monotone is None else bool(monotone)
+    )

@@ -99,6 +99,7 @@ def test_missing_and_unknown_labels(tmp_path):
     found = {p.row_id: p for p in report.problems}
     assert found["s0"].reason == "label is missing"
     assert found["s0"].action == "row will not be used for target 'y'"
+    assert found["s0"].severity == "warning" and found["s5"].severity == "error"
     assert found["s5"].reason.startswith("unknown label 'maybe': a binary target takes '1'")
     assert report.label_counts["y"]["train"] == {"(missing)": 1, "0": 1, "1": 2}
     assert report.label_counts["y"]["val"] == {"(unknown)": 1, "0": 1}

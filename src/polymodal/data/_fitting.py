@@ -22,6 +22,8 @@ from polymodal.data.manifest import MISSING_LABEL_VALUES, Cohort, is_missing, pa
 from polymodal.data.serialize import TabularToText
 from polymodal.data.spec import (
     BinaryTarget,
+    CumulativeRiskTarget,
+    DigitsTarget,
     Modality,
     MulticlassTarget,
     MultilabelTarget,
@@ -122,6 +124,42 @@ def parse_flag(cell: str, column: str) -> float:
     if not (np.isnan(value) or value in (0.0, 1.0)):
         raise ReadError(f"column {column!r}: {cell!r} is not 0 or 1")
     return value
+
+
+def parse_digits(cell: str, column: str, num_digits: int) -> list[int] | None:
+    """A digits-target cell as its ``num_digits`` digits, most significant first; None if blank.
+
+    Raises:
+        ReadError: the value is not a non-negative integer below ``10**num_digits``.
+    """
+    if is_blank(cell):
+        return None
+    limit = 10**num_digits
+    try:
+        value = float(str(cell).strip())
+    except ValueError:
+        value = float("nan")
+    if not (np.isfinite(value) and value == int(value) and 0 <= value < limit):
+        raise ReadError(
+            f"column {column!r}: {str(cell).strip()!r} is not a whole number from 0 to "
+            f"{limit - 1} ({num_digits} digits); fix the value, blank it, or raise num_digits"
+        )
+    return [int(d) for d in str(int(value)).zfill(num_digits)]
+
+
+def _check_time_event(
+    time_column: str, event_column: str, rows: pd.DataFrame, ids: pd.Series
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training times and events ``(N,)`` (NaN where missing); bad values name their rows."""
+    times = _numbers(rows, ids, time_column, LABEL_MISSING)
+    events = _numbers(rows, ids, event_column, LABEL_MISSING)
+    bad_events = ~np.isnan(events) & ~np.isin(events, (0.0, 1.0))
+    if bad_events.any():
+        rows_bad = ", ".join(repr(i) for i in ids[bad_events].head(5))
+        raise ReadError(
+            f"column {event_column!r}: training row(s) {rows_bad} hold an event that is not 0 or 1"
+        )
+    return times, events
 
 
 # ----------------------------------------------------------------------------------------------
@@ -368,14 +406,24 @@ def fit_target(name: str, cfg: Target, rows: pd.DataFrame, ids: pd.Series) -> di
     if isinstance(cfg, RegressionTarget):
         mean, std = _mean_std(_numbers(rows, ids, cfg.column, LABEL_MISSING))
         return {"mean": mean, "std": std}
-    times = _numbers(rows, ids, cfg.time_column, LABEL_MISSING)
-    events = _numbers(rows, ids, cfg.event_column, LABEL_MISSING)
-    bad_events = ~np.isnan(events) & ~np.isin(events, (0.0, 1.0))
-    if bad_events.any():
-        rows_bad = ", ".join(repr(i) for i in ids[bad_events].head(5))
-        raise ReadError(
-            f"column {cfg.event_column!r}: training row(s) {rows_bad} hold an event that is not 0 or 1"
-        )
+    if isinstance(cfg, DigitsTarget):
+        for row_id, cell in zip(ids, rows[cfg.column], strict=True):
+            try:
+                parse_digits(cell, cfg.column, cfg.num_digits)
+            except ReadError as err:
+                raise ReadError(f"{where}: training row {row_id!r}: {err}") from None
+        return {}
+    times, events = _check_time_event(cfg.time_column, cfg.event_column, rows, ids)
+    if isinstance(cfg, CumulativeRiskTarget):
+        negative = times < 0
+        if negative.any():
+            rows_bad = ", ".join(repr(i) for i in ids[negative].head(5))
+            raise ReadError(
+                f"{where}: column {cfg.time_column!r}: training row(s) {rows_bad} hold a "
+                "negative time; follow-up times start at 0"
+            )
+        # The horizons come from the spec; nothing else to learn.
+        return {}
     if cfg.bins is not None:
         if not cfg.bins or any(a >= b for a, b in zip(cfg.bins, cfg.bins[1:], strict=False)):
             raise SpecError(f"{where}.bins: expected increasing upper bin edges, got {cfg.bins}")

@@ -52,6 +52,10 @@ Encoded targets per kind (in a batch):
 * multilabel: float32 ``(B, K)`` in {0, 1}
 * regression: float32 ``(B,)`` standardised with the training mean/std when the spec asks
 * time_to_event: float32 ``(B, 2)``: (time, event in {0, 1})
+* cumulative_risk: float32 ``(B, 2K)`` for K horizons: columns ``[:K]`` the labels (1 = event
+  by horizon t_k), columns ``[K:]`` the label mask (1 = known: the event happened, at any time,
+  or the follow-up reached t_k without it; 0 = censored before t_k)
+* digits: int64 ``(B, num_digits)``, the value's digits in 0..9, most significant first
 
 An **encoder** maps ``inputs[modality]`` to ``(tokens (B, N, D), mask (B, N) bool)``; the model
 combines that mask with ``available[modality][:, None]`` before any fusion core sees it.

@@ -1,7 +1,7 @@
 """Label checks for validation: every target's value on every row is usable, missing or unknown.
 
-A missing or unknown label is an error for that row and that target only (the row still serves
-the other targets); a target that cannot be trained at all (no labels, one class in train) is a
+A missing label is a warning and an unknown one an error, for that row and that target only (the
+row still serves the other targets); a target that cannot be trained at all (no labels, one class in train) is a
 reason training is impossible.
 """
 
@@ -16,6 +16,8 @@ from polymodal.data.manifest import MISSING_LABEL_VALUES, Cohort
 from polymodal.data.spec import (
     SPLITS,
     BinaryTarget,
+    CumulativeRiskTarget,
+    DigitsTarget,
     MulticlassTarget,
     MultilabelTarget,
     RegressionTarget,
@@ -48,7 +50,9 @@ def _fix_action(target: str) -> str:
 
 def _report_missing(labels: pd.Series, column: str, target: str, add: AddProblem) -> None:
     for pos in np.flatnonzero(labels.isna().to_numpy()):
-        add(pos, column, MISSING_REASON, f"row will not be used for target {target!r}")
+        # A warning, not an error: a multitask cohort leaves most tasks unlabelled on some rows
+        # by design, and the row still serves every other target.
+        add(pos, column, MISSING_REASON, f"row will not be used for target {target!r}", warn=True)
 
 
 def _categorical(
@@ -137,8 +141,28 @@ def _check_one(cohort: Cohort, name: str, add: AddProblem) -> tuple[pd.Series, p
         usable = pd.Series(np.where(complete, "labelled", None), dtype=object)
         positives = pd.DataFrame({c: (v == "1") for c, v in parts.items()})
         return usable, positives
-    if isinstance(t, TimeToEventTarget):
+    if isinstance(t, DigitsTarget):
+        numbers = _numbers(cohort, name, t.column, add)
+        limit = 10**t.num_digits
+        whole = (numbers == np.floor(numbers)) & (numbers >= 0) & (numbers < limit)
+        bad = numbers.notna() & ~whole
+        for pos in np.flatnonzero(bad.to_numpy()):
+            add(
+                pos,
+                t.column,
+                f"{numbers.iat[pos]:g} is not a whole number from 0 to {limit - 1} "
+                f"(targets.{name}.num_digits = {t.num_digits})",
+                _fix_action(name),
+            )
+        numbers = numbers.where(~bad)
+        usable = numbers.astype(object).where(numbers.notna(), None)
+        return usable, pd.DataFrame({"label": np.where(numbers.notna(), "labelled", MISSING)})
+    if isinstance(t, TimeToEventTarget | CumulativeRiskTarget):
         times = _numbers(cohort, name, t.time_column, add)
+        if isinstance(t, CumulativeRiskTarget):
+            for pos in np.flatnonzero((times < 0).to_numpy()):
+                add(pos, t.time_column, f"{times.iat[pos]:g} is a negative time", _fix_action(name))
+            times = times.where(~(times < 0))
         events = _zero_one(cohort, name, t.event_column, add)
         complete = times.notna() & events.notna()
         usable = pd.Series(np.where(complete, "labelled", None), dtype=object)
@@ -165,10 +189,12 @@ def check_targets(
     for name, t in cohort.spec.targets.items():
         invalid = 0
 
-        def add_counting(pos: int | None, column: str, reason: str, action: str) -> None:
+        def add_counting(
+            pos: int | None, column: str, reason: str, action: str, *, warn: bool = False
+        ) -> None:
             nonlocal invalid
             invalid += reason != MISSING_REASON
-            add(pos, column, reason, action)
+            add(pos, column, reason, action, warn=warn)
 
         labels, shown = _check_one(cohort, name, add_counting)
         if invalid:

@@ -35,12 +35,15 @@ from polymodal.data._fitting import (
     fit_target,
     hf_tokenizer,
     is_blank,
+    parse_digits,
     parse_flag,
     read_or_record,
 )
 from polymodal.data.manifest import Cohort, is_missing, parse_number
 from polymodal.data.spec import (
     BinaryTarget,
+    CumulativeRiskTarget,
+    DigitsTarget,
     ImageModality,
     Modality,
     MulticlassTarget,
@@ -309,10 +312,13 @@ class Preprocessor:
         of bins for discrete time-to-event, whose ``bins`` are the upper bin edges (see
         :func:`event_time_bin`). ``mean``/``std`` undo a standardised regression target.
         Time-to-event targets also carry ``loss`` (``"discrete"`` or ``"cox"``).
+        Cumulative-risk targets: ``n_outputs`` = K hazards + 1 base, ``horizons`` (K,) and
+        ``monotone``; digits targets: ``n_outputs`` = 10 per digit and ``num_digits``. Every
+        target carries ``prompts``: its task prompt and paraphrases, None when the spec has none.
         """
         cfg, st = self._target(target)
         info: dict[str, Any] = dict.fromkeys(("classes", "class_weights", "bins", "mean", "std"))
-        info.update(kind=cfg.kind, n_outputs=1)
+        info.update(kind=cfg.kind, n_outputs=1, prompts=list(cfg.prompts) if cfg.prompts else None)
         if isinstance(cfg, BinaryTarget):
             info["classes"] = [st["negative"], cfg.positive]
             if cfg.class_weights is not None:
@@ -328,6 +334,11 @@ class Preprocessor:
             info["loss"] = cfg.loss
             if cfg.loss == "discrete":
                 info.update(n_outputs=len(st["bins"]), bins=list(st["bins"]))
+        elif isinstance(cfg, CumulativeRiskTarget):
+            horizons = [float(h) for h in cfg.horizons]
+            info.update(n_outputs=len(horizons) + 1, horizons=horizons, monotone=cfg.monotone)
+        elif isinstance(cfg, DigitsTarget):
+            info.update(n_outputs=10 * cfg.num_digits, num_digits=cfg.num_digits)
         return info
 
     # ------------------------------------------------------------------------------------------
@@ -519,6 +530,10 @@ class Preprocessor:
             return torch.zeros(len(cfg.columns))
         if isinstance(cfg, TimeToEventTarget):
             return torch.zeros(2)
+        if isinstance(cfg, CumulativeRiskTarget):
+            return torch.zeros(2 * len(cfg.horizons))
+        if isinstance(cfg, DigitsTarget):
+            return torch.zeros(cfg.num_digits, dtype=torch.int64)
         return torch.tensor(0.0)
 
     def encode_target(self, target: str, cells: Mapping[str, str]) -> torch.Tensor | None:
@@ -540,6 +555,11 @@ class Preprocessor:
             if np.isnan(time) or np.isnan(event):
                 return None
             return torch.tensor([time, event], dtype=torch.float32)
+        if isinstance(cfg, CumulativeRiskTarget):
+            return self._encode_cumulative_risk(cfg, cells)
+        if isinstance(cfg, DigitsTarget):
+            digits = parse_digits(cells.get(cfg.column, ""), cfg.column, cfg.num_digits)
+            return None if digits is None else torch.tensor(digits, dtype=torch.int64)
         cell = cells.get(cfg.column, "")
         if is_blank(cell):
             return None
@@ -566,3 +586,31 @@ class Preprocessor:
         if cfg.standardize:
             value = (value - st["mean"]) / st["std"]
         return torch.tensor(value, dtype=torch.float32)
+
+    @staticmethod
+    def _encode_cumulative_risk(
+        cfg: CumulativeRiskTarget, cells: Mapping[str, str]
+    ) -> torch.Tensor | None:
+        """(time, event) -> per-horizon labels and label mask, ``(2K,)``; None when missing.
+
+        An event at time T is known at every horizon: 1 from the first horizon ≥ T on, 0
+        before. A follow-up to T without event is 0 and known at the horizons ≤ T, unknown
+        (censored) after.
+        """
+        try:
+            time = parse_number(cells.get(cfg.time_column, ""), LABEL_MISSING)
+        except ReadError as err:
+            raise ReadError(f"column {cfg.time_column!r}: {err.reason}") from None
+        event = parse_flag(cells.get(cfg.event_column, ""), cfg.event_column)
+        if np.isnan(time) or np.isnan(event):
+            return None
+        if time < 0:
+            raise ReadError(
+                f"column {cfg.time_column!r}: {time:g} is a negative time; follow-up starts at 0"
+            )
+        horizons = torch.tensor(cfg.horizons, dtype=torch.float64)
+        if event == 1:
+            labels, known = horizons >= time, torch.ones_like(horizons, dtype=torch.bool)
+        else:
+            labels, known = torch.zeros_like(horizons, dtype=torch.bool), horizons <= time
+        return torch.cat([labels, known]).to(torch.float32)

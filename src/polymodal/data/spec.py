@@ -14,6 +14,10 @@ Example::
       column: split                   # or: recipe: {train: 0.7, val: 0.15, test: 0.15, seed: 0}
     targets:
       label: {kind: binary, column: label, positive: "1"}
+      cancer: {kind: cumulative_risk, time_column: years, event_column: cancer,
+               horizons: [1, 2, 3, 4, 5, 6],
+               prompts: ["Predict the lung cancer risk over six years."]}
+      pack_years: {kind: digits, column: pack_years, num_digits: 3}
     modalities:
       xray:  {kind: image, columns: [xray_path], size: [64, 64], channels: 1}
       ct:    {kind: volume, column: ct_path, spacing: [2, 2, 2], size: [32, 32, 32]}
@@ -26,6 +30,7 @@ Example::
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -86,7 +91,26 @@ class SplitSpec(_Strict):
 # --------------------------------------------------------------------------------------------
 
 
-class BinaryTarget(_Strict):
+class _TargetBase(_Strict):
+    """What every target kind has besides its columns."""
+
+    # The task prompt and its paraphrases (M3FM), e.g. "Predict the lung cancer risk over six
+    # years."; the first is the canonical phrasing.
+    prompts: list[str] | None = Field(None, min_length=1)
+
+    @field_validator("prompts")
+    @classmethod
+    def _prompts_have_words(cls, v: list[str] | None) -> list[str] | None:
+        for position, prompt in enumerate(v or (), start=1):
+            if not any(ch.isalnum() for ch in prompt):
+                raise ValueError(
+                    f"prompt {position} ({prompt!r}) has no word; write the task as a sentence, "
+                    "e.g. 'Predict the lung cancer risk over six years.'"
+                )
+        return v
+
+
+class BinaryTarget(_TargetBase):
     kind: Literal["binary"]
     column: str
     # The value that means "positive"; others must be the single negative value.
@@ -95,7 +119,7 @@ class BinaryTarget(_Strict):
     class_weights: list[float] | None = None
 
 
-class MulticlassTarget(_Strict):
+class MulticlassTarget(_TargetBase):
     kind: Literal["multiclass"]
     column: str
     # Class names in a fixed order; inferred (sorted) from the training split when omitted.
@@ -103,19 +127,19 @@ class MulticlassTarget(_Strict):
     class_weights: list[float] | Literal["balanced"] | None = None
 
 
-class MultilabelTarget(_Strict):
+class MultilabelTarget(_TargetBase):
     kind: Literal["multilabel"]
     # One 0/1 column per label.
     columns: list[str] = Field(min_length=1)
 
 
-class RegressionTarget(_Strict):
+class RegressionTarget(_TargetBase):
     kind: Literal["regression"]
     column: str
     standardize: bool = True
 
 
-class TimeToEventTarget(_Strict):
+class TimeToEventTarget(_TargetBase):
     kind: Literal["time_to_event"]
     time_column: str
     event_column: str
@@ -124,10 +148,58 @@ class TimeToEventTarget(_Strict):
     loss: Literal["discrete", "cox"] = "discrete"
 
 
+class CumulativeRiskTarget(_TargetBase):
+    """Cumulative risk by each horizon from an additive hazard layer (M3FM).
+
+    The label of horizon t_k is "event by t_k"; it is known when the event happened (at any
+    time) or the follow-up reached t_k without it, and unknown (censored) otherwise.
+    """
+
+    kind: Literal["cumulative_risk"]
+    time_column: str
+    event_column: str
+    # Increasing horizons in the unit of the time column, e.g. [1, 2, 3, 4, 5, 6] years.
+    horizons: list[float] = Field(min_length=1)
+    # True: non-negative hazards (softplus), so the risk never falls with the horizon. False:
+    # raw hazards, as the official M3FM code (whose risks can fall).
+    monotone: bool = True
+
+    @field_validator("horizons")
+    @classmethod
+    def _increasing_positive(cls, v: list[float]) -> list[float]:
+        if any(h <= 0 for h in v) or any(a >= b for a, b in pairwise(v)):
+            raise ValueError(f"expected positive, strictly increasing horizons, got {v}")
+        return v
+
+
+class DigitsTarget(_TargetBase):
+    """A non-negative integer below 10**num_digits, predicted digit by digit (M3FM's
+    clinical_number task: one 10-way classification per digit)."""
+
+    kind: Literal["digits"]
+    column: str
+    num_digits: int = Field(3, ge=1, le=6)
+
+
 Target = Annotated[
-    BinaryTarget | MulticlassTarget | MultilabelTarget | RegressionTarget | TimeToEventTarget,
+    BinaryTarget
+    | MulticlassTarget
+    | MultilabelTarget
+    | RegressionTarget
+    | TimeToEventTarget
+    | CumulativeRiskTarget
+    | DigitsTarget,
     Field(discriminator="kind"),
 ]
+TARGET_KINDS = (
+    "binary",
+    "multiclass",
+    "multilabel",
+    "regression",
+    "time_to_event",
+    "cumulative_risk",
+    "digits",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -353,7 +425,7 @@ def target_columns(t: Target) -> list[str]:
     """Manifest columns a target reads."""
     if isinstance(t, MultilabelTarget):
         return list(t.columns)
-    if isinstance(t, TimeToEventTarget):
+    if isinstance(t, TimeToEventTarget | CumulativeRiskTarget):
         return [t.time_column, t.event_column]
     return [t.column]
 
@@ -370,10 +442,7 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         if e["type"] == "union_tag_invalid":
             msg = f"unknown kind {e['input'].get('kind')!r}; expected one of {MODALITY_KINDS}"
             if loc.startswith("targets"):
-                msg = (
-                    f"unknown kind {e['input'].get('kind')!r}; expected one of "
-                    "('binary', 'multiclass', 'multilabel', 'regression', 'time_to_event')"
-                )
+                msg = f"unknown kind {e['input'].get('kind')!r}; expected one of {TARGET_KINDS}"
         elif e["type"] == "union_tag_not_found":
             msg = "missing 'kind'"
         lines.append(f"  {loc or '(top level)'}: {msg}")

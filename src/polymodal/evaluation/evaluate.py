@@ -77,6 +77,7 @@ def evaluate_model(
                     seed=seed,
                     classes=info.get("classes"),
                     specificity=specificity,
+                    horizons=info.get("horizons"),
                 )
                 result.add(target, info["kind"], subset, ci, classes=info.get("classes"))
             bar.advance(task)

@@ -11,15 +11,20 @@ resamples).
 
 Inputs per kind (numpy arrays, one row per sample):
 
-=============  ==========================  ============================================
-kind           ``y_true``                  ``prob_or_pred``
-=============  ==========================  ============================================
-binary         ``(n,)`` in {0, 1}          ``(n,)`` P(positive)
-multiclass     ``(n,)`` class index        ``(n, K)`` softmax probabilities
-multilabel     ``(n, K)`` in {0, 1}        ``(n, K)`` per-label probabilities
-regression     ``(n,)`` float              ``(n,)`` prediction
-time_to_event  ``(n, 2)`` (time, event)    ``(n,)`` risk score, higher = earlier event
-=============  ==========================  ============================================
+===============  ==========================  ============================================
+kind             ``y_true``                  ``prob_or_pred``
+===============  ==========================  ============================================
+binary           ``(n,)`` in {0, 1}          ``(n,)`` P(positive)
+multiclass       ``(n,)`` class index        ``(n, K)`` softmax probabilities
+multilabel       ``(n, K)`` in {0, 1}        ``(n, K)`` per-label probabilities
+regression       ``(n,)`` float              ``(n,)`` prediction
+time_to_event    ``(n, 2)`` (time, event)    ``(n,)`` risk score, higher = earlier event
+cumulative_risk  ``(n, 2K)`` labels, mask    ``(n, K)`` risk by each of K horizons
+digits           ``(n, D)`` digits 0..9      ``(n, D)`` predicted digits
+===============  ==========================  ============================================
+
+``cumulative_risk`` labels are encoded as in :mod:`polymodal.data.batch`: the first K columns
+say "event by horizon k", the last K whether that is known (not censored before it).
 """
 
 from __future__ import annotations
@@ -44,7 +49,15 @@ from sklearn.metrics import (
 
 from polymodal.errors import PolymodalError
 
-KINDS = ("binary", "multiclass", "multilabel", "regression", "time_to_event")
+KINDS = (
+    "binary",
+    "multiclass",
+    "multilabel",
+    "regression",
+    "time_to_event",
+    "cumulative_risk",
+    "digits",
+)
 
 
 class EvaluationError(PolymodalError):
@@ -74,6 +87,7 @@ def compute_metrics(
     n_bins_ece: int = 15,
     threshold: float = 0.5,
     horizon: float | None = None,
+    horizons: Sequence[float] | None = None,
 ) -> MetricValues:
     """All metrics of one target kind on one set of predictions.
 
@@ -89,6 +103,8 @@ def compute_metrics(
         threshold: a sample is predicted positive when P ≥ threshold (binary and multilabel
             accuracy, F1, balanced accuracy). Multiclass predictions are the argmax.
         horizon: time_to_event only: also report ``auroc_at_horizon`` at this time.
+        horizons: cumulative_risk only: the K horizons, which name the per-horizon metrics
+            (``auroc[2]``); 1, 2, …, K when omitted.
 
     Returns:
         binary: auroc, auprc, balanced_accuracy, accuracy, f1, sensitivity_at_specificity,
@@ -101,6 +117,10 @@ def compute_metrics(
         (over all sample-label pairs), then per label ``auroc[l]``, ``auprc[l]``.
         regression: mae, rmse, r2, pearson_r.
         time_to_event: c_index (Harrell), and auroc_at_horizon when ``horizon`` is given.
+        cumulative_risk: auroc_mean (over horizons, strict like the macro averages), c_index
+        (see :func:`cumulative_risk_metrics`), then ``auroc[h]`` per horizon h.
+        digits: exact_match, digit_accuracy_mean, mae (of the values the digits spell), then
+        ``digit_accuracy[i]`` per digit position i (1 = most significant).
 
     Raises:
         EvaluationError: shapes disagree, a value is NaN, a label is out of range, or
@@ -139,6 +159,10 @@ def compute_metrics(
             return _multilabel(kind, y, pred, classes, n_bins_ece, threshold)
         if kind == "regression":
             return _regression(kind, y, pred)
+        if kind == "cumulative_risk":
+            return cumulative_risk_metrics(y, pred, horizons)
+        if kind == "digits":
+            return digits_metrics(y, pred)
         return _time_to_event(kind, y, pred, horizon)
 
 
@@ -490,3 +514,92 @@ def harrell_c_index(
     if comparable == 0:
         return math.nan, 0
     return float(concordant / comparable), comparable
+
+
+def cumulative_risk_metrics(
+    y: np.ndarray, risk: np.ndarray, horizons: Sequence[float] | None = None
+) -> MetricValues:
+    """Per-horizon AUROC, their mean and a C-index of cumulative risks (M3FM).
+
+    ``auroc[h]`` ranks ``risk[:, k]`` against "event by horizon h" among the samples whose
+    status at h is known (censored ones before h are left out, without censoring weights).
+    ``c_index`` is Harrell's C-index of the last-horizon risk against the follow-up the label
+    keeps: an event counts at the first horizon by which it happened, a censored sample as
+    event-free up to its last known horizon. Pairs that fall between the same two horizons are
+    not comparable, so this is Harrell's index on follow-up discretised to the horizons.
+
+    Args:
+        y: ``(n, 2K)`` labels then label mask, in {0, 1}. risk: ``(n, K)`` in [0, 1].
+        horizons: the K horizons (names of the per-horizon metrics); 1..K when omitted.
+    """
+    kind = "cumulative_risk"
+    if y.ndim != 2 or risk.ndim != 2 or y.shape[1] != 2 * risk.shape[1]:
+        raise EvaluationError(
+            f"{kind} metrics: expected y_true (n, 2K) holding labels then label mask and risk "
+            f"(n, K), got {y.shape} and {risk.shape}"
+        )
+    n_horizons = risk.shape[1]
+    given = None if horizons is None else [f"{h:g}" for h in horizons]
+    names = _names(kind, given, n_horizons) if given else [str(k + 1) for k in range(n_horizons)]
+    y = _check_binary_labels(kind, y).astype(bool)
+    _check_probabilities(kind, risk)
+    known = y[:, n_horizons:]
+    labels = y[:, :n_horizons] & known  # (n, K)
+
+    aurocs, reasons = [], []
+    for k, name in enumerate(names):
+        keep = known[:, k]
+        reason = (
+            f"no sample's status is known at horizon {name}"
+            if not keep.any()
+            else _one_class_reason(labels[keep, k], f"horizon {name}")
+        )
+        reasons.append(reason)
+        aurocs.append(math.nan if reason else _auroc(labels[keep, k], risk[keep, k]))
+
+    out = MetricValues()
+    _set_macro(out, "auroc_mean", aurocs, reasons)
+    # Follow-up as horizon positions: the C-index depends on the order of times only.
+    event = labels.any(axis=1)
+    time = np.where(event, labels.argmax(axis=1), known.sum(axis=1) - 1)
+    c_index, n_comparable = harrell_c_index(time, event, risk[:, -1])
+    if n_comparable == 0:
+        out.undefined("c_index", "no comparable pairs (needs an event before another follow-up)")
+    else:
+        out["c_index"] = c_index
+    _set_per_class(out, names, {"auroc": aurocs}, reasons)
+    return out
+
+
+def digits_metrics(y: np.ndarray, predicted: np.ndarray) -> MetricValues:
+    """Exact match, per-digit accuracy and the mean absolute error of the spelled values.
+
+    Args:
+        y: ``(n, D)`` true digits, most significant first. predicted: ``(n, D)`` predicted
+            digits (the head's ``digits`` output).
+    """
+    kind = "digits"
+    if y.ndim != 2 or predicted.shape != y.shape:
+        raise EvaluationError(
+            f"{kind} metrics: expected y_true and predicted digits of the same shape (n, D), "
+            f"got {y.shape} and {predicted.shape}"
+        )
+    for what, values in (("y_true", y), ("predicted", predicted)):
+        bad = np.argwhere(~np.isin(values, np.arange(10)))
+        if len(bad):
+            raise EvaluationError(
+                f"{kind} metrics: {what} at row {bad[0][0]}, digit {bad[0][1] + 1} is "
+                f"{values[tuple(bad[0])].item()!r}, not a digit 0..9; pass the head's 'digits' "
+                "output and drop samples without a label (target_mask False) before scoring"
+            )
+    y, predicted = y.astype(np.int64), predicted.astype(np.int64)
+    place_values = 10 ** np.arange(y.shape[1] - 1, -1, -1)  # (D,)
+    correct = y == predicted  # (n, D)
+    per_digit = correct.mean(axis=0)
+    out = MetricValues()
+    out["exact_match"] = float(correct.all(axis=1).mean())
+    out["digit_accuracy_mean"] = float(per_digit.mean())
+    out["mae"] = float(mean_absolute_error(y @ place_values, predicted @ place_values))
+    for position, accuracy in enumerate(per_digit, start=1):
+        out[f"digit_accuracy[{position}]"] = float(accuracy)
+    return out

@@ -47,6 +47,8 @@ DEFAULT_METRIC = {
     "multilabel": "auroc_macro",
     "regression": "rmse",
     "time_to_event": "c_index",
+    "cumulative_risk": "auroc_mean",
+    "digits": "exact_match",
 }
 
 # Metrics where a smaller value is the better model (errors and calibration).

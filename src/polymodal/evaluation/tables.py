@@ -13,7 +13,7 @@ JSON schema (``EvaluationResult.to_json``), version 1::
       "targets": {
         "<target name>": {
           "kind": "binary",                 # binary | multiclass | multilabel | regression |
-                                            # time_to_event
+                                            # time_to_event | cumulative_risk | digits
           "classes": null,                  # class / label names (multiclass, multilabel)
           "subsets": [                      # in the order they were added (largest first)
             {
@@ -84,6 +84,8 @@ MAIN_METRICS: dict[str, tuple[str, ...]] = {
     "multilabel": ("auroc_macro", "auprc_macro", "f1_macro", "brier", "ece"),
     "regression": ("mae", "rmse", "r2", "pearson_r"),
     "time_to_event": ("c_index", "auroc_at_horizon"),
+    "cumulative_risk": ("auroc_mean", "c_index"),
+    "digits": ("exact_match", "digit_accuracy_mean", "mae"),
 }
 
 HEADERS = {
@@ -105,6 +107,17 @@ HEADERS = {
     "pearson_r": "Pearson r",
     "c_index": "C-index",
     "auroc_at_horizon": "AUROC @ horizon",
+    "auroc_mean": "AUROC (mean over horizons)",
+    "exact_match": "Exact match",
+    "digit_accuracy_mean": "Digit acc. (mean)",
+    "digit_accuracy": "Digit acc.",
+}
+# Title of the detail table (``per_class``) per kind that has one.
+DETAIL_TABLES = {
+    "multiclass": "per class",
+    "multilabel": "per class",
+    "cumulative_risk": "per horizon",
+    "digits": "per digit",
 }
 
 
@@ -387,11 +400,11 @@ class EvaluationResult:
         present = {metric for s in target.subsets for metric in s.metrics}
         main = [m for m in MAIN_METRICS[target.kind] if m in present]
         yield f"{name} ({target.kind})", main
-        if per_class and target.kind in ("multiclass", "multilabel"):
+        if per_class and target.kind in DETAIL_TABLES:
             ordered = list(dict.fromkeys(m for s in target.subsets for m in s.metrics))
             columns = [m for m in ordered if "[" in m]
             if columns:
-                yield f"{name} ({target.kind}, per class)", columns
+                yield f"{name} ({target.kind}, {DETAIL_TABLES[target.kind]})", columns
 
 
 def _none_if_nan(value: float) -> float | None:

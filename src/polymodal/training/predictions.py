@@ -14,6 +14,8 @@ MAIN_PREDICTION = {
     "multilabel": "probabilities",
     "regression": "value",
     "time_to_event": "risk",
+    "cumulative_risk": "risk",  # (n, K): risk by each horizon
+    "digits": "digits",  # (n, num_digits): the metrics score digits and the value they spell
 }
 
 
@@ -60,6 +62,10 @@ class PredictionCollector:
         groups = np.asarray(self.groups, dtype=object)[mask]
         if kind == "multiclass":
             y_true = y_true.astype(np.int64)
+        info = self.target_infos[target]
+        if kind == "regression" and info.get("std") is not None:
+            # The batch holds the standardised label; the head predicts in the original unit.
+            y_true = y_true * info["std"] + info["mean"]
         return y_true, pred, groups
 
 
