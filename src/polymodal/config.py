@@ -41,6 +41,11 @@ class ModelConfig(BaseModel):
         default_factory=dict,
         description="Per-modality encoder choice; a modality not listed gets its kind's default.",
     )
+    modalities: list[str] | None = Field(
+        None,
+        description="Use only these modalities of the cohort (e.g. to train a model without the "
+        "CT); None uses them all. The others are never read by the model.",
+    )
     modality_dropout: float = Field(
         0.0,
         ge=0.0,

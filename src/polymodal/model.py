@@ -42,6 +42,11 @@ class MultimodalModel(nn.Module):
         heads: target -> head (:func:`polymodal.heads.create_head`).
         modality_dropout: training only: probability of dropping each available modality of
             each sample independently; a sample never loses all of its available modalities.
+
+    Task routing: a core with ``forward_tasks`` and a ``tasks`` tuple naming every head (the
+    ``prompted`` core with one prompt per target) gives each head the feature of its own task;
+    the outputs then also hold ``task_features`` (B, T, D_out), and ``features`` is their mean.
+    Such a core with a single task feeds that one feature to every head, like any other core.
     """
 
     def __init__(
@@ -63,6 +68,7 @@ class MultimodalModel(nn.Module):
         # The modalities this model feeds the core: those it reads that have an encoder or that
         # it takes raw.
         self.modalities = tuple(m for m in read if m in encoders or m in self.raw_inputs)
+        self.task_routing = _task_routing(core, tuple(heads))
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         """``batch`` -> ``{"logits": {target: (B,) | (B, K)}, "features": (B, D_out)}``."""
@@ -119,6 +125,17 @@ class MultimodalModel(nn.Module):
         masked out of that sample's tokens, whatever its stream holds."""
         tokens = {m: stream for m, (stream, _) in encoded.items()}
         masks = {m: mask.bool() & availability[m][:, None] for m, (_, mask) in encoded.items()}
+        if self.task_routing:
+            # One feature per head, each read by its own task prompt.
+            task_features = self.core.forward_tasks(tokens, masks, availability, self.task_routing)
+            logits = {
+                t: head(task_features[:, i]) for i, (t, head) in enumerate(self.heads.items())
+            }  # task_features: (B, T, D_out)
+            return {
+                "logits": logits,
+                "features": task_features.mean(dim=1),
+                "task_features": task_features,
+            }
         features = self.core(tokens, masks, availability)  # (B, D_out)
         logits = {t: head(features) for t, head in self.heads.items()}
         return {"logits": logits, "features": features}
@@ -147,9 +164,11 @@ class MultimodalModel(nn.Module):
     def loss(
         self, batch: dict[str, Any], outputs: dict[str, Any]
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Sum of the per-target losses, and each of them.
+        """Mean of the per-target losses over the targets labelled in the batch, and each of them.
 
-        A target missing from the batch counts as unlabeled for every sample (loss 0).
+        A target without any label in the batch (or missing from it) has loss exactly 0 and is
+        not counted in the mean (M3FM's multitask average over the tasks present), so a batch
+        that labels one target of five trains it at full weight.
         """
         per_target: dict[str, Tensor] = {}
         targets, target_mask = batch.get("targets", {}), batch.get("target_mask", {})
@@ -159,7 +178,17 @@ class MultimodalModel(nn.Module):
                 per_target[name] = head.loss(logits, targets[name], target_mask[name])
             else:
                 per_target[name] = (logits * 0.0).sum()
-        total = sum(per_target.values(), outputs["features"].new_zeros(()))
+        labelled = [
+            name
+            for name in per_target
+            if name in targets and name in target_mask and bool(target_mask[name].any())
+        ]
+        # The unlabelled targets' exact zeros keep every head in the graph (DDP expects it).
+        unlabelled = sum(
+            (v for n, v in per_target.items() if n not in labelled),
+            outputs["features"].new_zeros(()),
+        )
+        total = sum((per_target[n] for n in labelled), unlabelled) / max(1, len(labelled))
         return total, per_target
 
     def predictions_from_logits(self, logits: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
@@ -191,6 +220,36 @@ class MultimodalModel(nn.Module):
             ) from None
 
 
+def _task_routing(core: nn.Module, targets: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The core task each head reads (its own name), or None when every head reads one feature.
+
+    Raises:
+        ModelError: a core with several tasks that do not name every target.
+    """
+    tasks = getattr(core, "tasks", None)
+    if not hasattr(core, "forward_tasks") or not isinstance(tasks, tuple):
+        return None
+    if all(t in tasks for t in targets):
+        return targets
+    if len(tasks) == 1:
+        return None
+    missing = [t for t in targets if t not in tasks]
+    raise ModelError(
+        f"the fusion core has task prompts for {', '.join(map(repr, tasks))} but not for the "
+        f"target(s) {', '.join(map(repr, missing))}; give one prompt per target in "
+        "model.core_options.task_prompts (or leave task_prompts out to use the spec's prompts)"
+    )
+
+
+def task_prompts_from_targets(target_infos: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """``{target: phrasings}`` from the spec's ``prompts`` (canonical first); a target without
+    prompts gets "Predict <target>."."""
+    return {
+        target: list(info.get("prompts") or [f"Predict {target}."])
+        for target, info in target_infos.items()
+    }
+
+
 def build_model(
     config: ModelConfig,
     input_infos: dict[str, dict[str, Any]],
@@ -204,7 +263,9 @@ def build_model(
         target_infos: target -> info (see :mod:`polymodal.heads`).
 
     Only the modalities the core reads get an encoder (``single`` builds one, and nothing else),
-    and none of those it takes raw (``raw_inputs``).
+    and none of those it takes raw (``raw_inputs``). The ``prompted`` core without
+    ``task_prompts`` in ``core_options`` gets one task per target, phrased by the targets'
+    ``prompts`` (:func:`task_prompts_from_targets`).
     """
     # Imported here: the encoders pull in timm/transformers/monai, which the rest of this module
     # (and everything that only loads a core or a head) does not need.
@@ -226,8 +287,19 @@ def build_model(
                 f"{what} name(s) {dotted} cannot be used as model parts; rename them in the "
                 "spec without '.' (e.g. 'ct_scan' for 'ct.scan')"
             )
+    if config.modalities is not None:
+        unknown = sorted(set(config.modalities) - set(input_infos))
+        if unknown or not config.modalities:
+            raise ModelError(
+                f"model config 'modalities' names {unknown or 'nothing'}; give one or more "
+                f"modalities of this cohort ({', '.join(input_infos)})"
+            )
+        input_infos = {m: input_infos[m] for m in config.modalities}
     kinds = {m: info.get("kind", "") for m, info in input_infos.items()}
-    core = create_core(config.core, modalities=kinds, dim=config.dim, **config.core_options)
+    core_options = dict(config.core_options)
+    if config.core == "prompted" and core_options.get("task_prompts") is None:
+        core_options["task_prompts"] = task_prompts_from_targets(target_infos)
+    core = create_core(config.core, modalities=kinds, dim=config.dim, **core_options)
     encoders = nn.ModuleDict()
     raw = getattr(core, "raw_inputs", {})
     for m in getattr(core, "modalities", tuple(input_infos)):

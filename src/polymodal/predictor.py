@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,20 +26,48 @@ class Predictor:
 
         predictor = Predictor.load("runs/demo/model")
         table = predictor.predict_manifest("new_patients.csv")   # one row per input row
+
+    ``prompts`` (a model with the ``prompted`` core only) asks a task in other words than the
+    ones it was trained with, e.g. ``{"cancer": "How likely is lung cancer within six years?"}``.
     """
 
     def __init__(
-        self, loaded: LoadedModel, *, device: str | torch.device = "cpu", batch_size: int = 64
+        self,
+        loaded: LoadedModel,
+        *,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+        prompts: Mapping[str, str] | None = None,
     ) -> None:
         self.loaded = loaded
         self.device = torch.device(device)
         self.batch_size = batch_size
+        if prompts:
+            set_prompt = getattr(loaded.model.core, "set_prompt", None)
+            if set_prompt is None:
+                raise ModelError(
+                    f"{loaded.folder}: the model's fusion core '{loaded.config.core}' takes no "
+                    "task prompts; --prompt/prompts= works with models trained with the "
+                    "'prompted' core"
+                )
+            for task, text in prompts.items():
+                set_prompt(task, text)
 
     @classmethod
     def load(
-        cls, folder: Path | str, *, device: str | torch.device = "cpu", batch_size: int = 64
+        cls,
+        folder: Path | str,
+        *,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+        prompts: Mapping[str, str] | None = None,
     ) -> Predictor:
-        return cls(load_model_folder(folder, device=device), device=device, batch_size=batch_size)
+        return cls(
+            load_model_folder(folder, device=device),
+            device=device,
+            batch_size=batch_size,
+            prompts=prompts,
+        )
 
     @property
     def modalities(self) -> list[str]:
@@ -146,6 +174,11 @@ def _prediction_columns(
         return {f"{target}_probability_{c}": probs[:, i] for i, c in enumerate(labels)}
     if kind == "regression":
         return {f"{target}_predicted": outputs["value"]}
+    if kind == "digits":
+        return {f"{target}_value": np.rint(outputs["value"]).astype(np.int64)}
+    if kind == "cumulative_risk":
+        horizons = info.get("horizons") or list(range(1, outputs["risk"].shape[1] + 1))
+        return {f"{target}_risk_{h:g}": outputs["risk"][:, i] for i, h in enumerate(horizons)}
     cols = {f"{target}_risk": outputs["risk"]}
     if "survival" in outputs and outputs["survival"].ndim == 2:
         edges = info.get("bins") or list(range(outputs["survival"].shape[1]))

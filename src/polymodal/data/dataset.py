@@ -317,6 +317,37 @@ class CohortDataset(Dataset):
                 self._augment_views(sample["inputs"][name], augmenter)
         return sample
 
+    def encoded_targets(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Every row's encoded labels without reading any file (for samplers and statistics).
+
+        Returns ``({target: (n, ...)}, {target: (n,) bool})``, stacked like a batch of the whole
+        split: the same values and masks as ``self[i]["targets"]`` / ``["target_mask"]``. A
+        label the fitted state cannot read is unlabelled (raises under ``on_error="fail"``).
+        """
+        prep = self.preprocessor
+        targets: dict[str, list[torch.Tensor]] = {name: [] for name in prep.targets}
+        masks: dict[str, list[bool]] = {name: [] for name in prep.targets}
+        for cells, row_id in zip(self._cells, self._ids, strict=True):
+            for name in prep.targets:
+                value = read_or_record(
+                    prep.encode_target,
+                    name,
+                    cells,
+                    row_id=row_id,
+                    modality=name,
+                    column=None,
+                    on_error=self.on_error,
+                    issues=[],  # __getitem__ records (and logs) these when the row is read
+                )
+                masks[name].append(value is not None)
+                targets[name].append(value if value is not None else prep.empty_target(name))
+        stacked = {
+            # An empty split still gets (0, ...) tensors of the right dtype and shape.
+            name: torch.stack(values) if values else prep.empty_target(name)[None][:0]
+            for name, values in targets.items()
+        }
+        return stacked, {n: torch.tensor(v, dtype=torch.bool) for n, v in masks.items()}
+
     @staticmethod
     def _augment_views(fields: dict[str, torch.Tensor], augmenter: Compose) -> None:
         # Seeded from torch so DataLoader workers (seeded apart by torch) draw differently.
