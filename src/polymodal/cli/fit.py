@@ -56,6 +56,7 @@ def fit(
         resume=resume,
         distill=run.distill,
         modulation=run.modulation,
+        intervention_loss=run.intervention_loss,
     )
     score = "n/a" if result.best_score is None else f"{result.best_score:.4f}"
     console.print(f"best {result.monitor} = {score}; model folder: [bold]{result.model_dir}[/]")

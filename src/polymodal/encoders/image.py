@@ -174,6 +174,11 @@ class ImageTimmEncoder(nn.Module):
             runs once per image rather than once per epoch. Models built on the same frozen
             weights share the cache. Useless with augmentation (every view is new).
         backbone_options: extra keyword arguments for ``timm.create_model`` (e.g. ``depth``).
+        adapter: ``"mor"`` or ``"lora"``: inject adapters (:mod:`polymodal.adapters`) into the
+            backbone and train only them (and the projection); the backbone's own weights stay
+            frozen. Needs ``freeze="none"`` (the adapter decides what trains).
+        adapter_options: fields of :class:`~polymodal.adapters.MoRConfig` /
+            :class:`~polymodal.adapters.LoRAConfig`, e.g. ``{r: 4}`` or ``{ranks: [2, 4, 8]}``.
     """
 
     def __init__(
@@ -187,6 +192,8 @@ class ImageTimmEncoder(nn.Module):
         feature_cache: bool = False,
         prefix_tokens: bool = True,
         backbone_options: dict[str, Any] | None = None,
+        adapter: Literal["mor", "lora"] | None = None,
+        adapter_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not timm.is_model(backbone):
@@ -196,6 +203,11 @@ class ImageTimmEncoder(nn.Module):
             )
         if freeze not in FREEZE_MODES:
             raise ModelError(f"image_timm: freeze must be one of {FREEZE_MODES}, got '{freeze}'")
+        if adapter is not None and freeze != "none":
+            raise ModelError(
+                f"image_timm: adapter='{adapter}' already freezes the backbone and trains the "
+                f"adapters; leave freeze at 'none' (got '{freeze}')"
+            )
         self.dim = dim
         self.channels = int(input_info["channels"])
         self.size = tuple(int(s) for s in input_info["size"])
@@ -229,6 +241,8 @@ class ImageTimmEncoder(nn.Module):
         self.view_embedding = nn.Parameter(torch.zeros(self.views, dim))
         nn.init.trunc_normal_(self.view_embedding, std=0.02)
         self._freeze_backbone()
+        if adapter is not None:
+            self._inject_adapter(adapter, adapter_options or {})
         self.feature_cache = feature_cache
         # Looked up at the first forward pass, once the weights are final (see _load_from_state_dict).
         self._feature_cache: FrozenFeatureCache | None = None
@@ -249,6 +263,27 @@ class ImageTimmEncoder(nn.Module):
             trainable = set(groups[max(groups)])
         for name, parameter in self.backbone.named_parameters():
             parameter.requires_grad_(name in trainable)
+
+    def _inject_adapter(self, adapter: str, options: dict[str, Any]) -> None:
+        """Adapters into the backbone's linear layers; everything else in it is frozen."""
+        from polymodal.adapters import (
+            LoRAConfig,
+            MoRConfig,
+            freeze_except_adapters,
+            inject_adapters,
+        )
+
+        configs = {"mor": MoRConfig, "lora": LoRAConfig}
+        if adapter not in configs:
+            raise ModelError(f"image_timm: adapter must be 'mor' or 'lora', got '{adapter}'")
+        try:
+            config = configs[adapter](**options)
+        except TypeError as error:
+            raise ModelError(
+                f"image_timm: adapter_options {options} do not fit {adapter}: {error}"
+            ) from None
+        inject_adapters(self.backbone, config, adapter_name=adapter)
+        freeze_except_adapters(self.backbone)
 
     def train(self, mode: bool = True) -> ImageTimmEncoder:
         """Switch modes, keeping frozen parts of the backbone in eval mode (fixed BN statistics)."""

@@ -17,22 +17,57 @@ class TrainConfig(BaseModel):
         30, ge=1, description="Upper bound on epochs (early stopping may end sooner)."
     )
     batch_size: int = Field(32, ge=1)
-    lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate after warm-up.")
+    lr: float = Field(
+        1e-3, gt=0, description="Peak learning rate (after warm-up; the cyclic schedule's max)."
+    )
     weight_decay: float = Field(0.01, ge=0)
+    optimizer: Literal["adamw", "sgd"] = Field(
+        "adamw", description="'adamw', or 'sgd' with momentum (the EI recipe)."
+    )
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (optimizer: sgd).")
+    schedule: Literal["cosine", "cyclic"] = Field(
+        "cosine",
+        description="'cosine': linear warm-up then cosine decay; 'cyclic': torch CyclicLR between "
+        "cyclic_base_lr and lr, stepped every iteration, amplitude × cyclic_decay per cycle.",
+    )
     warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up length, then cosine decay.")
     min_lr_ratio: float = Field(0.01, ge=0, le=1, description="Final lr as a fraction of the peak.")
+    cyclic_base_lr: float = Field(1e-5, gt=0, description="Lowest lr of the cyclic schedule.")
+    cyclic_step_epochs: float = Field(
+        4.0, gt=0, description="Cyclic schedule: epochs of iterations from base to max lr."
+    )
+    cyclic_decay: float = Field(
+        0.8, gt=0, le=1, description="Cyclic schedule: amplitude of cycle k is decay^(k−1)."
+    )
+    cycle_momentum: bool = Field(
+        False,
+        description="Cyclic schedule: also cycle the momentum inversely between 0.8 and 0.9 "
+        "(torch's CyclicLR default, which the official EI code runs with, overriding its 0.95).",
+    )
     precision: Literal["32", "16-mixed", "bf16-mixed"] = Field(
         "32", description="Mixed precision switch: '16-mixed' on GPU, 'bf16-mixed' on CPU or GPU."
     )
     monitor: str = Field(
         "auto",
         description="Validation metric for early stopping and the best checkpoint, e.g. "
-        "'val/label/auroc' or 'val/loss'; 'auto' picks the first target's main metric.",
+        "'val/label/auroc' or 'val/loss'; a bare metric name ('auprc_macro') is the first "
+        "target's; 'auto' picks the first target's main metric.",
     )
     early_stopping_patience: int | None = Field(
         8, ge=1, description="Epochs without improvement; None disables."
     )
     gradient_clip: float | None = Field(1.0, gt=0)
+    sampling: Literal[
+        "shuffle", "class_balanced", "tasks_proportional", "tasks_sqrt", "tasks_uniform"
+    ] = Field(
+        "shuffle",
+        description="How training rows are drawn: 'shuffle'; 'class_balanced' (every class of "
+        "sampling_target equally often); or task shares p_k ∝ n_k, √n_k or 1 over the targets "
+        "(n_k = labelled rows), see polymodal.training.sampling.",
+    )
+    sampling_target: str | None = Field(
+        None, description="The target whose classes 'class_balanced' evens; None: the first."
+    )
     seed: int = 0
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     accelerator: str = "auto"

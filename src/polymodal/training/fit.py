@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from polymodal.config import ModelConfig
 from polymodal.data.cache import SampleCache
@@ -34,12 +35,15 @@ from polymodal.data.manifest import Cohort, load_cohort
 from polymodal.data.preprocessing import Preprocessor
 from polymodal.data.spec import CohortSpec
 from polymodal.errors import PolymodalError
-from polymodal.model import build_model
+from polymodal.model import MultimodalModel, build_model
 from polymodal.model_folder import save_model_folder
 from polymodal.training.config import TrainConfig
 from polymodal.training.distill import Distillation, DistillationConfig
+from polymodal.training.intervention_loss import InterventionLoss, InterventionLossConfig
 from polymodal.training.modulation import GradientModulation, ModulationConfig
 from polymodal.training.module import PolymodalModule, TrainingPlugin, resolve_monitor
+from polymodal.training.sampling import dataset_sampler
+from polymodal.training.timing import EpochTimer
 
 
 @dataclass
@@ -53,16 +57,23 @@ class FitResult:
     data_issues: list = field(default_factory=list)
 
 
-def make_loader(dataset: CohortDataset, cfg: TrainConfig, *, shuffle: bool) -> DataLoader:
-    """A DataLoader with polymodal's collate; a seeded generator keeps shuffling reproducible."""
+def make_loader(
+    dataset: CohortDataset, cfg: TrainConfig, *, shuffle: bool, sampler: Sampler | None = None
+) -> DataLoader:
+    """A DataLoader with polymodal's collate; a seeded generator keeps shuffling reproducible.
+
+    With a ``sampler`` (``train.sampling``) rows are drawn by it instead of shuffled.
+    """
     generator = torch.Generator().manual_seed(cfg.seed)
+    shuffle_rows = shuffle and sampler is None
     return DataLoader(
         dataset,
         batch_size=cfg.batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle_rows,
+        sampler=sampler,
         num_workers=cfg.num_workers,
         collate_fn=collate_samples,
-        generator=generator if shuffle else None,
+        generator=generator if shuffle_rows else None,
         persistent_workers=cfg.num_workers > 0,
         # A last training batch of one sample breaks BatchNorm (one value per channel on a 1×1
         # feature map); shuffling leaves a different sample out of each epoch.
@@ -78,16 +89,23 @@ def fit(
     train_config: TrainConfig,
     resume: bool = False,
     cohort: Cohort | None = None,
+    preprocessor: Preprocessor | None = None,
+    warm_start: Callable[[MultimodalModel], None] | None = None,
     progress: bool = True,
     distill: DistillationConfig | None = None,
     modulation: ModulationConfig | None = None,
+    intervention_loss: InterventionLossConfig | None = None,
 ) -> FitResult:
     """Train ``model_config`` on ``spec``'s training split, select on validation, export.
 
     With ``resume=True`` and ``OUT/checkpoints/last.ckpt`` present, training continues from
     that checkpoint with the preprocessing state saved in ``OUT``. ``distill`` adds knowledge
     distillation from a teacher model folder fitted on the same cohort, ``modulation`` gradient
-    modulation; neither changes the exported model's architecture.
+    modulation, ``intervention_loss`` the Early Intervention loss of the ``intervention`` core;
+    none changes the exported model's architecture.
+    ``preprocessor`` replaces the state fitted on the training split (``polymodal adapt`` keeps
+    the trained model's input encodings), and ``warm_start(model)`` runs on the freshly built
+    model before training (loading earlier weights, freezing parts).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -110,11 +128,15 @@ def fit(
     if resuming and state_path.is_file():
         preprocessor = Preprocessor.load(state_path)
     else:
-        preprocessor = Preprocessor.fit(cohort)
+        preprocessor = preprocessor or Preprocessor.fit(cohort)
         preprocessor.save(state_path)
     plugin_configs = {
         name: section.model_dump(mode="json")
-        for name, section in (("distill", distill), ("modulation", modulation))
+        for name, section in (
+            ("distill", distill),
+            ("modulation", modulation),
+            ("intervention_loss", intervention_loss),
+        )
         if section is not None
     }
     (out_dir / "run.json").write_text(
@@ -140,12 +162,18 @@ def fit(
             f"{spec.manifest_path}: the validation split has no rows; model selection needs one "
             "(add 'val' rows or a split recipe with val > 0)"
         )
-    train_loader = make_loader(train_ds, cfg, shuffle=True)
+    sampler = dataset_sampler(
+        train_ds, sampling=cfg.sampling, sampling_target=cfg.sampling_target, seed=cfg.seed
+    )
+    train_loader = make_loader(train_ds, cfg, shuffle=True, sampler=sampler)
     val_loader = make_loader(val_ds, cfg, shuffle=False)
 
     input_infos = {m: preprocessor.input_info(m) for m in preprocessor.modalities}
     target_infos = {t: preprocessor.target_info(t) for t in preprocessor.targets}
     model = build_model(model_config, input_infos, target_infos)
+    if warm_start is not None and not resuming:
+        # A resumed run's checkpoint holds the warm-started weights already.
+        warm_start(model)
     plugins: list[TrainingPlugin] = []
     if distill is not None:
         plugins.append(Distillation.from_config(distill, student=model, preprocessor=preprocessor))
@@ -154,6 +182,16 @@ def fit(
             GradientModulation.from_config(
                 modulation, model=model, dim=model_config.dim, target_infos=target_infos
             )
+        )
+    if intervention_loss is not None:
+        plugins.append(
+            InterventionLoss.from_config(intervention_loss, model=model, target_infos=target_infos)
+        )
+    elif getattr(model.core, "detach_branches", False):
+        raise PolymodalError(
+            "model.core_options.detach_branches is true but the run config has no "
+            "intervention_loss section: the branches would get no gradient. Add "
+            "'intervention_loss: {}' (see configs/ei/ei_mor.yaml) or drop detach_branches"
         )
     module = PolymodalModule(
         model, target_infos, cfg, steps_per_epoch=len(train_loader), plugins=plugins
@@ -169,7 +207,11 @@ def fit(
         save_top_k=1,
         enable_version_counter=False,
     )
-    callbacks: list[L.Callback] = [checkpoint, LearningRateMonitor(logging_interval="epoch")]
+    callbacks: list[L.Callback] = [
+        checkpoint,
+        LearningRateMonitor(logging_interval="epoch"),
+        EpochTimer(),
+    ]
     if cfg.early_stopping_patience:
         callbacks.append(
             EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping_patience)

@@ -28,6 +28,10 @@ MAIN_METRIC = {
     "multilabel": ("auroc_macro", "max"),
     "regression": ("rmse", "min"),
     "time_to_event": ("c_index", "max"),
+    # The C-index, not the mean AUROC over horizons: a small validation split often has a
+    # horizon without cases or controls, where the (strict) mean is undefined.
+    "cumulative_risk": ("c_index", "max"),
+    "digits": ("exact_match", "max"),
 }
 
 
@@ -38,7 +42,11 @@ def resolve_monitor(cfg: TrainConfig, target_infos: dict[str, dict]) -> tuple[st
     if cfg.monitor != "auto":
         name = cfg.monitor.rsplit("/", 1)[-1]
         lower_is_better = name in {"loss", "brier", "ece", "mae", "rmse"}
-        return cfg.monitor, "min" if lower_is_better else "max"
+        monitor = cfg.monitor
+        if "/" not in monitor:
+            # A bare metric name ("auprc_macro") is the first target's: a recipe fits any cohort.
+            monitor = f"val/{next(iter(target_infos))}/{monitor}"
+        return monitor, "min" if lower_is_better else "max"
     target, info = next(iter(target_infos.items()))
     metric, mode = MAIN_METRIC[info["kind"]]
     return f"val/{target}/{metric}", mode
@@ -51,6 +59,40 @@ def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int, min_ratio: 
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     progress = min(max(progress, 0.0), 1.0)
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class AmplitudeDecay:
+    """CyclicLR ``scale_fn``: amplitude ``decay^(cycle − 1)`` (cycles count from 1).
+
+    A callable object rather than a lambda so that the scheduler's state (and with it a
+    Lightning checkpoint) keeps it.
+    """
+
+    def __init__(self, decay: float) -> None:
+        self.decay = decay
+
+    def __call__(self, cycle: float) -> float:
+        return self.decay ** (cycle - 1)
+
+
+def cyclic_schedule(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.CyclicLR:
+    """The EI recipe's schedule (methods.md §3.3), stepped every iteration.
+
+    The lr climbs from ``cfg.cyclic_base_lr`` to ``cfg.lr`` over ``cfg.cyclic_step_epochs``
+    epochs of iterations, falls back as fast, and each later cycle's amplitude is
+    ``cfg.cyclic_decay`` times the one before.
+    """
+    return torch.optim.lr_scheduler.CyclicLR(
+        optimizer,
+        base_lr=cfg.cyclic_base_lr,
+        max_lr=cfg.lr,
+        step_size_up=max(1, round(cfg.cyclic_step_epochs * steps_per_epoch)),
+        scale_fn=AmplitudeDecay(cfg.cyclic_decay),
+        scale_mode="cycle",
+        cycle_momentum=cfg.cycle_momentum,
+    )
 
 
 @dataclass
@@ -89,7 +131,8 @@ class TrainingPlugin(nn.Module):
 
 
 class PolymodalModule(L.LightningModule):
-    """Wraps a :class:`MultimodalModel`: losses, AdamW + warm-up/cosine, validation metrics.
+    """Wraps a :class:`MultimodalModel`: losses, AdamW or SGD with warm-up/cosine or cyclic lr,
+    validation metrics.
 
     Args:
         model: the encoders + fusion core + heads.
@@ -163,7 +206,13 @@ class PolymodalModule(L.LightningModule):
                 continue
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                metrics = compute_metrics(info["kind"], y_true, pred, classes=info.get("classes"))
+                metrics = compute_metrics(
+                    info["kind"],
+                    y_true,
+                    pred,
+                    classes=info.get("classes"),
+                    horizons=info.get("horizons"),
+                )
             for name, value in metrics.items():
                 if isinstance(value, (int, float)) and np.isfinite(value):
                     self.log(
@@ -181,13 +230,24 @@ class PolymodalModule(L.LightningModule):
                 continue
             # Norms, biases and embeddings-like 1-D tensors are not weight-decayed.
             (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": cfg.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=cfg.lr,
-        )
+        groups = [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        if cfg.optimizer == "sgd":
+            optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                groups, lr=cfg.lr, momentum=cfg.momentum
+            )
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+        if cfg.schedule == "cyclic":
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {
+                    "scheduler": cyclic_schedule(optimizer, cfg, self.steps_per_epoch),
+                    "interval": "step",
+                },
+            }
         total = int(self.trainer.estimated_stepping_batches)
         warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
         scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -13,6 +13,7 @@ Example ``fit.yaml``::
     distill:                      # optional: knowledge distillation (polymodal.training.distill)
       teacher: runs/teacher/model
     modulation: {alpha: 0.5}      # optional: gradient modulation (polymodal.training.modulation)
+    intervention_loss: {}         # optional: EI loss of the intervention core (see configs/ei)
 
 and on the command line ``--set train.lr=1e-4 --set model.core_options.depth=4``.
 """
@@ -29,6 +30,7 @@ from polymodal.config import ModelConfig
 from polymodal.errors import SpecError
 from polymodal.training.config import TrainConfig
 from polymodal.training.distill import DistillationConfig
+from polymodal.training.intervention_loss import InterventionLossConfig
 from polymodal.training.modulation import ModulationConfig
 
 
@@ -45,6 +47,11 @@ class RunConfig(BaseModel):
     )
     modulation: ModulationConfig | None = Field(
         None, description="Gradient modulation (OGM-GE) against a dominant modality."
+    )
+    intervention_loss: InterventionLossConfig | None = Field(
+        None,
+        description="The Early Intervention loss (per-branch losses, router supervision) of the "
+        "intervention core (polymodal.training.intervention_loss).",
     )
 
 
