@@ -12,10 +12,19 @@ import pandas as pd
 import pytest
 
 from polymodal.data.manifest import load_cohort
-from polymodal.data.prepare import prepare_adrenalmnist3d, prepare_iu_xray
+from polymodal.data.prepare import (
+    IU_FINDINGS,
+    IU_PROMPTS,
+    prepare_adrenalmnist3d,
+    prepare_iu_xray,
+)
+from polymodal.data.preprocessing import Preprocessor
 from polymodal.data.readers import read_volume
 from polymodal.data.spec import load_spec
+from polymodal.data.validate import validate_cohort
 from polymodal.errors import PolymodalError, ReadError
+from polymodal.training.fit import fit
+from polymodal.training.run_config import load_run_config
 
 
 def _manifest(spec_path: Path) -> pd.DataFrame:
@@ -47,13 +56,58 @@ def test_adrenalmnist3d_keeps_volumes_labels_and_official_split(
 
     spec = load_spec(spec_path)
     assert spec.targets["hyperplasia"].kind == "binary"
+    assert spec.targets["hyperplasia"].prompts[0] == "Does this adrenal gland show hyperplasia?"
+    assert len(spec.targets["hyperplasia"].prompts) >= 2
     cfg = spec.modalities["adrenal"]
     assert cfg.kind == "volume" and cfg.default_spacing == [1.0, 1.0, 1.0]
     assert "no voxel spacing" in spec_path.read_text()
-    # The polymodal volume reader maps the 0/255 mask to {0, 1} through the spec's window.
+    # The polymodal volume reader maps the 0/255 mask to {0, 1} through the spec's window and
+    # pads 28³ with background to 32³ (2 voxels a side), which every volume encoder divides.
     voxels, spacing = read_volume(spec_path.parent / manifest["volume"].iloc[0], cfg)
-    assert voxels.shape == (1, 28, 28, 28) and spacing == (1.0, 1.0, 1.0)
+    assert voxels.shape == (1, 32, 32, 32) and spacing == (1.0, 1.0, 1.0)
     assert set(np.unique(voxels)) <= {0.0, 1.0}
+    original = np.load(spec_path.parent / manifest["volume"].iloc[0])
+    np.testing.assert_array_equal(voxels[0, 2:30, 2:30, 2:30], original / 255.0)
+    assert voxels.sum() == (original > 0).sum()  # the padding ring is background
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize(
+    "encoder",
+    [
+        pytest.param(
+            "{name: volume_monai, options: {network_options: "
+            "{init_features: 8, growth_rate: 4, block_config: [1, 1, 1, 1]}}}",
+            id="volume_monai",
+        ),
+        pytest.param("{name: volume_multiscale, options: {depth: 0}}", id="volume_multiscale"),
+    ],
+)
+def test_adrenalmnist3d_trains_with_the_volume_encoders(
+    shared_data: Path, tmp_path: Path, encoder: str
+) -> None:
+    source = shared_data / "adrenalmnist3d" / "adrenalmnist3d.npz"
+    spec = load_spec(prepare_adrenalmnist3d(source, tmp_path / "adrenal", limit=8))
+    run = load_run_config(
+        None,
+        [
+            "model.core=concat",
+            "model.dim=16",
+            f"model.encoders.adrenal={encoder}",
+            "train.max_epochs=1",
+            "train.batch_size=8",
+            "train.cache=false",
+            "train.early_stopping_patience=null",
+        ],
+    )
+    result = fit(
+        spec, tmp_path / "run", model_config=run.model, train_config=run.train, progress=False
+    )
+    assert (result.model_dir / "config.json").is_file() and result.epochs_run >= 0
+    logged = pd.read_csv(tmp_path / "run" / "logs" / "metrics.csv")
+    for column in ("train/loss", "val/loss"):
+        losses = logged[column].dropna()
+        assert len(losses) > 0 and np.isfinite(losses).all()
 
 
 def test_adrenalmnist3d_bad_sources_say_what_is_wrong(tmp_path: Path) -> None:
@@ -169,3 +223,72 @@ def test_iu_xray_bad_sources_say_what_is_wrong(tmp_path: Path) -> None:
     )
     with pytest.raises(ReadError, match="not the IU X-ray DICOM header table: columns Patient ID"):
         prepare_iu_xray(source, tmp_path / "out")
+
+
+# --------------------------------------------------------------------------------------------
+# IU X-ray multitask
+# --------------------------------------------------------------------------------------------
+
+
+def test_iu_xray_multitask_labels_come_from_the_mesh_headings(tmp_path: Path) -> None:
+    spec_path = prepare_iu_xray(_tiny_iu_source(tmp_path / "src"), tmp_path / "iu", multitask=True)
+    manifest = _manifest(spec_path).set_index("report_id")
+    flags = manifest[["abnormal", *IU_FINDINGS]]
+    # "Cardiomegaly/mild" sets cardiomegaly only; a normal report is 0 everywhere.
+    assert flags.loc["CXR7"].to_dict() == {
+        "abnormal": "1",
+        "cardiomegaly": "1",
+        "opacity": "0",
+        "atelectasis": "0",
+        "calcified_granuloma": "0",
+    }
+    assert (flags.loc["CXR8"] == "0").all()
+    spec = load_spec(spec_path)
+    assert spec.name == "iu-xray-multitask"
+    assert list(spec.targets) == ["abnormal", *IU_FINDINGS]
+    for name, target in spec.targets.items():
+        assert target.kind == "binary" and target.prompts == IU_PROMPTS[name]
+        assert len(target.prompts) >= 3
+    # Only what is known before the image is read; the sections that give the answer are out.
+    assert set(spec.modalities) == {"indication", "header"}
+    assert {"findings", "impression", "mesh_major", "mesh_automatic"} <= set(spec.exclude_columns)
+    assert "exclude_columns" in spec_path.read_text() and "--multitask" in spec_path.read_text()
+    # The single-task spec of the same folder keeps its layout, with prompts for `abnormal`.
+    single = load_spec(prepare_iu_xray(tmp_path / "src", tmp_path / "iu"))
+    assert list(single.targets) == ["abnormal"] and set(single.modalities) == {
+        "indication",
+        "findings",
+        "header",
+    }
+    assert single.targets["abnormal"].prompts == IU_PROMPTS["abnormal"]
+
+
+@pytest.mark.shared_data
+def test_iu_xray_multitask_spec_validates_on_the_real_reports(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    spec_path = prepare_iu_xray(shared_data / "iu_xray", tmp_path / "iu", limit=600, multitask=True)
+    manifest = _manifest(spec_path)
+    for name, heading in IU_FINDINGS.items():
+        expected = manifest["mesh_major"].map(
+            lambda terms, heading=heading: any(
+                t.split("/")[0].strip().lower() == heading.lower() for t in terms.split("; ")
+            )
+        )
+        assert (manifest[name] == "1").tolist() == expected.tolist(), name
+        assert 10 <= expected.sum() < len(manifest) / 4, name
+    # A finding is abnormal; a normal report has none.
+    findings = manifest[list(IU_FINDINGS)] == "1"
+    assert (manifest.loc[findings.any(axis=1), "abnormal"] == "1").all()
+
+    spec = load_spec(spec_path)
+    cohort = load_cohort(spec)
+    report = validate_cohort(cohort)
+    assert report.training_possible, report.blocking
+    # The columns that give a label away (the MeSH terms) are flagged and all excluded.
+    assert report.leakage_columns and set(report.leakage_columns) <= set(spec.exclude_columns)
+    for name in ("abnormal", *IU_FINDINGS):
+        counts = report.label_counts[name]["train"]
+        assert counts.get("1", 0) > 5 and counts.get("0", 0) > 5, (name, counts)
+    prep = Preprocessor.fit(cohort)
+    assert prep.target_info("cardiomegaly")["prompts"] == IU_PROMPTS["cardiomegaly"]

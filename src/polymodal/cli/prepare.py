@@ -43,11 +43,25 @@ def iu_xray(
     out: Path = typer.Argument(..., help="Folder to write the cohort into."),
     limit: int | None = typer.Option(None, help="Keep only the first N reports."),
     seed: int = typer.Option(0, help="Seed of the grouped split recipe written into the spec."),
+    multitask: bool = typer.Option(
+        False,
+        "--multitask",
+        help="Five prompted tasks (abnormal + frequent MeSH findings) from the indication text "
+        "and header table only (configs/iu_xray.md).",
+    ),
     force: bool = typer.Option(False, "--force", help=_FORCE_HELP),
 ) -> None:
     """One row per report: indication and findings text, header-table columns, label abnormal."""
     from polymodal.data.prepare import prepare_iu_xray
 
     _done(
-        prepare_iu_xray(src_dir, out, limit=limit, seed=seed, force=force, progress=console.print)
+        prepare_iu_xray(
+            src_dir,
+            out,
+            limit=limit,
+            seed=seed,
+            multitask=multitask,
+            force=force,
+            progress=console.print,
+        )
     )

@@ -178,3 +178,61 @@ def visit_note(rng: np.random.Generator, breathing_symptom: bool) -> str:
     parts.append(f"History of {_join(history)}." if history else "No relevant past history.")
     parts.append(str(rng.choice(_PLANS)))
     return " ".join(parts)
+
+
+# Close-up colours (RGB in [0, 1]): brown pigment, and the blue-grey veil that is the factor.
+_PIGMENT_BROWN = (0.55, 0.36, 0.22)
+_VEIL_BLUE_GREY = (0.42, 0.46, 0.60)
+
+
+def closeup_image(
+    rng: np.random.Generator, blue_grey_veil: bool, size: int
+) -> tuple[np.ndarray, float]:
+    """A dermoscopy-like RGB close-up from inside the lesion: its colour and texture only.
+
+    The field of view lies within the lesion, so its outline (round or elongated, the overview
+    image's factor) is not visible here. A soft-edged patch covering 25-50 % of the view is
+    blue-grey when the factor is set, and another shade of brown otherwise, so "a patch" says
+    nothing; only its hue does. Nuisance: pigment shade and lightness, a pigment network of
+    random spacing, orientation and contrast, dark dots, the patch's place and size, a dark
+    hair now and then, the dermoscope's vignette, pixel noise.
+
+    Returns:
+        pixels: uint8 ``(size, size, 3)``.
+        veil_fraction: the blue-grey patch's opacity averaged over the view (0 without it).
+    """
+    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size  # (size, size) each, in [0, 1]
+    shade = rng.uniform(0.8, 1.2)
+    base = np.array(_PIGMENT_BROWN) * shade + rng.normal(0.0, 0.03, 3)
+    image = np.broadcast_to(base, (size, size, 3)).copy()
+    # Pigment network: two crossing families of dark lines.
+    spacing = rng.uniform(0.08, 0.16)
+    angle = rng.uniform(0.0, np.pi)
+    u = xx * np.cos(angle) + yy * np.sin(angle)
+    v = -xx * np.sin(angle) + yy * np.cos(angle)
+    network = np.maximum(np.cos(2 * np.pi * u / spacing), np.cos(2 * np.pi * v / spacing))
+    image *= 1.0 - rng.uniform(0.08, 0.2) * np.clip(network, 0.0, 1.0)[..., None] ** 4
+    # The patch: blue-grey (the factor) or a darker or lighter brown (nuisance).
+    radius = np.sqrt(rng.uniform(0.25, 0.5) / np.pi)
+    centre = rng.uniform(0.3, 0.7, 2)
+    patch = 1.0 / (1.0 + np.exp((np.hypot(xx - centre[0], yy - centre[1]) - radius) * 40.0))
+    if blue_grey_veil:
+        colour = np.array(_VEIL_BLUE_GREY) * rng.uniform(0.85, 1.15)
+    else:
+        colour = base * rng.choice([0.7, 1.25])
+    patch = patch * rng.uniform(0.6, 0.9)  # a veil over the pigment, not opaque paint
+    image = image * (1 - patch[..., None]) + colour * patch[..., None]
+    veil_fraction = float(patch.mean()) if blue_grey_veil else 0.0
+    # Dark dots scattered over the lesion.
+    for _ in range(int(rng.integers(3, 10))):
+        dot_y, dot_x = rng.uniform(0.0, 1.0, 2)
+        dot = np.hypot(yy - dot_y, xx - dot_x) < rng.uniform(0.015, 0.035)
+        image[dot] *= 0.55
+    if rng.random() < 0.3:
+        # A hair: a dark, slightly curved line across the view.
+        a, b, c = rng.uniform(-1.0, 1.0), rng.uniform(0.2, 0.8), rng.uniform(-0.6, 0.6)
+        hair = np.abs(yy - (b + a * (xx - 0.5) + c * (xx - 0.5) ** 2)) < 0.012
+        image[hair] *= 0.3
+    vignette = 1.0 - 0.35 * np.clip(np.hypot(xx - 0.5, yy - 0.5) / 0.7, 0.0, 1.0) ** 2
+    image = image * vignette[..., None] + rng.normal(0.0, 0.02, image.shape)
+    return np.clip(np.round(image * 255), 0, 255).astype(np.uint8), veil_fraction

@@ -23,6 +23,11 @@ later leaves the existing images, volumes, series, notes, values, split and labe
 a given seed (only the pattern of missing modalities is drawn jointly).
 ``planted_features.csv`` records the planted factors per sample for checks only; the spec never
 refers to it.
+
+With ``second_view=True`` each lesion also gets an RGB close-up (``closeup``: colour and texture
+from inside the lesion, no outline) and a 4-class target ``lesion_type`` = shape in the overview
+× blue-grey veil in the close-up, which neither image determines alone (the cohort of the Early
+Intervention benchmarks; ``two_view.yaml`` is the spec of just those two images and that target).
 """
 
 from __future__ import annotations
@@ -35,11 +40,19 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import yaml
 from PIL import Image
 from sklearn.model_selection import GroupShuffleSplit
 
-from polymodal.data._demo_render import lesion_image, nodule_volume, visit_note, vitals_series
+from polymodal.data._demo_render import (
+    closeup_image,
+    lesion_image,
+    nodule_volume,
+    visit_note,
+    vitals_series,
+)
 from polymodal.data.prepare import prepare_output_dir, read_marker, write_marker, write_spec
+from polymodal.data.spec import parse_spec
 from polymodal.errors import PolymodalError
 
 DEMO_KIND = "demo"
@@ -56,6 +69,10 @@ _STREAMS = {
     "split": 8,
     "label_noise": 9,
     "unseen_site": 10,
+    # The second image (second_view=True); numbers apart from the others' growth.
+    "closeup_factor": 21,
+    "closeup": 22,
+    "closeup_availability": 23,
 }
 MODALITIES = ("lesion", "ct", "labs", "note", "vitals")
 CRP_THRESHOLD = 10.0  # mg/L
@@ -63,6 +80,9 @@ AGE_THRESHOLD = 60  # years
 NODULE_RADIUS_THRESHOLD = 7.0  # mm; small nodules are 3.5-5.5 mm, large ones 7-9.5 mm
 _FACTOR_RATE = 0.45
 _SITES = ("site_a", "site_b", "site_c", "site_d")
+_VEIL_RATE = 0.4
+# lesion_type (second_view=True): shape from the overview × colour from the close-up.
+LESION_TYPES = ("round_plain", "round_veil", "elongated_plain", "elongated_veil")
 # Appears only outside the training split, so a model meets a category it never saw.
 UNSEEN_SITE = "site_e"
 _NUMERIC = ("age", "crp", "sodium", "hemoglobin", "bmi")
@@ -80,6 +100,7 @@ class DemoSettings:
     label_noise: float = 0.0
     image_size: int = 64
     volume_size: int = 32
+    second_view: bool = False
 
 
 def _rng(seed: int, stream: str) -> np.random.Generator:
@@ -225,6 +246,42 @@ def _write_files(
     return pd.DataFrame(extras)
 
 
+def _write_closeups(
+    out: Path, factors: pd.DataFrame, lesion_available: np.ndarray, settings: DemoSettings
+) -> pd.DataFrame:
+    """The second image of each lesion (an RGB close-up) and the target that needs both images.
+
+    ``lesion_type`` crosses the overview's shape (``elongated_lesion``) with the close-up's
+    colour (``blue_grey_veil``); neither image alone shows both. The close-up is missing with
+    ``missing_rate``, except where the overview is missing: a sample keeps at least one image.
+
+    Returns:
+        one row per sample: ``blue_grey_veil``, ``veil_fraction``, ``available_closeup``,
+        ``lesion_type``.
+    """
+    n = settings.n
+    veil = _rng(settings.seed, "closeup_factor").random(n) < _VEIL_RATE
+    dropped = _rng(settings.seed, "closeup_availability").random(n) < settings.missing_rate
+    available = ~dropped | ~lesion_available
+    rng = _rng(settings.seed, "closeup")
+    (out / "closeups").mkdir(parents=True, exist_ok=True)
+    fractions = []
+    for sample_id, has_veil, present in zip(factors["sample_id"], veil, available, strict=True):
+        pixels, fraction = closeup_image(rng, bool(has_veil), settings.image_size)
+        if present:
+            Image.fromarray(pixels).save(out / "closeups" / f"{sample_id}.png")
+        fractions.append(round(fraction, 4))
+    kind = 2 * factors["elongated_lesion"].to_numpy().astype(int) + veil.astype(int)
+    return pd.DataFrame(
+        {
+            "blue_grey_veil": veil,
+            "veil_fraction": fractions,
+            "available_closeup": available,
+            "lesion_type": np.array(LESION_TYPES)[kind],
+        }
+    )
+
+
 def _tabular_cells(factors: pd.DataFrame, settings: DemoSettings) -> pd.DataFrame:
     """Tabular columns as manifest text, each value missing with ``value_missing_rate``."""
     rng = _rng(settings.seed, "tabular")
@@ -279,6 +336,36 @@ def _spec(settings: DemoSettings) -> dict:
     }
 
 
+def _two_view_spec(settings: DemoSettings) -> dict:
+    """The close-up modality and the ``lesion_type`` target, and a spec of just the two images."""
+    closeup = {
+        "kind": "image",
+        "columns": ["closeup_image"],
+        "size": [settings.image_size, settings.image_size],
+        "channels": 3,
+        "normalize": "imagenet",
+    }
+    lesion_type = {"kind": "multiclass", "column": "lesion_type", "classes": list(LESION_TYPES)}
+    full = _spec(settings)
+    full["modalities"]["closeup"] = closeup
+    full["targets"]["lesion_type"] = lesion_type
+    return {
+        "full": full,
+        "two_view": {
+            **{k: v for k, v in full.items() if k not in ("targets", "modalities")},
+            "name": "polymodal-demo-two-view",
+            "targets": {"lesion_type": lesion_type},
+            "modalities": {"lesion": full["modalities"]["lesion"], "closeup": closeup},
+        },
+    }
+
+
+_TWO_VIEW_HEADER = """\
+# polymodal demo cohort, two images of one lesion (`polymodal demo-data --two-view`).
+# lesion_type = shape in `lesion` (round / elongated) × colour in `closeup` (blue-grey veil or
+# not): neither image alone determines it. spec.yaml beside this file has every modality.
+"""
+
 _SPEC_HEADER = """\
 # polymodal demo cohort (synthetic), written by `polymodal demo-data`.
 # label = (elongated lesion in `lesion` AND crp > 10 mg/L)
@@ -301,6 +388,7 @@ def make_demo_cohort(
     value_missing_rate: float = 0.1,
     force: bool = False,
     progress: Callable[[str], None] | None = None,
+    second_view: bool = False,
 ) -> Path:
     """Write the synthetic demo cohort into ``out`` and return the path of its ``spec.yaml``.
 
@@ -317,6 +405,10 @@ def make_demo_cohort(
         value_missing_rate: per-value probability that a tabular cell is missing.
         force: write into a non-empty folder that is not a demo cohort.
         progress: called with a short message now and then (e.g. ``print``).
+        second_view: also write an RGB close-up of each lesion (``closeup``) and the 4-class
+            target ``lesion_type`` that needs both images (see docs/demo_cohort.md), plus
+            ``two_view.yaml``, the spec of just those two images and that target. Nothing else
+            changes.
 
     Raises:
         PolymodalError: ``out`` holds other files, or a setting is out of range.
@@ -329,17 +421,24 @@ def make_demo_cohort(
         label_noise=label_noise,
         image_size=image_size,
         volume_size=volume_size,
+        second_view=second_view,
     )
     _check_settings(settings)
     out = Path(out)
     say = progress or (lambda message: None)
-    prepare_output_dir(out, DEMO_KIND, force=force, generated=("images", "volumes", "series"))
+    generated = ("images", "volumes", "series", "closeups")
+    prepare_output_dir(out, DEMO_KIND, force=force, generated=generated)
 
     factors = _draw_factors(settings)
     available = _availability(settings)
     split = _split(factors["patient_id"], seed)
     say(f"rendering {n} samples (images, volumes, series, notes) into {out}")
     extras = _write_files(out, factors, available, settings)
+    two_view = (
+        _write_closeups(out, factors, available["lesion"].to_numpy(), settings)
+        if second_view
+        else None
+    )
 
     label = factors["label_clean"].to_numpy().copy()
     flipped = _rng(seed, "label_noise").permutation(n)[: round(label_noise * n)]
@@ -362,6 +461,11 @@ def make_demo_cohort(
         }
     )
     manifest = pd.concat([manifest, tabular], axis=1)
+    if two_view is not None:
+        manifest["closeup_image"] = ("closeups/" + ids + ".png").where(
+            two_view["available_closeup"], ""
+        )
+        manifest["lesion_type"] = two_view["lesion_type"]
     file_column = {"lesion": "lesion_image", "ct": "ct_volume", "vitals": "vitals_series"}
     for modality, column in {**file_column, "note": "note"}.items():
         manifest.loc[~available[modality], column] = ""
@@ -378,9 +482,20 @@ def make_demo_cohort(
         axis=1,
     )
     planted["label_flipped"] = np.isin(np.arange(n), flipped)
+    if two_view is not None:
+        planted = pd.concat([planted, two_view], axis=1)
     planted.to_csv(out / "planted_features.csv", index=False, lineterminator="\n")
 
-    spec_path = write_spec(out, _spec(settings), _SPEC_HEADER)
+    if two_view is None:
+        spec_path = write_spec(out, _spec(settings), _SPEC_HEADER)
+    else:
+        specs = _two_view_spec(settings)
+        header = _SPEC_HEADER + "# lesion_type: shape in `lesion` × colour in `closeup`.\n"
+        spec_path = write_spec(out, specs["full"], header)
+        parse_spec(specs["two_view"], base_dir=out, source="two-view demo spec")
+        (out / "two_view.yaml").write_text(
+            _TWO_VIEW_HEADER + yaml.safe_dump(specs["two_view"], sort_keys=False)
+        )
     write_marker(out, DEMO_KIND, asdict(settings))
     say(f"wrote {n} samples; spec: {spec_path}")
     return spec_path
@@ -408,4 +523,4 @@ def read_settings(folder: Path | str) -> DemoSettings | None:
     return DemoSettings(**marker["settings"])
 
 
-__all__ = ["DemoSettings", "make_demo_cohort", "planted_label", "read_settings"]
+__all__ = ["LESION_TYPES", "DemoSettings", "make_demo_cohort", "planted_label", "read_settings"]

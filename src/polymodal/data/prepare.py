@@ -4,7 +4,8 @@
   ``manifest.csv`` with the official split, ``spec.yaml`` (volume, binary).
 * :func:`prepare_iu_xray`: IU X-ray (Open-i) XML reports + DICOM header table →
   ``manifest.csv`` one row per report (text and tabular columns), ``spec.yaml`` (text + tabular,
-  binary ``abnormal``, grouped seeded split recipe).
+  binary ``abnormal``, grouped seeded split recipe); with ``multitask``, five prompted binary
+  tasks (``abnormal`` and frequent MeSH findings) from the indication and header table only.
 
 Every command that writes a cohort folder leaves a marker file in it, so that running it again
 may replace its own output while a folder holding anything else is refused without ``force``.
@@ -100,6 +101,12 @@ def write_spec(out: Path, spec: dict, header: str) -> Path:
 # --------------------------------------------------------------------------------------------
 
 _MEDMNIST_SPLITS = ("train", "val", "test")
+_ADRENAL_PAD_TO = 16
+ADRENAL_PROMPTS = (
+    "Does this adrenal gland show hyperplasia?",
+    "Is there adrenal hyperplasia?",
+    "Classify this adrenal gland as normal or hyperplastic.",
+)
 
 _ADRENAL_HEADER = """\
 # AdrenalMNIST3D (MedMNIST v2: Yang et al., Sci Data 10:41, 2023; CC BY 4.0), written by
@@ -108,6 +115,10 @@ _ADRENAL_HEADER = """\
 # [0, 255] maps them to {0, 1}.
 # MedMNIST gives no voxel spacing (the crops were resized to a fixed grid): 1 mm is assumed
 # (default_spacing) and nothing is resampled, so any mm here is nominal.
+# `size` zero-pads each volume to a multiple of 16 voxels per axis (28 -> 32; 64 stays), which
+# the volume encoders need: volume_patch (patch 8), volume_monai (DenseNet downsampling) and
+# volume_multiscale (its default 32^3 scale; a 64^3 archive needs a {size: [64, 64, 64], patch:
+# [16, 16, 16]} scale). The padding is background (0), as in the masks themselves.
 # The split column is MedMNIST's official train/val/test. MedMNIST gives no patient ids, so each
 # volume is its own group (the official split is taken as patient-disjoint as published).
 """
@@ -183,14 +194,21 @@ def prepare_adrenalmnist3d(
         say(f"{split}: wrote {len(images)} volumes")
     manifest = pd.DataFrame(rows, columns=["sample_id", "volume", "split", "label"])
     manifest.to_csv(out / "manifest.csv", index=False, lineterminator="\n")
-    side = int(arrays["train_images"].shape[1])
+    # Padded to a multiple of 16 voxels: every volume encoder's patches and pooling divide it.
+    side = -(-max(arrays["train_images"].shape[1:]) // _ADRENAL_PAD_TO) * _ADRENAL_PAD_TO
     spec = {
         "name": "adrenalmnist3d",
         "manifest": "manifest.csv",
         "id_column": "sample_id",
         "split": {"column": "split"},
         "targets": {
-            "hyperplasia": {"kind": "binary", "column": "label", "positive": "1", "negative": "0"}
+            "hyperplasia": {
+                "kind": "binary",
+                "column": "label",
+                "positive": "1",
+                "negative": "0",
+                "prompts": list(ADRENAL_PROMPTS),
+            }
         },
         "modalities": {
             "adrenal": {
@@ -245,6 +263,56 @@ _IU_HEADER = """\
 # split is effectively per report; the split is a seeded recipe stratified on `abnormal`.
 """
 
+# Multitask targets (--multitask): a MeSH major heading (the part before the first "/", e.g.
+# "Opacity/lung/base/left") that is frequent enough to learn, as one binary task each.
+IU_FINDINGS = {
+    "cardiomegaly": "Cardiomegaly",
+    "opacity": "Opacity",
+    "atelectasis": "Pulmonary Atelectasis",
+    "calcified_granuloma": "Calcified Granuloma",
+}
+IU_PROMPTS = {
+    "abnormal": [
+        "Is there any abnormality on this chest X-ray?",
+        "Is this chest radiograph abnormal?",
+        "Will the report of this chest X-ray describe an abnormal finding?",
+    ],
+    "cardiomegaly": [
+        "Is the heart enlarged?",
+        "Does this chest X-ray show cardiomegaly?",
+        "Is there cardiomegaly?",
+    ],
+    "opacity": [
+        "Is there a lung opacity?",
+        "Does this chest X-ray show an opacity?",
+        "Is any pulmonary opacity present?",
+    ],
+    "atelectasis": [
+        "Is there atelectasis?",
+        "Does this chest X-ray show pulmonary atelectasis?",
+        "Is part of the lung collapsed?",
+    ],
+    "calcified_granuloma": [
+        "Is there a calcified granuloma?",
+        "Does this chest X-ray show a calcified granuloma?",
+        "Is a calcified granuloma present?",
+    ],
+}
+
+_IU_MULTITASK_HEADER = """\
+# IU X-ray (Open-i) reports (Demner-Fushman et al., JAMIA 23(2):304, 2016; CC BY-NC-ND 4.0),
+# written by `polymodal prepare iu-xray --multitask`. One row per labelled report; no images.
+# Five binary tasks, each with its prompts (the first is the canonical one): `abnormal` (MeSH
+# major terms anything but exactly "normal") and one per frequent MeSH major heading:
+# cardiomegaly (Cardiomegaly), opacity (Opacity), atelectasis (Pulmonary Atelectasis),
+# calcified_granuloma (Calcified Granuloma); 1 when a major term starts with the heading.
+# Inputs are what is known before the image is read: the `indication` text and the DICOM
+# `header` table. The findings and impression restate the labels (the MeSH terms are indexed
+# from them), so they and the MeSH columns are in exclude_columns: no input gives the answer.
+# Each report is its own group ("Patient ID" equals the report number); the split is a seeded
+# recipe stratified on `abnormal`.
+"""
+
 
 def _report_number(name: str) -> int:
     match = re.search(r"(\d+)\.xml$", name)
@@ -262,6 +330,11 @@ def _parse_report(root: ET.Element) -> dict:
     # "No Indexing" (or no MeSH at all) means nobody labelled the report: no label, not normal.
     unlabelled = not major or major == ["No Indexing"]
     abnormal = "" if unlabelled else ("0" if major == ["normal"] else "1")
+    headings = {term.split("/")[0].strip().lower() for term in major}
+    findings = {
+        name: "" if unlabelled else str(int(heading.lower() in headings))
+        for name, heading in IU_FINDINGS.items()
+    }
     uid = root.find("uId")
     return {
         "report_id": uid.get("id", "") if uid is not None else "",
@@ -270,6 +343,7 @@ def _parse_report(root: ET.Element) -> dict:
         "mesh_automatic": "; ".join(automatic),
         "image_ids": ";".join(p.get("id", "") for p in root.findall("parentImage")),
         "abnormal": abnormal,
+        **findings,
     }
 
 
@@ -372,13 +446,15 @@ def prepare_iu_xray(
     *,
     limit: int | None = None,
     seed: int = 0,
+    multitask: bool = False,
     force: bool = False,
     progress: Progress = None,
 ) -> Path:
     """Write the IU X-ray reports as a cohort: ``manifest.csv`` and ``spec.yaml``.
 
     Reports without a label (MeSH "No Indexing") are left out. Manifest columns:
-    ``report_id, patient_id, abnormal``, the report sections (``comparison,
+    ``report_id, patient_id, abnormal``, one 0/1 column per :data:`IU_FINDINGS` task (``1`` when
+    a MeSH major term starts with its heading), the report sections (``comparison,
     indication, findings, impression``), ``mesh_major, mesh_automatic, image_ids`` and the
     header-table columns ``age, n_images, views, acquisition, body_part`` (and ``sex`` when the
     table records it). See the spec's comments for the label-leakage choice.
@@ -388,6 +464,9 @@ def prepare_iu_xray(
         out: output folder.
         limit: keep only the first ``limit`` reports (by report number; for quick tests).
         seed: seed of the split recipe written into the spec.
+        multitask: write the multitask spec (``abnormal`` and the :data:`IU_FINDINGS` tasks, each
+            with :data:`IU_PROMPTS`; inputs ``indication`` and ``header`` only) instead of the
+            single-task one (``abnormal`` from ``indication``, ``findings`` and ``header``).
         force: write into a non-empty folder that is not a previous output of this command.
         progress: called with a short message now and then.
 
@@ -422,28 +501,47 @@ def prepare_iu_xray(
     prepare_output_dir(out, "iu-xray", force=force)
     manifest.to_csv(out / "manifest.csv", index=False, lineterminator="\n")
     categorical = ["views", "acquisition", "body_part"] + (["sex"] if has_sex else [])
-    spec = {
-        "name": "iu-xray",
+    header = {"kind": "tabular", "numeric": ["age", "n_images"], "categorical": categorical}
+    spec = _iu_spec(header, seed, multitask=multitask)
+    spec_path = write_spec(out, spec, _IU_MULTITASK_HEADER if multitask else _IU_HEADER)
+    write_marker(out, "iu-xray", {"limit": limit, "seed": seed, "multitask": multitask})
+    n_abnormal = int((manifest["abnormal"] == "1").sum())
+    say(f"wrote {len(manifest)} reports ({n_abnormal} abnormal); spec: {spec_path}")
+    return spec_path
+
+
+def _iu_spec(header: dict, seed: int, *, multitask: bool) -> dict:
+    """The single-task spec (``abnormal`` from indication, findings and header) or the multitask
+    one (``abnormal`` and :data:`IU_FINDINGS`, from the request alone: indication and header)."""
+    tasks = ("abnormal", *IU_FINDINGS) if multitask else ("abnormal",)
+    modalities: dict[str, dict] = {
+        "indication": {"kind": "text", "column": "indication", "max_tokens": 64}
+    }
+    if not multitask:
+        # The findings name the abnormality: a modality of its own, so it is easy to drop.
+        modalities["findings"] = {"kind": "text", "column": "findings", "max_tokens": 128}
+    modalities["header"] = header
+    return {
+        "name": "iu-xray-multitask" if multitask else "iu-xray",
         "manifest": "manifest.csv",
         "id_column": "report_id",
         "group_column": "patient_id",
         "split": {"recipe": {"train": 0.7, "val": 0.15, "test": 0.15, "seed": seed}},
         "targets": {
-            "abnormal": {"kind": "binary", "column": "abnormal", "positive": "1", "negative": "0"}
+            name: {
+                "kind": "binary",
+                "column": name,
+                "positive": "1",
+                "negative": "0",
+                "prompts": list(IU_PROMPTS[name]),
+            }
+            for name in tasks
         },
-        "modalities": {
-            "indication": {"kind": "text", "column": "indication", "max_tokens": 64},
-            "findings": {"kind": "text", "column": "findings", "max_tokens": 128},
-            "header": {
-                "kind": "tabular",
-                "numeric": ["age", "n_images"],
-                "categorical": categorical,
-            },
-        },
-        "exclude_columns": ["impression", "mesh_major", "mesh_automatic"],
+        "modalities": modalities,
+        "exclude_columns": [
+            *(["findings"] if multitask else []),
+            "impression",
+            "mesh_major",
+            "mesh_automatic",
+        ],
     }
-    spec_path = write_spec(out, spec, _IU_HEADER)
-    write_marker(out, "iu-xray", {"limit": limit, "seed": seed})
-    n_abnormal = int((manifest["abnormal"] == "1").sum())
-    say(f"wrote {len(manifest)} reports ({n_abnormal} abnormal); spec: {spec_path}")
-    return spec_path
