@@ -29,6 +29,11 @@ class Attention(nn.Module):
         dim_head: width of each head; the inner width is ``heads * dim_head``.
         dropout: dropout on the attention weights (training only).
 
+    Attention recording (for attention rollout, :mod:`polymodal.explain.rollout`): set
+    ``record_attention = True`` and each forward keeps its attention probabilities
+    ``(B, heads, N_q, N_k)`` (masked keys exactly 0; all 0 for a sample without a valid key) in
+    ``attention_probs``. Off by default; when off, nothing is kept and SDPA's fused kernels run.
+
     Inputs:
         x: ``(B, N_q, D_q)`` queries.
         context: ``(B, N_k, D_c)`` keys/values; ``None`` means ``x``.
@@ -55,6 +60,8 @@ class Attention(nn.Module):
         self.to_q = nn.Linear(query_dim, inner_dim, bias=False)
         self.to_kv = nn.Linear(context_dim or query_dim, inner_dim * 2, bias=False)
         self.to_out = nn.Linear(inner_dim, query_dim)
+        self.record_attention = False
+        self.attention_probs: Tensor | None = None
 
     def forward(
         self,
@@ -65,6 +72,8 @@ class Attention(nn.Module):
         context = x if context is None else context
         if context.shape[1] == 0:
             # Nothing to read (every stream absent): the branch contributes nothing.
+            if self.record_attention:
+                self.attention_probs = x.new_zeros(x.shape[0], self.heads, x.shape[1], 0)
             return torch.zeros_like(x)
 
         q = self.to_q(x)
@@ -81,13 +90,29 @@ class Attention(nn.Module):
             safe_mask = key_padding_mask | ~has_key[:, None]
             attn_mask = safe_mask[:, None, None, :]  # (B, 1, 1, N_k), broadcast over heads/queries
 
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )
+        if self.record_attention:
+            out = self._attend_recorded(q, k, v, attn_mask, has_key)
+        else:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+            )
         out = self.to_out(rearrange(out, "b h n d -> b n (h d)"))  # (B, N_q, D_q)
         if has_key is not None:
             out = torch.where(has_key[:, None, None], out, torch.zeros_like(out))
         return out
+
+    def _attend_recorded(
+        self, q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, has_key: Tensor | None
+    ) -> Tensor:
+        """SDPA written out, keeping the probabilities ``(B, H, N_q, N_k)`` it computes."""
+        scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, H, N_q, N_k)
+        if attn_mask is not None:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        probs = scores.softmax(dim=-1)
+        recorded = probs if has_key is None else probs * has_key[:, None, None, None]
+        self.attention_probs = recorded.detach()
+        probs = F.dropout(probs, self.dropout, training=self.training)
+        return probs @ v  # (B, H, N_q, d)
 
 
 class FeedForward(nn.Module):
