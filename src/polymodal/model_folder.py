@@ -102,7 +102,7 @@ def load_model_folder(folder: Path | str, *, device: str | torch.device = "cpu")
     preprocessor = Preprocessor.load(folder / PREPROCESSING)
     input_infos = payload["input_infos"]
     target_infos = payload["target_infos"]
-    model = build_model(_without_pretrained_weights(config), input_infos, target_infos)
+    model = build_model(without_pretrained_weights(config), input_infos, target_infos)
     state = load_file(str(folder / WEIGHTS), device="cpu")
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -122,7 +122,7 @@ def load_model_folder(folder: Path | str, *, device: str | torch.device = "cpu")
     return LoadedModel(model, config, preprocessor, spec, input_infos, target_infos, folder)
 
 
-def _without_pretrained_weights(config: ModelConfig) -> ModelConfig:
+def without_pretrained_weights(config: ModelConfig) -> ModelConfig:
     """The config with image encoders' ``pretrained`` weights left out.
 
     The folder's safetensors overwrite every weight anyway; loading the ImageNet weights first

@@ -29,6 +29,9 @@ KINDS = {
     "regression": ({"kind": "regression"}, (6,)),
     "survival": ({"kind": "time_to_event", "loss": "discrete"}, (6, 5)),
     "cox": ({"kind": "time_to_event", "loss": "cox"}, (6,)),
+    "cumulative_risk": ({"kind": "cumulative_risk", "monotone": True}, (6, 7)),
+    "cumulative_risk_raw": ({"kind": "cumulative_risk", "monotone": False}, (6, 7)),
+    "digits": ({"kind": "digits", "num_digits": 3}, (6, 3, 10)),
 }
 
 

@@ -44,9 +44,11 @@ def main() -> None:
 
 # Command modules (each adds its commands to `app` when imported).
 from polymodal.cli import (  # noqa: E402
+    adapt,
     demo,
     demo_data,
     evaluate,
+    explain,
     fit,
     predict,
     prepare,
@@ -55,10 +57,12 @@ from polymodal.cli import (  # noqa: E402
 )
 
 __all__ = [
+    "adapt",
     "app",
     "demo",
     "demo_data",
     "evaluate",
+    "explain",
     "fit",
     "main",
     "predict",

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from polymodal.data.preprocessing import Preprocessor
 from polymodal.errors import ModelError
 from polymodal.model import MultimodalModel
+from polymodal.task_heads import cumulative_logits
 from polymodal.training.module import PolymodalModule, TrainingPlugin, TrainStep
 
 # Marks a default that methods.md labels [recon] (shown in the JSON schema of the config).
@@ -108,6 +109,18 @@ def distillation_loss(
     if kind in ("binary", "multilabel", "time_to_event"):
         # Binary: one Bernoulli; multilabel: one per label; survival: one per bin's hazard.
         return bernoulli_kl(teacher / temperature, student / temperature).mean() * scale
+    if kind == "cumulative_risk":
+        # One Bernoulli per horizon: the risk of an event by that horizon.
+        monotone = bool(target_info.get("monotone", True))
+        student = cumulative_logits(student, monotone=monotone)
+        teacher = cumulative_logits(teacher, monotone=monotone)
+        return bernoulli_kl(teacher / temperature, student / temperature).mean() * scale
+    if kind == "digits":
+        # (B, num_digits, 10): one categorical per digit, averaged over samples and digits.
+        log_p_student = F.log_softmax(student / temperature, dim=-1).flatten(0, 1)
+        log_p_teacher = F.log_softmax(teacher / temperature, dim=-1).flatten(0, 1)
+        kl = F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean")
+        return kl * scale
     raise ModelError(f"distillation: no KD loss for target kind {kind!r}")
 
 
