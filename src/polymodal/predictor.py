@@ -71,7 +71,9 @@ class Predictor:
 
     @property
     def modalities(self) -> list[str]:
-        return list(self.loaded.input_infos)
+        """The modalities the model reads (a ``single`` model or one built with
+        ``model.modalities`` reads fewer than the cohort has); the others are never loaded."""
+        return list(self.loaded.model.modalities)
 
     @torch.no_grad()
     def collect(
@@ -110,7 +112,7 @@ class Predictor:
         unknown = sorted({m for s in subsets for m in s} - set(self.modalities))
         if unknown:
             raise ModelError(f"the model has no modality {unknown}; it knows {self.modalities}")
-        dataset = CohortDataset(cohort, self.loaded.preprocessor, split)
+        dataset = CohortDataset(cohort, self.loaded.preprocessor, split, modalities=self.modalities)
         loader = DataLoader(
             dataset, batch_size=self.batch_size, shuffle=False, collate_fn=collate_samples
         )

@@ -150,24 +150,6 @@ def fit(
         )
     )
 
-    cache = SampleCache(cfg.cache_dir or out_dir / "cache") if cfg.cache else None
-    train_ds = CohortDataset(cohort, preprocessor, "train", cache=cache, augment=True)
-    val_ds = CohortDataset(cohort, preprocessor, "val", cache=cache)
-    if len(train_ds) == 0:
-        raise PolymodalError(
-            f"{spec.manifest_path}: the training split has no rows; check the split column or recipe"
-        )
-    if len(val_ds) == 0:
-        raise PolymodalError(
-            f"{spec.manifest_path}: the validation split has no rows; model selection needs one "
-            "(add 'val' rows or a split recipe with val > 0)"
-        )
-    sampler = dataset_sampler(
-        train_ds, sampling=cfg.sampling, sampling_target=cfg.sampling_target, seed=cfg.seed
-    )
-    train_loader = make_loader(train_ds, cfg, shuffle=True, sampler=sampler)
-    val_loader = make_loader(val_ds, cfg, shuffle=False)
-
     input_infos = {m: preprocessor.input_info(m) for m in preprocessor.modalities}
     target_infos = {t: preprocessor.target_info(t) for t in preprocessor.targets}
     model = build_model(model_config, input_infos, target_infos)
@@ -193,6 +175,33 @@ def fit(
             "intervention_loss section: the branches would get no gradient. Add "
             "'intervention_loss: {}' (see configs/ei/ei_mor.yaml) or drop detach_branches"
         )
+    cache = SampleCache(cfg.cache_dir or out_dir / "cache") if cfg.cache else None
+    # Only what the model (and a teacher) reads is loaded: a single-modality model never opens
+    # the cohort's volumes.
+    needed = set(model.modalities)
+    for plugin in plugins:
+        teacher = getattr(plugin, "teacher", None)
+        needed |= set(getattr(teacher, "modalities", ()))
+    read = [m for m in preprocessor.modalities if m in needed]
+    train_ds = CohortDataset(
+        cohort, preprocessor, "train", cache=cache, augment=True, modalities=read
+    )
+    val_ds = CohortDataset(cohort, preprocessor, "val", cache=cache, modalities=read)
+    if len(train_ds) == 0:
+        raise PolymodalError(
+            f"{spec.manifest_path}: the training split has no rows; check the split column or recipe"
+        )
+    if len(val_ds) == 0:
+        raise PolymodalError(
+            f"{spec.manifest_path}: the validation split has no rows; model selection needs one "
+            "(add 'val' rows or a split recipe with val > 0)"
+        )
+    sampler = dataset_sampler(
+        train_ds, sampling=cfg.sampling, sampling_target=cfg.sampling_target, seed=cfg.seed
+    )
+    train_loader = make_loader(train_ds, cfg, shuffle=True, sampler=sampler)
+    val_loader = make_loader(val_ds, cfg, shuffle=False)
+
     module = PolymodalModule(
         model, target_infos, cfg, steps_per_epoch=len(train_loader), plugins=plugins
     )

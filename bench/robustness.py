@@ -1,0 +1,366 @@
+"""Robustness to missing modalities: every-subset tables, distillation and gradient modulation.
+
+Trains, on one cohort, the models that issue 4 compares and scores each on every subset of its
+modalities (encode once, fuse per subset; missing = the modality's availability set to False,
+exactly as a missing file arrives):
+
+* ``single (<m>)``: one model per modality, trained on it alone;
+* ``without <m>`` (demo only, five modalities): the plain PB model trained on every modality but
+  ``m``, the yardstick for "one modality missing" (for two modalities this is ``single``);
+* ``concat``, ``synergy`` (``configs/ablations/synergy.yaml``), ``bottleneck``
+  (``configs/ablations/pb.yaml``): the same modality dropout (0.3) for all three;
+* ``teacher``: ``configs/ablations/pb_teacher.yaml`` (PB + GM, all modalities, no dropout);
+* ``PB+KD``, ``PB+GM``, ``PB+KD+GM``: the ablation configs, the KD students distilled from the
+  teacher.
+
+Every fused model uses the ablation configs as they ship, with the cohort's encoders set below
+(the same for all). The time per epoch is ``train/epoch_seconds`` of each run's metrics (the
+optimisation steps only, validation excluded), so the KD and GM cost ratios compare like with
+like. Writes ``bench/results/robustness_<cohort>.{md,json}`` and the HTML report with its PNGs
+into ``docs/robustness/<cohort>/``.
+
+Usage::
+
+    python bench/robustness.py --cohort demo [--n 2000] [--epochs 15] [--n-boot 500]
+    python bench/robustness.py --cohort ham10000 [--epochs 12] [--n-boot 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from polymodal.data.manifest import load_cohort
+from polymodal.data.spec import load_spec
+from polymodal.evaluation.evaluate import evaluate_model
+from polymodal.evaluation.report import build_report
+from polymodal.evaluation.tables import EvaluationResult
+from polymodal.predictor import Predictor
+from polymodal.training.fit import fit
+from polymodal.training.run_config import load_run_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ABLATIONS = REPO_ROOT / "configs" / "ablations"
+RESULTS = REPO_ROOT / "bench" / "results"
+DOCS = REPO_ROOT / "docs" / "robustness"
+
+
+@dataclass
+class Cohort:
+    """What differs between the two cohorts: data, encoders, split, metrics."""
+
+    spec: Path
+    modalities: tuple[str, ...]
+    target: str
+    split: str
+    metrics: tuple[str, ...]
+    overrides: list[str] = field(default_factory=list)
+
+
+def demo_cohort(out: Path, n: int, seed: int, modalities: tuple[str, ...]) -> Cohort:
+    from polymodal.data.demo import make_demo_cohort
+
+    spec = out / "cohort" / "spec.yaml"
+    if not spec.is_file():
+        spec = make_demo_cohort(out / "cohort", n=n, seed=seed, image_size=32, volume_size=16)
+    return Cohort(
+        spec=spec,
+        modalities=modalities,
+        target="label",
+        split="test",
+        metrics=("auroc", "auprc"),
+        overrides=[
+            # The encoders of the end-to-end test: small enough for CPU, and each learns its
+            # factor alone (docs/benchmarks.md, e2e section).
+            "model.encoders.lesion={name: image_timm, options: {backbone: resnet10t}}",
+            "model.encoders.ct={name: volume_monai, options: {network_options: "
+            "{init_features: 8, growth_rate: 8, block_config: [2, 2]}}}",
+            "model.encoders.note={options: {depth: 1}}",
+            "train.batch_size=32",
+            "train.lr=2e-3",
+            # Every fused model reads the chosen modalities only (the singles read one anyway).
+            f"model.modalities={list(modalities)}",
+        ],
+    )
+
+
+def ham_cohort() -> Cohort:
+    return Cohort(
+        spec=REPO_ROOT / "configs" / "ham10000.yaml",
+        modalities=("skin", "clinical"),
+        target="dx",
+        # The official HAM10000 test images are not in ../shared/data: report on val.
+        split="val",
+        metrics=("auroc_macro", "balanced_accuracy"),
+        overrides=[
+            # Frozen packaged EfficientNet-Lite0, trainable token projection; the feature cache
+            # runs the backbone once per image for every model of this process.
+            "model.encoders.skin={name: image_timm, options: {backbone: efficientnet_lite0, "
+            "pretrained: 'package:efficientnet-lite0', freeze: all, feature_cache: true}}",
+            "train.lr=1e-3",
+            "train.batch_size=64",
+            "train.monitor=val/dx/auroc_macro",
+            "train.num_workers=2",
+        ],
+    )
+
+
+def plan(cohort: Cohort) -> list[tuple[str, Path | None, list[str], str | None]]:
+    """(name, ablation config, extra overrides, teacher name) in training order."""
+    models: list[tuple[str, Path | None, list[str], str | None]] = [
+        (
+            f"single ({m})",
+            None,
+            ["model.core=single", f"model.core_options.modality={m}", "model.dim=64"],
+            None,
+        )
+        for m in cohort.modalities
+    ]
+    if len(cohort.modalities) > 2:
+        models += [
+            (
+                f"without {m}",
+                ABLATIONS / "pb.yaml",
+                [f"model.modalities={[o for o in cohort.modalities if o != m]}"],
+                None,
+            )
+            for m in cohort.modalities
+        ]
+    models += [
+        ("concat", None, ["model.core=concat", "model.dim=64", "model.modality_dropout=0.3"], None),
+        ("synergy", ABLATIONS / "synergy.yaml", [], None),
+        ("bottleneck", ABLATIONS / "pb.yaml", [], None),
+        ("teacher", ABLATIONS / "pb_teacher.yaml", [], None),
+        ("PB+GM", ABLATIONS / "pb_gm.yaml", [], None),
+        ("PB+KD", ABLATIONS / "pb_kd.yaml", [], "teacher"),
+        ("PB+KD+GM", ABLATIONS / "pb_kd_gm.yaml", [], "teacher"),
+    ]
+    return models
+
+
+def epoch_seconds(run_dir: Path) -> float:
+    """Median ``train/epoch_seconds`` over the run's epochs (robust to a noisy neighbour)."""
+    metrics = pd.read_csv(run_dir / "logs" / "metrics.csv")
+    return float(metrics["train/epoch_seconds"].dropna().median())
+
+
+def cell(ci: dict | None) -> str:
+    if ci is None or ci["point"] is None:
+        return "n/a"
+    return f"{ci['point']:.3f} ({ci['low']:.3f}–{ci['high']:.3f})"
+
+
+def subset_metric(evaluation: dict, target: str, modalities: tuple[str, ...], metric: str):
+    for subset in evaluation["targets"][target]["subsets"]:
+        if tuple(sorted(subset["modalities"])) == tuple(sorted(modalities)):
+            return subset["metrics"].get(metric)
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cohort", choices=("demo", "ham10000"), required=True)
+    parser.add_argument("--n", type=int, default=2000, help="demo cohort size")
+    parser.add_argument(
+        "--modalities",
+        default="lesion,ct,labs,note,vitals",
+        help="demo only: the modalities every model reads (comma-separated)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--n-boot", type=int, default=500)
+    parser.add_argument("--models", default=None, help="comma-separated subset of the models")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    started = time.perf_counter()
+    out = args.out or REPO_ROOT / "runs" / f"bench_robustness_{args.cohort}"
+    cohort_cfg = (
+        demo_cohort(out, args.n, args.seed, tuple(args.modalities.split(",")))
+        if args.cohort == "demo"
+        else ham_cohort()
+    )
+    spec = load_spec(cohort_cfg.spec)
+    cohort = load_cohort(spec)
+    chosen = None if args.models is None else set(args.models.split(","))
+
+    rows: dict[str, dict] = {}
+    for name, config, extra, teacher in plan(cohort_cfg):
+        if chosen is not None and name not in chosen:
+            continue
+        slug = name.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "_")
+        run_dir = out / slug
+        overrides = [
+            *cohort_cfg.overrides,
+            *extra,
+            f"train.max_epochs={args.epochs}",
+            f"train.early_stopping_patience={args.patience}",
+            f"train.seed={args.seed}",
+            f"train.cache_dir={out / 'sample_cache'}",
+        ]
+        if teacher is not None:
+            overrides.append(f"distill.teacher={rows[teacher]['model_dir']}")
+        run = load_run_config(config, overrides)
+        print(f"[{(time.perf_counter() - started) / 60:5.1f} min] fitting {name}", flush=True)
+        t0 = time.perf_counter()
+        result = fit(
+            spec,
+            run_dir,
+            model_config=run.model,
+            train_config=run.train,
+            cohort=cohort,
+            progress=False,
+            distill=run.distill,
+            modulation=run.modulation,
+        )
+        fit_seconds = time.perf_counter() - t0
+        evaluation = evaluate_model(
+            Predictor.load(result.model_dir),
+            cohort,
+            split=cohort_cfg.split,
+            n_boot=args.n_boot,
+            seed=args.seed,
+            progress=False,
+        )
+        (run_dir / "evaluation.json").write_text(evaluation.to_json())
+        rows[name] = {
+            "model_dir": str(result.model_dir),
+            "epochs": result.epochs_run,
+            "fit_minutes": fit_seconds / 60,
+            "epoch_seconds": epoch_seconds(run_dir),
+            "evaluation": json.loads(evaluation.to_json()),
+        }
+        print(f"    {result.epochs_run} epochs, {fit_seconds / 60:.1f} min", flush=True)
+
+    write_results(args, cohort_cfg, rows, started)
+
+
+def write_results(args, cohort: Cohort, rows: dict[str, dict], started: float) -> None:
+    target, metric = cohort.target, cohort.metrics[0]
+    mods = cohort.modalities
+    fused = [n for n in rows if not n.startswith(("single", "without"))]
+    lines = [
+        f"# Robustness to missing modalities: {args.cohort}",
+        "",
+        f"Command: `python bench/robustness.py --cohort {args.cohort} --epochs {args.epochs} "
+        f"--patience {args.patience} --n-boot {args.n_boot}"
+        + (f" --n {args.n} --modalities {args.modalities}" if args.cohort == "demo" else "")
+        + (f" --models '{args.models}'" if args.models else "")
+        + "`",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared), torch {torch.__version__}; "
+        f"total {(time.perf_counter() - started) / 60:.1f} min. Scored on the `{cohort.split}` "
+        f"split with 95 % bootstrap CIs ({args.n_boot} resamples of patient groups). A missing "
+        "modality is switched off in the availability mask, as a missing file is.",
+        "",
+        f"## {metric} on every subset of modalities (fused models)",
+        "",
+        "| available | " + " | ".join(fused) + " |",
+        "|---|" + "---:|" * len(fused),
+    ]
+    subsets = [s["modalities"] for s in rows[fused[0]]["evaluation"]["targets"][target]["subsets"]]
+    for subset in subsets:
+        cells = [
+            cell(subset_metric(rows[n]["evaluation"], target, tuple(subset), metric)) for n in fused
+        ]
+        lines.append(f"| {' + '.join(subset)} | " + " | ".join(cells) + " |")
+
+    # The issue's two targets for the distilled model.
+    student, teacher = "PB+KD+GM", "teacher"
+    if student in rows and teacher in rows:
+        ev = rows[student]["evaluation"]
+        lines += [
+            "",
+            f"## {student}: never worse than a model trained on what remains",
+            "",
+            "With one modality missing at test time, the distilled model against a model "
+            "trained on the remaining modalities alone (the yardstick). Δ = student − yardstick.",
+            "",
+            f"| missing | remaining | {student} | yardstick | model | Δ |",
+            "|---|---|---:|---:|---|---:|",
+        ]
+        for m in mods:
+            rest = tuple(o for o in mods if o != m)
+            yard = f"single ({rest[0]})" if len(rest) == 1 else f"without {m}"
+            if yard not in rows:
+                continue
+            s_ci = subset_metric(ev, target, rest, metric)
+            y_ci = subset_metric(rows[yard]["evaluation"], target, rest, metric)
+            delta = s_ci["point"] - y_ci["point"]
+            lines.append(
+                f"| {m} | {' + '.join(rest)} | {cell(s_ci)} | {cell(y_ci)} | {yard} | {delta:+.3f} |"
+            )
+        s_all = subset_metric(ev, target, mods, metric)
+        t_all = subset_metric(rows[teacher]["evaluation"], target, mods, metric)
+        lines += [
+            "",
+            f"All modalities present: {student} {cell(s_all)} against its undistilled teacher "
+            f"{cell(t_all)}: Δ = {s_all['point'] - t_all['point']:+.3f} (target: ≥ −0.010).",
+        ]
+
+    lines += [
+        "",
+        "## Single-modality models",
+        "",
+        "| model | " + " | ".join(cohort.metrics) + " |",
+        "|---|" + "---:|" * len(cohort.metrics),
+    ]
+    for name in rows:
+        if name.startswith(("single", "without")):
+            ev = rows[name]["evaluation"]
+            full = ev["targets"][target]["subsets"][0]
+            lines.append(
+                f"| {name} | "
+                + " | ".join(cell(full["metrics"].get(k)) for k in cohort.metrics)
+                + " |"
+            )
+
+    base = rows.get("bottleneck")
+    lines += [
+        "",
+        "## Training cost",
+        "",
+        "Median time of the optimisation steps per epoch (`train/epoch_seconds`, validation "
+        "excluded), all runs of this one process, so ratios are side by side.",
+        "",
+        "| model | epochs | s / epoch | × plain PB | fit + export, min |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, row in rows.items():
+        ratio = f"{row['epoch_seconds'] / base['epoch_seconds']:.2f}" if base else "n/a"
+        lines.append(
+            f"| {name} | {row['epochs']} | {row['epoch_seconds']:.1f} | {ratio} | "
+            f"{row['fit_minutes']:.1f} |"
+        )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = f"robustness_{args.cohort}"
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.json").write_text(
+        json.dumps(
+            {k: {kk: vv for kk, vv in v.items() if kk != "model_dir"} for k, v in rows.items()},
+            indent=1,
+        )
+    )
+    # The fused models share all their subsets; single models are in the tables above.
+    results = {name: EvaluationResult.from_dict(rows[name]["evaluation"]) for name in fused}
+    html = build_report(
+        results,
+        DOCS / args.cohort,
+        metric=metric,
+        title=f"Robustness to missing modalities: {args.cohort}",
+    )
+    print("\n".join(lines))
+    print(f"report: {html}")
+
+
+if __name__ == "__main__":
+    main()
