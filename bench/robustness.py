@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -152,6 +153,20 @@ def epoch_seconds(run_dir: Path) -> float:
     return float(metrics["train/epoch_seconds"].dropna().median())
 
 
+def reused_row(run_dir: Path) -> dict:
+    """The row of a model fitted and scored by an earlier run (``--reuse``)."""
+    metrics = pd.read_csv(run_dir / "logs" / "metrics.csv")
+    saved = run_dir / "bench.json"
+    facts = json.loads(saved.read_text()) if saved.is_file() else {}
+    return {
+        "model_dir": str(run_dir / "model"),
+        "epochs": facts.get("epochs", int(metrics["epoch"].max()) + 1),
+        "fit_minutes": facts.get("fit_minutes", float("nan")),
+        "epoch_seconds": epoch_seconds(run_dir),
+        "evaluation": json.loads((run_dir / "evaluation.json").read_text()),
+    }
+
+
 def cell(ci: dict | None) -> str:
     if ci is None or ci["point"] is None:
         return "n/a"
@@ -180,6 +195,15 @@ def main() -> None:
     parser.add_argument("--n-boot", type=int, default=500)
     parser.add_argument("--models", default=None, help="comma-separated subset of the models")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--reuse", action="store_true", help="read back models an earlier run fitted and scored"
+    )
+    parser.add_argument(
+        "--cost-rounds",
+        type=int,
+        default=0,
+        help="instead of the benchmark: time PB, +GM, +KD, +KD+GM side by side, N rounds",
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     started = time.perf_counter()
@@ -193,12 +217,20 @@ def main() -> None:
     cohort = load_cohort(spec)
     chosen = None if args.models is None else set(args.models.split(","))
 
+    if args.cost_rounds:
+        cost_table(args, cohort_cfg, spec, cohort, out)
+        return
     rows: dict[str, dict] = {}
     for name, config, extra, teacher in plan(cohort_cfg):
         if chosen is not None and name not in chosen:
             continue
         slug = name.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "_")
         run_dir = out / slug
+        if args.reuse and (run_dir / "evaluation.json").is_file():
+            # Fitted and scored by an earlier run of this command: read it back.
+            rows[name] = reused_row(run_dir)
+            print(f"reusing {name} from {run_dir}", flush=True)
+            continue
         overrides = [
             *cohort_cfg.overrides,
             *extra,
@@ -231,6 +263,9 @@ def main() -> None:
             seed=args.seed,
             progress=False,
         )
+        (run_dir / "bench.json").write_text(
+            json.dumps({"epochs": result.epochs_run, "fit_minutes": fit_seconds / 60})
+        )
         (run_dir / "evaluation.json").write_text(evaluation.to_json())
         rows[name] = {
             "model_dir": str(result.model_dir),
@@ -244,6 +279,76 @@ def main() -> None:
     write_results(args, cohort_cfg, rows, started)
 
 
+COST_MODELS = {
+    "PB": "pb.yaml",
+    "PB+GM": "pb_gm.yaml",
+    "PB+KD": "pb_kd.yaml",
+    "PB+KD+GM": "pb_kd_gm.yaml",
+}
+
+
+def cost_table(args, cohort_cfg: Cohort, spec, cohort, out: Path) -> None:
+    """Time per epoch of PB, +GM, +KD, +KD+GM, measured side by side.
+
+    Each round fits every variant for one epoch, in turn, so a change in the machine's load
+    falls on all of them; the teacher is the one the main run trained (``OUT/teacher``).
+    """
+    teacher = out / "teacher" / "model"
+    if not (teacher / "config.json").is_file():
+        raise SystemExit(f"{teacher}: run the main benchmark first (the KD rows need its teacher)")
+    started = time.perf_counter()
+    seconds: dict[str, list[float]] = {name: [] for name in COST_MODELS}
+    for round_index in range(args.cost_rounds):
+        for name, config in COST_MODELS.items():
+            overrides = [
+                *cohort_cfg.overrides,
+                "train.max_epochs=1",
+                "train.early_stopping_patience=null",
+                f"train.seed={args.seed + round_index}",
+                f"train.cache_dir={out / 'sample_cache'}",
+            ]
+            if "KD" in name:
+                overrides.append(f"distill.teacher={teacher}")
+            run = load_run_config(ABLATIONS / config, overrides)
+            run_dir = out / "cost" / f"{name.replace('+', '_')}_{round_index}"
+            fit(
+                spec,
+                run_dir,
+                model_config=run.model,
+                train_config=run.train,
+                cohort=cohort,
+                progress=False,
+                distill=run.distill,
+                modulation=run.modulation,
+            )
+            seconds[name].append(epoch_seconds(run_dir))
+            print(f"round {round_index} {name}: {seconds[name][-1]:.1f} s", flush=True)
+    base = float(np.median(seconds["PB"]))
+    lines = [
+        f"# Training cost of distillation and gradient modulation: {args.cohort}",
+        "",
+        f"Command: `python bench/robustness.py --cohort {args.cohort} --cost-rounds "
+        f"{args.cost_rounds}"
+        + (f" --n {args.n} --modalities {args.modalities}" if args.cohort == "demo" else "")
+        + "`",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}; "
+        f"total {(time.perf_counter() - started) / 60:.1f} min. Each round trains every variant "
+        "for one epoch in turn (the ablation configs; the KD teacher is the main run's); time "
+        "of the optimisation steps (`train/epoch_seconds`), median over the rounds.",
+        "",
+        "| variant | s / epoch (median) | per round | × PB |",
+        "|---|---:|---|---:|",
+    ]
+    for name, values in seconds.items():
+        median = float(np.median(values))
+        rounds = ", ".join(f"{v:.1f}" for v in values)
+        lines.append(f"| {name} | {median:.1f} | {rounds} | {median / base:.2f} |")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"robustness_cost_{args.cohort}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def write_results(args, cohort: Cohort, rows: dict[str, dict], started: float) -> None:
     target, metric = cohort.target, cohort.metrics[0]
     mods = cohort.modalities
@@ -255,6 +360,7 @@ def write_results(args, cohort: Cohort, rows: dict[str, dict], started: float) -
         f"--patience {args.patience} --n-boot {args.n_boot}"
         + (f" --n {args.n} --modalities {args.modalities}" if args.cohort == "demo" else "")
         + (f" --models '{args.models}'" if args.models else "")
+        + (" --reuse" if args.reuse else "")
         + "`",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared), torch {torch.__version__}; "
@@ -330,7 +436,7 @@ def write_results(args, cohort: Cohort, rows: dict[str, dict], started: float) -
         "## Training cost",
         "",
         "Median time of the optimisation steps per epoch (`train/epoch_seconds`, validation "
-        "excluded), all runs of this one process, so ratios are side by side.",
+        "excluded). The runs follow one another while the machine's load changes, so these are not side-by-side ratios: `--cost-rounds` measures those (`robustness_cost_<cohort>.md`).",
         "",
         "| model | epochs | s / epoch | × plain PB | fit + export, min |",
         "|---|---:|---:|---:|---:|",
