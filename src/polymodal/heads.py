@@ -33,17 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from polymodal.data.spec import TARGET_KINDS as KINDS
 from polymodal.errors import ModelError
-
-KINDS = (
-    "binary",
-    "multiclass",
-    "multilabel",
-    "regression",
-    "time_to_event",
-    "cumulative_risk",
-    "digits",
-)
 
 
 def masked_weighted_mean(values: Tensor, weights: Tensor, labeled: Tensor) -> Tensor:

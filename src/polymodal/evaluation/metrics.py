@@ -47,17 +47,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from polymodal.data.spec import TARGET_KINDS as KINDS
 from polymodal.errors import PolymodalError
-
-KINDS = (
-    "binary",
-    "multiclass",
-    "multilabel",
-    "regression",
-    "time_to_event",
-    "cumulative_risk",
-    "digits",
-)
 
 
 class EvaluationError(PolymodalError):
