@@ -147,6 +147,20 @@ def plan(cohort: Cohort) -> list[tuple[str, Path | None, list[str], str | None]]
     return models
 
 
+def fit_run(spec, run_dir: Path, run, cohort):
+    """``fit`` with a whole run config (model, train, distillation, modulation), quietly."""
+    return fit(
+        spec,
+        run_dir,
+        model_config=run.model,
+        train_config=run.train,
+        cohort=cohort,
+        progress=False,
+        distill=run.distill,
+        modulation=run.modulation,
+    )
+
+
 def epoch_seconds(run_dir: Path) -> float:
     """Median ``train/epoch_seconds`` over the run's epochs (robust to a noisy neighbour)."""
     metrics = pd.read_csv(run_dir / "logs" / "metrics.csv")
@@ -244,16 +258,7 @@ def main() -> None:
         run = load_run_config(config, overrides)
         print(f"[{(time.perf_counter() - started) / 60:5.1f} min] fitting {name}", flush=True)
         t0 = time.perf_counter()
-        result = fit(
-            spec,
-            run_dir,
-            model_config=run.model,
-            train_config=run.train,
-            cohort=cohort,
-            progress=False,
-            distill=run.distill,
-            modulation=run.modulation,
-        )
+        result = fit_run(spec, run_dir, run, cohort)
         fit_seconds = time.perf_counter() - t0
         evaluation = evaluate_model(
             Predictor.load(result.model_dir),
@@ -311,16 +316,7 @@ def cost_table(args, cohort_cfg: Cohort, spec, cohort, out: Path) -> None:
                 overrides.append(f"distill.teacher={teacher}")
             run = load_run_config(ABLATIONS / config, overrides)
             run_dir = out / "cost" / f"{name.replace('+', '_')}_{round_index}"
-            fit(
-                spec,
-                run_dir,
-                model_config=run.model,
-                train_config=run.train,
-                cohort=cohort,
-                progress=False,
-                distill=run.distill,
-                modulation=run.modulation,
-            )
+            fit_run(spec, run_dir, run, cohort)
             seconds[name].append(epoch_seconds(run_dir))
             print(f"round {round_index} {name}: {seconds[name][-1]:.1f} s", flush=True)
     base = float(np.median(seconds["PB"]))
