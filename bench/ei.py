@@ -28,7 +28,7 @@ Usage::
     python bench/ei.py train                     # the full demo run (~15 CPU-minutes)
     python bench/ei.py train --cohort ham10000 --image-size 64 --epochs 20
 
-Writes ``bench/results/ei_memory.{md,json}`` and ``bench/results/ei_<cohort>[_quick].{md,json}``.
+Writes ``bench/results/ei_memory[_cuda].{md,json}`` and ``bench/results/ei_<cohort>[_quick].{md,json}``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import gc
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -76,6 +77,9 @@ HAM_MODELS: dict[str, tuple[str, int]] = {
     "EI + MoR (AdamW)": ("ei_mor_adamw", 0),
     "late fusion (MoR image + table)": ("late_fusion", 0),
     "image alone (MoR)": ("mor", 0),
+    "image alone (LoRA)": ("lora", 0),
+    "image alone (linear probe)": ("linear_probe", 0),
+    "image alone (full fine-tuning)": ("full_finetune", 0),
 }
 # The small ViT trained from scratch: 4 blocks of width 96, 8-pixel patches.
 SMALL_VIT = {"patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3}
@@ -214,13 +218,14 @@ def run_memory(args: argparse.Namespace) -> None:
 def write_memory_report(args: argparse.Namespace, rows: list[dict]) -> None:
     mib = 2**20
     where = "CUDA allocated" if args.device == "cuda" else "process RSS"
+    gpu = f"{torch.cuda.get_device_name(0)}, " if args.device == "cuda" else ""
     lines = [
         "# Early Intervention: one shared frozen ViT vs 2·M copies",
         "",
         f"Command: `python bench/ei.py memory --backbone {args.backbone} --img-size {args.img_size} "
         f"--batch {args.batch} --device {args.device} --threads {args.threads}`",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
+        f"Machine: {gpu}{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
         f"{torch.__version__}, {args.threads} thread(s); load average "
         f"{os.getloadavg()[0]:.1f}. The `intervention` core with M image modalities "
         f"({args.backbone}, {args.img_size}×{args.img_size} images, one view each, MoR adapters "
@@ -254,8 +259,9 @@ def write_memory_report(args: argparse.Namespace, rows: list[dict]) -> None:
             "the shared layout's memory during a training step."
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ei_memory.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "ei_memory.json").write_text(json.dumps(rows, indent=2) + "\n")
+    stem = "ei_memory_cuda" if args.device == "cuda" else "ei_memory"
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(rows, indent=2) + "\n")
     print("\n".join(lines))
 
 
@@ -324,6 +330,8 @@ def run_config(args: argparse.Namespace, config: str, image: int, images: tuple[
         early_stopping_patience=args.patience,
         cache_dir=str(args.work / "cache"),
         seed=args.seed,
+        num_workers=args.workers,
+        precision=args.precision,
     )
     return RunConfig.model_validate(data)
 
@@ -422,6 +430,12 @@ def run_training(args: argparse.Namespace) -> None:
         )
     rows = []
     for name in models_of(args):
+        saved = args.work / "runs" / slug(name) / "row.json"
+        if args.reuse and saved.is_file():
+            # Fitted and scored by an earlier run of this command with the same --work.
+            rows.append(json.loads(saved.read_text()))
+            print(f"reusing {name} from {saved.parent}", flush=True)
+            continue
         print(f"fitting {name}", flush=True)
         command = [
             sys.executable,
@@ -442,6 +456,8 @@ def run_training(args: argparse.Namespace) -> None:
                     "n_boot",
                     "dim",
                     "threads",
+                    "workers",
+                    "precision",
                     "vit",
                     "vit_options",
                     "backbone_weights",
@@ -453,6 +469,7 @@ def run_training(args: argparse.Namespace) -> None:
         if done.returncode != 0:
             raise SystemExit(f"{name} failed:\n{done.stderr[-4000:]}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        saved.write_text(json.dumps(rows[-1]) + "\n")
         print(json.dumps(rows[-1]), flush=True)
     write_training_report(args, rows, time.perf_counter() - started)
 
@@ -466,8 +483,9 @@ def write_training_report(args: argparse.Namespace, rows: list[dict], seconds: f
             skip = not skip
             continue
         shown.append(item)
-    command = " ".join(["python bench/ei.py train", *shown])
+    command = "python bench/ei.py train " + shlex.join(shown)
     split = "val" if args.cohort == "ham10000" else "test"
+    gpu = f"{torch.cuda.get_device_name(0)}, " if torch.cuda.is_available() else ""
     if args.cohort == "ham10000":
         what = (
             f"HAM10000 (`configs/ham10000.yaml`, images resized to {args.image_size} px): 7-class "
@@ -488,7 +506,7 @@ def write_training_report(args: argparse.Namespace, rows: list[dict], seconds: f
         "",
         f"Command: `{command}`",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
+        f"Machine: {gpu}{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
         f"{torch.__version__}, {args.threads} thread(s); load average at the end "
         f"{os.getloadavg()[0]:.1f}. Total {seconds / 60:.1f} min.",
         "",
@@ -550,6 +568,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--n-boot", type=int, help="bootstrap resamples (default 1000; quick 200)")
     train.add_argument("--dim", type=int, default=64)
     train.add_argument("--threads", type=int, default=1)
+    train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    train.add_argument("--precision", default="32", choices=["32", "16-mixed", "bf16-mixed"])
     train.add_argument("--vit", default="vit_tiny_patch16_224", help="timm ViT of every model")
     train.add_argument(
         "--vit-options", default="{}", help=f"JSON over the small ViT's options {SMALL_VIT}"
@@ -557,6 +577,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--backbone-weights", type=Path, help="local ViT weights for every model")
     train.add_argument("--models", nargs="+", help="a subset of the models, by name")
     train.add_argument("--work", type=Path, help="runs and cohort (default: a temporary folder)")
+    train.add_argument(
+        "--reuse", action="store_true", help="read back models an earlier run (same --work) scored"
+    )
     train.add_argument("--fit-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.command == "train":

@@ -93,7 +93,7 @@ def demo_cohort(out: Path, n: int, seed: int, modalities: tuple[str, ...]) -> Co
     )
 
 
-def ham_cohort() -> Cohort:
+def ham_cohort(workers: int) -> Cohort:
     return Cohort(
         spec=REPO_ROOT / "configs" / "ham10000.yaml",
         modalities=("skin", "clinical"),
@@ -109,7 +109,7 @@ def ham_cohort() -> Cohort:
             "train.lr=1e-3",
             "train.batch_size=64",
             "train.monitor=val/dx/auroc_macro",
-            "train.num_workers=2",
+            f"train.num_workers={workers}",
         ],
     )
 
@@ -181,6 +181,12 @@ def reused_row(run_dir: Path) -> dict:
     }
 
 
+def machine() -> str:
+    """The processor count, and the GPU when training ran on one."""
+    cpus = f"{platform.machine()}, {os.cpu_count()} CPUs (shared)"
+    return f"{torch.cuda.get_device_name(0)}, {cpus}" if torch.cuda.is_available() else cpus
+
+
 def cell(ci: dict | None) -> str:
     if ci is None or ci["point"] is None:
         return "n/a"
@@ -204,6 +210,9 @@ def main() -> None:
         help="demo only: the modalities every model reads (comma-separated)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="HAM10000: DataLoader worker processes"
+    )
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--n-boot", type=int, default=500)
@@ -225,7 +234,7 @@ def main() -> None:
     cohort_cfg = (
         demo_cohort(out, args.n, args.seed, tuple(args.modalities.split(",")))
         if args.cohort == "demo"
-        else ham_cohort()
+        else ham_cohort(args.workers)
     )
     spec = load_spec(cohort_cfg.spec)
     cohort = load_cohort(spec)
@@ -359,7 +368,7 @@ def write_results(args, cohort: Cohort, rows: dict[str, dict], started: float) -
         + (" --reuse" if args.reuse else "")
         + "`",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared), torch {torch.__version__}; "
+        f"Machine: {machine()}, torch {torch.__version__}; "
         f"total {(time.perf_counter() - started) / 60:.1f} min. Scored on the `{cohort.split}` "
         f"split with 95 % bootstrap CIs ({args.n_boot} resamples of patient groups). A missing "
         "modality is switched off in the availability mask, as a missing file is.",

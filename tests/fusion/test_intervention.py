@@ -217,3 +217,49 @@ def test_images_of_the_wrong_size_name_the_modality_and_the_fix() -> None:
     tokens["derm"] = torch.randn(4, 2, 2, 32, 32)
     with pytest.raises(ModelError, match=r"'derm' has 2 channels.*in_chans=2"):
         core(tokens, masks, available)
+
+
+def _saved_single_adapters(folder, seed: int, **mor_options):
+    """A single-image ViT (the core's shape and frozen weights) with trained-looking MoR adapters,
+    saved as an adapter folder; returns its adapter tensors keyed by ViT module name."""
+    from polymodal.adapters import MoRConfig, inject_adapters, save_adapters
+
+    core = make_core({"derm": "image"})  # seed 0: the same frozen ViT as make_core's
+    vit = core.backbone.vit
+    inject_adapters(vit, MoRConfig(**mor_options), adapter_name="single")
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for tensor in adapter_state_dict(vit, "single").values():
+            tensor.copy_(torch.randn(tensor.shape, generator=g))
+    save_adapters(vit, folder, "single")
+    return {k: v.clone() for k, v in adapter_state_dict(vit, "single").items()}
+
+
+def test_both_adapter_sets_of_a_modality_start_from_a_single_image_model(tmp_path) -> None:
+    trained = _saved_single_adapters(tmp_path / "derm_mor", seed=3)
+    core = make_core(TWO_IMAGES)
+    before_other = {
+        k: v.clone() for k, v in adapter_state_dict(core.backbone, "tgt_clinical").items()
+    }
+
+    assert core.init_adapters_from("derm", tmp_path / "derm_mor") == ["ref_derm", "tgt_derm"]
+
+    for name in ("ref_derm", "tgt_derm"):
+        loaded = {
+            k.removeprefix("vit."): v for k, v in adapter_state_dict(core.backbone, name).items()
+        }
+        assert loaded.keys() == trained.keys()
+        assert all(torch.equal(loaded[k], trained[k]) for k in trained)
+    after_other = adapter_state_dict(core.backbone, "tgt_clinical")
+    assert all(torch.equal(after_other[k], before_other[k]) for k in before_other)
+
+
+def test_single_model_adapters_that_do_not_fit_are_model_errors(tmp_path) -> None:
+    _saved_single_adapters(tmp_path / "other_ranks", seed=3, ranks=(2, 4), alphas=(4, 8))
+    core = make_core(TWO_IMAGES)
+    with pytest.raises(ModelError, match=r"do not fit adapter set 'ref_derm'.*same adapter"):
+        core.init_adapters_from("derm", tmp_path / "other_ranks")
+    with pytest.raises(ModelError, match="'labs', which is not an image modality"):
+        core.init_adapters_from("labs", tmp_path / "other_ranks")
+    with pytest.raises(ModelError, match="neither a polymodal model folder"):
+        core.init_adapters_from("derm", tmp_path)

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import timm
+import torch
+from safetensors.torch import save_file
 from typer.testing import CliRunner
 
+from polymodal.adapters import adapter_state_dict
 from polymodal.cli import app
 from polymodal.data.demo import make_demo_cohort
 from polymodal.data.spec import load_spec
-from polymodal.errors import PolymodalError
+from polymodal.errors import ModelError, PolymodalError
+from polymodal.fusion import create_core
 from polymodal.model_folder import load_model_folder
 from polymodal.training.fit import fit
 from polymodal.training.run_config import load_run_config
@@ -134,3 +140,97 @@ def test_polymodal_fit_passes_the_ei_loss_section(two_view_spec: Path, tmp_path:
         json.loads((out / "run.json").read_text())["intervention_loss"]["route_sup_loss_weight"]
         == 0.1
     )
+
+
+def test_two_step_protocol_ei_starts_from_the_single_image_mor_models(
+    two_view_spec: Path, tmp_path: Path
+) -> None:
+    # Step 1: one single-image MoR model per image, on one frozen ViT weights file.
+    torch.manual_seed(0)
+    vit = timm.create_model(
+        "vit_tiny_patch16_224", num_classes=0, img_size=32, embed_dim=32, depth=2, num_heads=2
+    )
+    weights = tmp_path / "vit.safetensors"
+    save_file(vit.state_dict(), str(weights))
+    singles = {}
+    for image in ("lesion", "closeup"):
+        run = load_run_config(
+            EI_CONFIGS / "mor.yaml",
+            [
+                *tiny("single"),
+                f"model.core_options.modality={image}",
+                f"model.encoders.{image}.options.pretrained={weights}",
+            ],
+        )
+        singles[image] = fit(
+            load_spec(two_view_spec),
+            tmp_path / f"mor_{image}",
+            model_config=run.model,
+            train_config=run.train,
+            progress=False,
+        ).model_dir
+
+    # Step 2: EI from those checkpoints. A learning rate of ~0 keeps the adapters where they
+    # started, so the exported EI model shows its initial adapters.
+    run = load_run_config(
+        EI_CONFIGS / "ei_mor.yaml",
+        [
+            *tiny("intervention"),
+            f"model.core_options.pretrained={weights}",
+            f"intervention_loss.init_from={{lesion: {singles['lesion']}, closeup: "
+            f"{singles['closeup']}}}",
+            "train.lr=1e-20",
+            "train.cyclic_base_lr=1e-20",
+        ],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # same frozen weights: no mismatch warning
+        warnings.filterwarnings("ignore", message="(?!.*frozen backbone weights differ)")
+        result = fit(
+            load_spec(two_view_spec),
+            tmp_path / "ei",
+            model_config=run.model,
+            train_config=run.train,
+            intervention_loss=run.intervention_loss,
+            progress=False,
+        )
+    assert json.loads((tmp_path / "ei" / "run.json").read_text())["intervention_loss"][
+        "init_from"
+    ] == {m: str(p) for m, p in singles.items()}
+    core = load_model_folder(result.model_dir).model.core
+    for image, model_dir in singles.items():
+        encoder = load_model_folder(model_dir).model.encoders[image]
+        single = adapter_state_dict(encoder.backbone, "mor")
+        for adapter_set in (f"ref_{image}", f"tgt_{image}"):
+            ei = adapter_state_dict(core.backbone, adapter_set)
+            for key, tensor in single.items():
+                torch.testing.assert_close(ei[f"vit.{key}"], tensor, atol=1e-6, rtol=0)
+        # The single model's adapters trained: this is not the identity initialisation.
+        assert any(t.abs().sum() > 0 for k, t in single.items() if "lora_B" in k)
+
+
+def test_single_models_on_other_frozen_weights_are_flagged(
+    two_view_spec: Path, tmp_path: Path
+) -> None:
+    run = load_run_config(
+        EI_CONFIGS / "mor.yaml", [*tiny("single"), "model.core_options.modality=lesion"]
+    )
+    single = fit(
+        load_spec(two_view_spec),
+        tmp_path / "mor_lesion",
+        model_config=run.model,
+        train_config=run.train,
+        progress=False,
+    ).model_dir
+    torch.manual_seed(1)  # another random ViT than the single model's
+    core = create_core(
+        "intervention",
+        modalities={"lesion": "image", "closeup": "image"},
+        dim=16,
+        backbone="vit_tiny_patch16_224",
+        backbone_options={"img_size": 32, "embed_dim": 32, "depth": 2, "num_heads": 2},
+    )
+    with pytest.warns(UserWarning, match="frozen backbone weights differ"):
+        assert core.init_adapters_from("lesion", single) == ["ref_lesion", "tgt_lesion"]
+    with pytest.raises(ModelError, match="no adapted image encoder for modality 'closeup'"):
+        core.init_adapters_from("closeup", single)

@@ -115,6 +115,18 @@ def test_resume_continues_from_the_last_checkpoint_with_the_saved_preprocessing(
     assert (out / "model" / "preprocessing.json").read_text() == state
 
 
+def test_a_fresh_run_into_an_earlier_runs_folder_replaces_its_metrics_and_checkpoints(
+    cohort_spec_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    _fit(cohort_spec_path, out, "train.max_epochs=2")
+    with pytest.warns(UserWarning, match="holds an earlier run: its metrics and checkpoints"):
+        _fit(cohort_spec_path, out, "train.max_epochs=1")
+    # One run's rows, not the first run's two epochs followed by the second's one.
+    assert _validation_rows(out)["epoch"].tolist() == [0]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
 def test_the_same_seed_gives_the_same_weights(
     cohort_spec_path: Path, tmp_path: Path, deterministic_restored
 ) -> None:

@@ -33,18 +33,22 @@ keeps its last result in ``last_branches`` for a training plugin.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import timm
 import torch
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from polymodal.adapters import (
     LoRAConfig,
     MoRConfig,
+    adapter_state_dict,
     freeze_except_adapters,
     inject_adapters,
+    list_adapters,
     set_active_adapter,
 )
 from polymodal.encoders.vit_hook import ViTWithInsertion
@@ -255,6 +259,67 @@ class InterventionCore(nn.Module):
             "reference_cls": reference_cls,
         }
 
+    @torch.no_grad()
+    def init_adapters_from(self, modality: str, source: str | Path) -> list[str]:
+        """Start both adapter sets of image ``modality`` (``ref_<m>``, ``tgt_<m>``) from a
+        single-image model's adapters: the paper's two-step protocol (methods.md §3.3), where
+        EI's first and second copies of modality m begin as m's single-modal MoR checkpoint.
+
+        Args:
+            modality: an image modality of this core.
+            source: a polymodal model folder whose encoder of ``modality`` is an ``image_timm``
+                with adapters (e.g. trained with ``configs/ei/mor.yaml``), or a folder written
+                by :func:`polymodal.adapters.save_adapters`.
+
+        Returns:
+            The adapter sets that were initialised.
+
+        Raises:
+            ModelError: ``modality`` is not an image of this core, the source holds no adapters
+                for it, or its adapters do not fit (other method, ranks, modules or backbone).
+
+        The frozen backbone is not copied: build this core on the same weights (``pretrained``)
+        as the single model; a warning says when they differ.
+        """
+        if modality not in self.images:
+            raise ModelError(
+                f"init_from names '{modality}', which is not an image modality of the "
+                f"intervention core ({', '.join(self.images)})"
+            )
+        state, frozen, where = _single_model_adapters(modality, Path(source))
+        own_frozen = {
+            k.removeprefix("vit."): p.detach()
+            for k, p in self.backbone.named_parameters()
+            if not p.requires_grad
+        }
+        if frozen and (
+            own_frozen.keys() != frozen.keys()
+            or any(not _same_frozen(own_frozen[k], frozen[k]) for k in frozen)
+        ):
+            warnings.warn(
+                f"{where}: its frozen backbone weights differ from this core's; its adapters "
+                "were trained on other weights (give the core the same 'pretrained' file)",
+                stacklevel=2,
+            )
+        names = [f"ref_{modality}"] if modality in self.reference_passes else []
+        names.append(f"tgt_{modality}")
+        for name in names:
+            own = {
+                k.removeprefix("vit."): v
+                for k, v in adapter_state_dict(self.backbone, name).items()
+            }
+            missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own)
+            shapes = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
+            if missing or unexpected or shapes:
+                raise ModelError(
+                    f"{where}: its adapters do not fit adapter set '{name}' (missing "
+                    f"{missing[:3]}, unexpected {unexpected[:3]}, other shapes {shapes[:3]}); "
+                    "train the single model with the same adapter, adapter_options and backbone"
+                )
+            for key, tensor in own.items():
+                tensor.copy_(state[key])
+        return names
+
     def _route(self, cls_features: list[Tensor], branch_available: Tensor) -> Tensor:
         """Softmax over the present branches only: ``(B, M)``, rows without a branch all zero."""
         weights = branch_available.to(cls_features[0].dtype)
@@ -296,6 +361,49 @@ class InterventionCore(nn.Module):
                 f"set backbone_options img_size={size[0]} (or resize the images in the spec)"
             )
         return pixels
+
+
+def _same_frozen(own: Tensor, theirs: Tensor) -> bool:
+    """Equal frozen weights; a grayscale model's first convolution holds the sum over RGB of
+    this core's (timm's ``adapt_input_conv``; the core repeats gray to RGB instead)."""
+    if own.shape != theirs.shape and own.ndim == 4 and theirs.shape[1] == 1:
+        own = own.sum(dim=1, keepdim=True)
+        return own.shape == theirs.shape and torch.allclose(own, theirs.to(own), atol=1e-6)
+    return own.shape == theirs.shape and torch.equal(own, theirs.to(own))
+
+
+def _single_model_adapters(
+    modality: str, source: Path
+) -> tuple[dict[str, Tensor], dict[str, Tensor], str]:
+    """(adapter tensors keyed by ViT module name, frozen backbone tensors, a description) of
+    ``modality``'s adapters in a model folder or an adapter folder."""
+    from polymodal.adapters import read_adapter_config
+    from polymodal.adapters.inject import WEIGHTS_FILE
+
+    if (source / "adapter_config.json").is_file():
+        read_adapter_config(source)  # a clear error for a foreign or broken folder
+        return load_file(str(source / WEIGHTS_FILE)), {}, str(source)
+    if not (source / "config.json").is_file():
+        raise ModelError(
+            f"init_from: {source} is neither a polymodal model folder (config.json) nor an "
+            "adapter folder (adapter_config.json)"
+        )
+    from polymodal.model_folder import load_model_folder
+
+    model = load_model_folder(source).model
+    where = f"{source} (modality '{modality}')"
+    encoder = model.encoders[modality] if modality in model.encoders else None  # noqa: SIM401
+    backbone = getattr(encoder, "backbone", None)
+    adapters = list_adapters(backbone) if backbone is not None else []
+    if not adapters:
+        raise ModelError(
+            f"init_from: {source} has no adapted image encoder for modality '{modality}' (its "
+            f"encoders: {', '.join(model.encoders) or 'none'}); train it with an image_timm "
+            "encoder and adapter: mor (configs/ei/mor.yaml)"
+        )
+    # Adapters train, everything else of an adapted backbone is frozen.
+    frozen = {k: p.detach() for k, p in backbone.named_parameters() if not p.requires_grad}
+    return adapter_state_dict(backbone, adapters[0]), frozen, where
 
 
 def _pair(source: str, target: str) -> str:

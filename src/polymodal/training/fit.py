@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,6 +126,8 @@ def fit(
         warnings.warn(
             f"--resume: no checkpoint at {last_ckpt}; starting from scratch", stacklevel=2
         )
+    if not resuming:
+        _clear_earlier_run(out_dir)
     if resuming and state_path.is_file():
         preprocessor = Preprocessor.load(state_path)
     else:
@@ -313,6 +316,31 @@ def _write_issues(path: Path, issues: list) -> list:
             ]
         ).to_csv(path, index=False)
     return unique
+
+
+def _clear_earlier_run(out_dir: Path) -> None:
+    """A fresh run into a folder that holds an earlier one replaces its metrics and checkpoints.
+
+    Lightning would append to the old ``metrics.csv`` and write ``best-v1.ckpt`` beside the old
+    ``best.ckpt``, mixing two runs in one folder.
+    """
+    earlier = [
+        path
+        for path in (out_dir / "logs" / "metrics.csv", out_dir / "checkpoints")
+        if path.exists()
+    ]
+    if not earlier:
+        return
+    warnings.warn(
+        f"{out_dir} holds an earlier run: its metrics and checkpoints are replaced (pass "
+        "resume=True / --resume to continue it instead)",
+        stacklevel=3,
+    )
+    for path in earlier:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def _keep_earlier_metrics(path: Path, earlier: str) -> None:

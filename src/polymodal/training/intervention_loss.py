@@ -27,6 +27,7 @@ that, the default uses the probabilities as probabilities (−log w_{r*}).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -65,6 +66,12 @@ class InterventionLossConfig(BaseModel):
         None,
         description="π per image modality in r* = argmin_m π_m·ℓ(s²_m, y); a lower π favours "
         "that branch. None: 1 for each image modality and 0.001 for the last one (the paper's).",
+    )
+    init_from: dict[str, Path] | None = Field(
+        None,
+        description="The paper's two-step protocol: image modality -> a single-image model "
+        "folder trained with adapters (configs/ei/mor.yaml) or an adapter folder; both adapter "
+        "sets of that modality start from its adapters. None: adapters start at identity.",
     )
     route_probabilities_as_logits: bool = Field(
         False,
@@ -199,6 +206,8 @@ class InterventionLoss(TrainingPlugin):
                 f"intervention_loss needs model.core: intervention; this model's core is "
                 f"{type(core).__name__}. Remove the intervention_loss section or change the core"
             )
+        for modality, source in (config.init_from or {}).items():
+            core.init_adapters_from(modality, source)
         return cls(
             config,
             images=core.images,
