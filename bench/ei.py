@@ -28,7 +28,7 @@ Usage::
     python bench/ei.py train                     # the full demo run (~15 CPU-minutes)
     python bench/ei.py train --cohort ham10000 --image-size 64 --epochs 20
 
-Writes ``bench/results/ei_memory[_cuda].{md,json}`` and ``bench/results/ei_<cohort>[_quick].{md,json}``.
+Writes ``bench/results/ei_memory[_cuda].{md,json}`` and ``bench/results/ei_<cohort>[_pretrained][_quick].{md,json}``.
 """
 
 from __future__ import annotations
@@ -393,6 +393,7 @@ def fit_worker(args: argparse.Namespace) -> dict:
         "epoch_seconds": statistics.median(epoch_seconds) if epoch_seconds else None,
         "fit_seconds": seconds,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
@@ -475,7 +476,11 @@ def run_training(args: argparse.Namespace) -> None:
 
 
 def write_training_report(args: argparse.Namespace, rows: list[dict], seconds: float) -> None:
-    stem = f"ei_{args.cohort}" + ("_quick" if args.quick else "")
+    stem = (
+        f"ei_{args.cohort}"
+        + ("_pretrained" if args.backbone_weights else "")
+        + ("_quick" if args.quick else "")
+    )
     # Where the runs went (--work) does not change a number: leave it out of the command.
     shown, skip = [], False
     for item in args.command_line:
@@ -486,6 +491,8 @@ def write_training_report(args: argparse.Namespace, rows: list[dict], seconds: f
     command = "python bench/ei.py train " + shlex.join(shown)
     split = "val" if args.cohort == "ham10000" else "test"
     gpu = f"{torch.cuda.get_device_name(0)}, " if torch.cuda.is_available() else ""
+    # Rows read back with --reuse may have been fitted on another machine: say where.
+    fitted_on = sorted({row.get("device", "cpu") for row in rows})
     if args.cohort == "ham10000":
         what = (
             f"HAM10000 (`configs/ham10000.yaml`, images resized to {args.image_size} px): 7-class "
@@ -508,7 +515,8 @@ def write_training_report(args: argparse.Namespace, rows: list[dict], seconds: f
         "",
         f"Machine: {gpu}{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
         f"{torch.__version__}, {args.threads} thread(s); load average at the end "
-        f"{os.getloadavg()[0]:.1f}. Total {seconds / 60:.1f} min.",
+        f"{os.getloadavg()[0]:.1f}. Total {seconds / 60:.1f} min. Models fitted on: "
+        f"{', '.join(fitted_on)}.",
         "",
         f"Cohort: {what}. Models: the configs of `configs/ei` with a small ViT ({args.vit}, "
         f"{vit}) {'from ' + str(args.backbone_weights) if args.backbone_weights else 'with random initial weights'}"

@@ -217,94 +217,137 @@ def part_adapt(args) -> None:
 
     manifest = pd.read_csv(spec_path.parent / "manifest.csv", dtype=str, keep_default_na=False)
     labelled = manifest[manifest["lung_rads"] != ""]
-    rng = np.random.default_rng(args.seed)
-    train_rows = labelled[labelled["split"] == "train"].sample(
-        frac=1.0, random_state=rng.integers(1 << 31)
-    )
     val_rows = labelled[labelled["split"] == "val"].head(60)
     test_rows = manifest[manifest["split"] == "test"]
-    curve: dict[int, dict[str, dict]] = {}
-    for k in [int(s) for s in args.shots.split(",")]:
-        subset = pd.concat([train_rows.head(k), val_rows, test_rows])
-        name = f"manifest_lung_rads_{k}.csv"
-        subset.to_csv(spec_path.parent / name, index=False)
-        few_spec = load_spec(spec_variant(spec_path, f"lung_rads_{k}", [held_out], manifest=name))
-        cohort = load_cohort(few_spec)
-        few = train_config(args.epochs, args.patience, args.seed, cache, ["train.batch_size=16"])
-        curve[k] = {}
-        hows = [f"adapt ({t})" for t in args.adapt_train.split(",")] + ["scratch"]
-        for how in hows:
-            trainable = how[len("adapt (") : -1] if how.startswith("adapt") else None
-            slug = {"core": "adapt", None: "scratch"}.get(trainable, f"adapt_{trainable}")
-            out = RUNS / f"adapt_{k}_{slug}"
-            if args.reuse and (out / "model" / "config.json").is_file():
-                model_dir = out / "model"  # fitted by an earlier run with the same settings
-            elif trainable is not None:
-                print(f"[{(time.perf_counter() - started) / 60:5.1f} min] k={k} {how}", flush=True)
-                model_dir = adapt(
-                    base_dir / "model",
-                    few_spec,
-                    out,
-                    train_config=few.train,
-                    train=trainable,
-                    cohort=cohort,
-                    progress=False,
-                )[0].model_dir
-            else:
-                print(f"[{(time.perf_counter() - started) / 60:5.1f} min] k={k} {how}", flush=True)
-                model_dir = fit(
-                    few_spec,
-                    out,
-                    model_config=few.model,
-                    train_config=few.train,
-                    cohort=cohort,
-                    progress=False,
-                ).model_dir
-            evaluation = evaluate_model(
-                Predictor.load(model_dir),
-                cohort,
-                split="test",
-                subsets=False,
-                n_boot=args.n_boot,
-                seed=args.seed,
-                progress=False,
+    hows = [f"adapt ({t})" for t in args.adapt_train.split(",")] + ["scratch"]
+    shots = [int(s) for s in args.shots.split(",")]
+    # curve[repeat][k][how] = {metric: CI}. Repeat r draws its own k training rows and
+    # initialisation (seed + r); the base model, validation and test rows are shared.
+    curve: list[dict[int, dict[str, dict]]] = []
+    for repeat in range(args.repeats):
+        seed = args.seed + repeat
+        rng = np.random.default_rng(seed)
+        train_rows = labelled[labelled["split"] == "train"].sample(
+            frac=1.0, random_state=rng.integers(1 << 31)
+        )
+        curve.append({})
+        for k in shots:
+            subset = pd.concat([train_rows.head(k), val_rows, test_rows])
+            tag = f"{k}" + (f"_r{repeat}" if repeat else "")
+            name = f"manifest_lung_rads_{tag}.csv"
+            subset.to_csv(spec_path.parent / name, index=False)
+            few_spec = load_spec(
+                spec_variant(spec_path, f"lung_rads_{tag}", [held_out], manifest=name)
             )
-            curve[k][how] = {
-                m: evaluation.targets[held_out].subsets[0].metrics[m]
-                for m in TASK_METRICS[held_out]
-            }
+            cohort = load_cohort(few_spec)
+            few = train_config(args.epochs, args.patience, seed, cache, ["train.batch_size=16"])
+            curve[repeat][k] = {}
+            for how in hows:
+                trainable = how[len("adapt (") : -1] if how.startswith("adapt") else None
+                slug = {"core": "adapt", None: "scratch"}.get(trainable, f"adapt_{trainable}")
+                out = RUNS / (f"adapt_{k}_{slug}" + (f"_r{repeat}" if repeat else ""))
+                clock = f"[{(time.perf_counter() - started) / 60:5.1f} min]"
+                if args.reuse and (out / "model" / "config.json").is_file():
+                    model_dir = out / "model"  # fitted by an earlier run with the same settings
+                elif trainable is not None:
+                    print(f"{clock} repeat {repeat} k={k} {how}", flush=True)
+                    model_dir = adapt(
+                        base_dir / "model",
+                        few_spec,
+                        out,
+                        train_config=few.train,
+                        train=trainable,
+                        cohort=cohort,
+                        progress=False,
+                    )[0].model_dir
+                else:
+                    print(f"{clock} repeat {repeat} k={k} {how}", flush=True)
+                    model_dir = fit(
+                        few_spec,
+                        out,
+                        model_config=few.model,
+                        train_config=few.train,
+                        cohort=cohort,
+                        progress=False,
+                    ).model_dir
+                evaluation = evaluate_model(
+                    Predictor.load(model_dir),
+                    cohort,
+                    split="test",
+                    subsets=False,
+                    n_boot=args.n_boot,
+                    seed=args.seed,
+                    progress=False,
+                )
+                curve[repeat][k][how] = {
+                    m: evaluation.targets[held_out].subsets[0].metrics[m]
+                    for m in TASK_METRICS[held_out]
+                }
     lines = [
         "# M3FM: adapting to a new task from few labelled samples",
         "",
         f"Command: `python bench/m3fm.py adapt --n {args.n} --epochs {args.epochs} --patience "
         f"{args.patience} --n-boot {args.n_boot} --shots {args.shots} --adapt-train "
-        f"{args.adapt_train}" + (f" --reuse {args.reuse}`" if args.reuse else "`"),
+        f"{args.adapt_train} --repeats {args.repeats}"
+        + (f" --reuse {args.reuse}`" if args.reuse else "`"),
         "",
         machine_line(started) + f" New task `{held_out}` (Lung-RADS-like category 1-4 from the "
         "nodule size in mm); base model trained on the four other tasks of the multitask demo "
         "cohort; `adapt (core)` trains the core and a new head with the encoders frozen, "
         "`adapt (all)` every weight from the trained ones; `scratch` is the same architecture "
-        "from random weights. All select on the same 60 labelled validation rows; test split, "
-        f"95 % CIs from {args.n_boot} resamples.",
+        "from random weights. All select on the same 60 labelled validation rows and are "
+        f"scored on the test split. Repeat r (of {args.repeats}) draws its own labelled rows "
+        "and initial weights (seed + r).",
         "",
-        "| labelled rows | "
+        f"## Macro AUROC, mean (SD) over {args.repeats} repeats",
+        "",
+        "| labelled rows | " + " | ".join(hows) + " | repeats where adapt (all) > scratch |",
+        "|---:|" + "---:|" * (len(hows) + 1),
+    ]
+    points = {
+        (k, how): [curve[r][k][how]["auroc_macro"].point for r in range(args.repeats)]
+        for k in shots
+        for how in hows
+    }
+    for k in shots:
+        cells = [
+            f"{np.mean(points[k, h]):.3f} ({np.std(points[k, h], ddof=1) if args.repeats > 1 else 0:.3f})"
+            for h in hows
+        ]
+        wins = "n/a"
+        if "adapt (all)" in hows:
+            better = sum(
+                a > b for a, b in zip(points[k, "adapt (all)"], points[k, "scratch"], strict=True)
+            )
+            wins = f"{better} / {args.repeats}"
+        lines.append(f"| {k} | " + " | ".join(cells) + f" | {wins} |")
+    lines += [
+        "",
+        f"## Each repeat: macro AUROC and balanced accuracy with 95 % CIs ({args.n_boot} "
+        "resamples)",
+        "",
+        "| repeat | labelled rows | "
         + " | ".join(f"{h} macro AUROC" for h in hows)
         + " | "
         + " | ".join(f"{h} bal. acc." for h in hows)
         + " |",
-        "|---:|" + "---:|" * (2 * len(hows)),
+        "|---:|---:|" + "---:|" * (2 * len(hows)),
     ]
-    for k, row in curve.items():
-        cells = [cell(row[h]["auroc_macro"]) for h in hows]
-        cells += [cell(row[h]["balanced_accuracy"]) for h in hows]
-        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    for repeat, by_k in enumerate(curve):
+        for k, row in by_k.items():
+            cells = [cell(row[h]["auroc_macro"]) for h in hows]
+            cells += [cell(row[h]["balanced_accuracy"]) for h in hows]
+            lines.append(f"| {repeat} | {k} | " + " | ".join(cells) + " |")
     write(
         "m3fm_adapt",
         lines,
-        {
-            k: {h: {m: list(c) for m, c in v.items()} for h, v in row.items()}
-            for k, row in curve.items()
-        },
+        [
+            {
+                k: {h: {m: list(c) for m, c in v.items()} for h, v in row.items()}
+                for k, row in by_k.items()
+            }
+            for by_k in curve
+        ],
     )
 
 
@@ -441,6 +484,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--adapt-train", default="core", help="adapt part: comma-separated --train choices"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="adapt part: repeat the curve with other labelled rows and seeds (seed + r)",
     )
     args = parser.parse_args()
     torch.set_num_threads(2)

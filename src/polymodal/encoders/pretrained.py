@@ -135,3 +135,18 @@ def efficientnet_lite0_package_state_dict() -> dict[str, torch.Tensor]:
             )
         mapped[target_name] = tensor
     return mapped
+
+
+def load_hf_model(path: Path):
+    """``AutoModel.from_pretrained`` of a local folder, without transformers' loading bar (a
+    progress bar per model load is noise in every fit, predict and test log)."""
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return AutoModel.from_pretrained(str(path), local_files_only=True)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from polymodal.encoders.pretrained import resolve_pretrained
+from polymodal.encoders.pretrained import load_hf_model, resolve_pretrained
 from polymodal.encoders.registry import register_encoder
 from polymodal.errors import ModelError
 
@@ -128,8 +128,6 @@ class TextTransformerEncoder(nn.Module):
         self._freeze_backbone()
 
     def _load_pretrained(self, folder: str | Path) -> nn.Module:
-        from transformers import AutoModel
-
         path = resolve_pretrained(folder)
         if not (path.is_dir() and (path / "config.json").is_file()):
             raise ModelError(
@@ -137,7 +135,7 @@ class TextTransformerEncoder(nn.Module):
                 "give a folder saved with save_pretrained, or from_scratch: true"
             )
         try:
-            model = AutoModel.from_pretrained(str(path), local_files_only=True)
+            model = load_hf_model(path)
         except (OSError, ValueError) as err:
             raise ModelError(f"text_transformer: cannot load a model from {path}: {err}") from err
         config = model.config

@@ -75,14 +75,14 @@ def _sentence_model(location: str) -> tuple[Any, nn.Module]:
     """``(tokenizer, frozen model in eval mode)`` of a sentence-encoder folder, loaded once."""
     # Imported here: the encoders package pulls in timm/transformers/monai, which a hashed
     # prompted core does not need.
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from polymodal.encoders.pretrained import resolve_pretrained
+    from polymodal.encoders.pretrained import load_hf_model, resolve_pretrained
 
     try:
         path = resolve_pretrained(location)
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        model = AutoModel.from_pretrained(str(path), local_files_only=True)
+        model = load_hf_model(path)
     except ModelError as err:
         raise ModelError(f"fusion core 'prompted' (prompt_encoder: sentence): {err}") from None
     except (OSError, ValueError) as err:
