@@ -15,6 +15,7 @@ from polymodal.training.config import TrainConfig
 from polymodal.training.intervention_loss import (
     InterventionLoss,
     InterventionLossConfig,
+    router_soft_target,
     router_target,
 )
 from polymodal.training.module import PolymodalModule, TrainStep
@@ -122,6 +123,52 @@ def test_the_loss_is_the_papers_formula_on_a_complete_batch() -> None:
     assert torch.allclose(quirk_terms["ei/route"], 0.1 * F.cross_entropy(w, r_star), atol=1e-6)
 
 
+def test_router_soft_target_is_the_share_of_labels_each_branch_wins() -> None:
+    # (B=2, M=2, K=3 labels): sample 0: branch 0 best on labels 0 and 1, branch 1 on label 2.
+    losses = torch.tensor([[[0.1, 0.2, 0.9], [0.5, 0.6, 0.3]], [[0.1, 0.1, 0.1], [0.9, 0.9, 0.9]]])
+    both = torch.ones(2, 2, dtype=torch.bool)
+    soft = router_soft_target(losses, both, torch.tensor([1.0, 1.0]))
+    assert torch.allclose(soft, torch.tensor([[2 / 3, 1 / 3], [1.0, 0.0]]))
+    # The priors apply per label, and an absent branch wins nothing.
+    assert torch.allclose(
+        router_soft_target(losses, both, torch.tensor([1.0, 0.001])), torch.tensor([[0, 1.0]] * 2)
+    )
+    only_second = torch.tensor([[False, True]] * 2)
+    assert torch.allclose(
+        router_soft_target(losses, only_second, torch.tensor([1.0, 1.0])),
+        torch.tensor([[0, 1.0]] * 2),
+    )
+
+
+def test_a_multilabel_target_supervises_the_router_with_soft_targets() -> None:
+    findings = {"kind": "multilabel", "n_outputs": 3, "classes": ["abnormal", "acl", "meniscus"]}
+    module, plugin = make_module({"knee": findings}, InterventionLossConfig(priors={"clinical": 1}))
+    y = torch.tensor([[1, 0, 1], [0, 0, 0], [1, 1, 0], [0, 1, 1]], dtype=torch.float32)
+    batch = make_batch([True] * 4, [True] * 4, [0] * 4)
+    batch["targets"], batch["target_mask"] = {"knee": y}, {"knee": torch.ones(4, dtype=torch.bool)}
+    _, terms = run_step(module, plugin, batch)
+    branches = module.model.core.last_branches
+    head = module.model.heads["knee"]
+    s2 = {m: head(branches["branch_features"][m]) for m in ("derm", "clinical")}
+    per_label = torch.stack(
+        [F.binary_cross_entropy_with_logits(s2[m], y, reduction="none") for m in s2], dim=1
+    )  # (B, M, C)
+    won = F.one_hot(per_label.argmin(dim=1), 2).float().mean(dim=1)  # (B, M)
+    w = branches["router_weights"]
+    expected = 0.1 * -(won * w.log()).sum(dim=1).mean()
+    assert torch.allclose(terms["ei/route"], expected, atol=1e-6)
+    assert torch.allclose(
+        terms["ei/second"],
+        sum(F.binary_cross_entropy_with_logits(s2[m], y) for m in s2),
+        atol=1e-6,
+    )
+    # The official quirk with soft targets stays finite.
+    quirk = InterventionLossConfig(route_probabilities_as_logits=True, priors={"clinical": 1})
+    module, plugin = make_module({"knee": findings}, quirk)
+    _, terms = run_step(module, plugin, batch)
+    assert torch.isfinite(terms["ei/route"])
+
+
 def test_missing_images_and_labels_leave_their_terms() -> None:
     module, plugin = make_module()
     labels = [0, 2, 1, 2, 0]
@@ -182,7 +229,7 @@ def test_mm_weight_scales_the_models_own_task_loss() -> None:
 @pytest.mark.parametrize(
     ("targets", "config", "message"),
     [
-        ({"y": {"kind": "regression"}}, InterventionLossConfig(), "binary and multiclass"),
+        ({"y": {"kind": "regression"}}, InterventionLossConfig(), "multiclass and multilabel"),
         ({"dx": DX}, InterventionLossConfig(priors={"ct": 1.0}), r"priors names \['ct'\]"),
     ],
 )

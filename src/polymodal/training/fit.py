@@ -260,6 +260,8 @@ def fit(
             "ignore", message=".*Checkpoint directory.*exists and is not empty.*"
         )
         warnings.filterwarnings("ignore", message=".*Experiment logs directory.*not empty.*")
+        # Lightning's own use of a torch API that torch has deprecated: nothing a user can fix.
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
         try:
             ckpt_path = str(last_ckpt) if resuming else None
             trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)

@@ -9,7 +9,8 @@ and supervises the router with the branch that predicts a sample best::
       + second · Σ_m ℓ(s²_m, y)                s²_m = the target's head(branch feature of m)
       + route  · CE(w, r*)                     r* = argmin_m π_m · ℓ(s²_m, y), per sample
 
-with ℓ the target's own loss (binary: BCE, multiclass: cross-entropy, class weights included)
+with ℓ the target's own loss (binary and multilabel: BCE, multiclass: cross-entropy, class
+weights included)
 and the weights mm 1.0, first 0.3, second 1.0, route 0.1. s²_m goes through the model's head
 of the target, so the fused logits are exactly Σ_m w_m · s²_m (the head is affine and the
 router weights of a sample sum to 1). s¹_m needs a head of its own (the pass-1 CLS has the
@@ -23,6 +24,10 @@ modality (π = 1, …, 1, 0.001 by default, as in every published config), and t
 plain per-sample loss (no class weights). The code feeds the router's *probabilities* into
 ``cross_entropy`` as if they were logits; ``route_probabilities_as_logits: true`` reproduces
 that, the default uses the probabilities as probabilities (−log w_{r*}).
+
+A multilabel target (MRNet's three knee findings) supervises the router with a soft r*: each
+label picks its best branch, and r* is the share of labels each branch wins
+(:func:`router_soft_target`; the paper's "multi-hot soft targets", formula reconstructed).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from polymodal.heads import PerSampleHead, create_head
 from polymodal.model import MultimodalModel
 from polymodal.training.module import PolymodalModule, TrainingPlugin, TrainStep
 
-KINDS = ("binary", "multiclass")
+KINDS = ("binary", "multiclass", "multilabel")
 # π of the last image modality when no priors are given: the official configs' (1, 0.001).
 LAST_PRIOR = 0.001
 
@@ -96,6 +101,30 @@ def router_target(branch_losses: Tensor, branch_available: Tensor, priors: Tenso
     return scaled.argmin(dim=1)
 
 
+def router_soft_target(column_losses: Tensor, branch_available: Tensor, priors: Tensor) -> Tensor:
+    """r* as a distribution over branches, from several loss columns per sample.
+
+    For a multilabel target the paper's MRNet setting supervises the router with "multi-hot
+    soft targets" [reconstructed: methods.md §3.3 gives no formula]: here each column (one per
+    label, plus one for the summed single-label targets) picks its best present branch by
+    ``π_m · loss_m``, and the target is the share of columns each branch wins. With one column
+    this is the one-hot of :func:`router_target`.
+
+    Args:
+        column_losses: (B, M, K) per-sample loss of each branch in each of K columns.
+        branch_available: (B, M) bool.
+        priors: (M,) π.
+
+    Returns:
+        (B, M) non-negative rows summing to 1 (0 on absent branches).
+    """
+    scaled = column_losses * priors.to(column_losses)[None, :, None]  # (B, M, K)
+    scaled = scaled.masked_fill(~branch_available[:, :, None], float("inf"))
+    best = scaled.argmin(dim=1)  # (B, K)
+    won = F.one_hot(best, num_classes=column_losses.shape[1]).to(column_losses.dtype)  # (B, K, M)
+    return won.mean(dim=1)
+
+
 def route_supervision_loss(
     router_weights: Tensor,
     target: Tensor,
@@ -108,21 +137,38 @@ def route_supervision_loss(
 
     Args:
         router_weights: (B, M) softmax weights over the present branches (0 for absent ones).
-        target: (B,) long r*.
+        target: (B,) long r*, or (B, M) soft r* (:func:`router_soft_target`).
         branch_available: (B, M) bool.
         rows: (B,) bool, the samples that count.
         probabilities_as_logits: the official code's ``cross_entropy(w, r*)``: a softmax over
             the probabilities themselves (of the present branches), not −log w_{r*}.
     """
-    if probabilities_as_logits:
+    tiny = torch.finfo(router_weights.dtype).tiny
+    if target.dim() == 2:  # soft r*: −Σ_m t_m log w_m
+        if probabilities_as_logits:
+            # A finite floor, not -inf: 0 · (−inf) would be NaN for the absent branches.
+            logits = router_weights.masked_fill(
+                ~branch_available, torch.finfo(router_weights.dtype).min
+            )
+            values = F.cross_entropy(logits[rows], target[rows], reduction="none")
+        else:
+            values = -(target[rows] * router_weights[rows].clamp_min(tiny).log()).sum(dim=1)
+    elif probabilities_as_logits:
         logits = router_weights.masked_fill(~branch_available, float("-inf"))
         values = F.cross_entropy(logits[rows], target[rows], reduction="none")
     else:
         chosen = router_weights[rows].gather(1, target[rows, None]).squeeze(1)  # (R,)
-        values = -chosen.clamp_min(torch.finfo(chosen.dtype).tiny).log()
+        values = -chosen.clamp_min(tiny).log()
     if values.numel() == 0:
         return router_weights.sum() * 0.0
     return values.mean()
+
+
+def _per_label_loss(logits: Tensor, target: Tensor, labeled: Tensor) -> Tensor:
+    """Unweighted BCE per sample and label ``(B, C)``, 0 where unlabelled."""
+    target = torch.where(labeled[:, None], target.to(logits.dtype), torch.zeros_like(logits))
+    values = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+    return torch.where(labeled[:, None], values, torch.zeros_like(values))
 
 
 def _per_sample_loss(
@@ -144,7 +190,7 @@ class InterventionLoss(TrainingPlugin):
         reference_images: those with a pass-1 CLS (``core.reference_passes``); each gets an
             auxiliary head per target for s¹.
         embed_dim: width E of the backbone's CLS.
-        target_infos: ``{target: info}``; every target must be binary or multiclass.
+        target_infos: ``{target: info}``; every target must be binary, multiclass or multilabel.
 
     Raises:
         ModelError: a target of another kind, or priors naming a modality that is not an image
@@ -164,13 +210,15 @@ class InterventionLoss(TrainingPlugin):
         other = {t: info["kind"] for t, info in target_infos.items() if info["kind"] not in KINDS}
         if other:
             raise ModelError(
-                f"intervention_loss supports binary and multiclass targets; {other} are not. "
+                f"intervention_loss supports binary, multiclass and multilabel targets; {other} "
+                "are not. "
                 "Remove the intervention_loss section (and core_options.detach_branches) or "
                 "those targets"
             )
         self.config = config
         self.images = tuple(images)
         self.target_names = tuple(target_infos)
+        self.target_kinds = {t: info["kind"] for t, info in target_infos.items()}
         unknown = sorted(set(config.priors or {}) - set(images))
         if unknown:
             raise ModelError(
@@ -229,8 +277,11 @@ class InterventionLoss(TrainingPlugin):
         available = branches["branch_available"]  # (B, M)
         zero = branches["router_weights"].sum() * 0.0
         first, second = zero, zero
-        # Per-sample loss of each branch's s², summed over targets: (B, M), for r*.
+        # Per-sample loss of each branch's s², summed over the single-label targets: (B, M),
+        # for r*; a multilabel target adds one (B, M) column per label instead.
         branch_losses = torch.zeros_like(available, dtype=torch.float32)
+        label_columns: list[Tensor] = []
+        single_label_seen = False
         labelled_any = torch.zeros_like(available[:, 0])  # (B,)
         for target in self.target_names:
             if target not in targets or target not in target_mask:
@@ -238,23 +289,35 @@ class InterventionLoss(TrainingPlugin):
             head = model.heads[target]
             labeled = target_mask[target].bool()
             labelled_any = labelled_any | labeled
+            multilabel = self.target_kinds[target] == "multilabel"
+            single_label_seen = single_label_seen or not multilabel
+            per_label = []
             for i, image in enumerate(self.images):
                 present = labeled & available[:, i]
                 s2 = head(branches["branch_features"][image])
                 second = second + head.loss(s2, targets[target], present)
                 with torch.no_grad():
-                    branch_losses[:, i] += _per_sample_loss(head, s2, targets[target], present)
+                    if multilabel:
+                        per_label.append(_per_label_loss(s2, targets[target], present))
+                    else:
+                        branch_losses[:, i] += _per_sample_loss(head, s2, targets[target], present)
                 if image in branches["reference_cls"] and image in self.reference_heads:
                     aux = self.reference_heads[image][target]
                     s1 = aux(branches["reference_cls"][image])
                     first = first + aux.loss(s1, targets[target], present)
+            if multilabel:
+                label_columns.append(torch.stack(per_label, dim=1))  # (B, M, C)
         terms = {
             "ei/first": cfg.first_single_loss_weight * first,
             "ei/second": cfg.second_single_loss_weight * second,
         }
         if len(self.images) > 1:
             rows = labelled_any & (available.sum(dim=1) >= 2)
-            r_star = router_target(branch_losses, available, self.priors)
+            if label_columns:
+                columns = ([branch_losses[:, :, None]] if single_label_seen else []) + label_columns
+                r_star = router_soft_target(torch.cat(columns, dim=2), available, self.priors)
+            else:
+                r_star = router_target(branch_losses, available, self.priors)
             route = route_supervision_loss(
                 branches["router_weights"],
                 r_star,
