@@ -228,6 +228,47 @@ def test_feature_cache_runs_a_frozen_backbone_once_per_image_and_changes_nothing
     assert calls == [2]  # two present images, computed once; the second pass is all hits
 
 
+def test_feature_cache_on_disk_serves_the_next_process_without_the_backbone(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polymodal.encoders.image import FrozenFeatureCache
+
+    def cached_encoder(seed: int):
+        torch.manual_seed(seed)
+        encoder = create_encoder(
+            "image_timm",
+            input_info=info(),
+            dim=16,
+            backbone="test_resnet",
+            freeze="all",
+            feature_cache=True,
+        ).eval()
+        encoder.feature_cache_dir = tmp_path / "features"
+        return encoder
+
+    inputs = batch([[True], [True], [False]])
+    monkeypatch.setattr(FrozenFeatureCache, "_caches", {})
+    first, _ = cached_encoder(0)(inputs)
+    assert len(list((tmp_path / "features").rglob("*.safetensors"))) == 2  # the present images
+
+    # A new process: nothing in memory; the same weights read the features from disk.
+    monkeypatch.setattr(FrozenFeatureCache, "_caches", {})
+    again = cached_encoder(0)
+    again.backbone.forward_features = lambda x: pytest.fail("the backbone ran again")
+    second, _ = again(inputs)
+    torch.testing.assert_close(second, first)
+    # Other backbone weights have their own entries: their features are computed, not reused.
+    monkeypatch.setattr(FrozenFeatureCache, "_caches", {})
+    cached_encoder(1)(inputs)
+    assert len(list((tmp_path / "features").rglob("*.safetensors"))) == 4
+    # A damaged entry is computed again, not an error.
+    for path in (tmp_path / "features").rglob("*.safetensors"):
+        path.write_bytes(b"broken")
+    monkeypatch.setattr(FrozenFeatureCache, "_caches", {})
+    repaired, _ = cached_encoder(0)(inputs)
+    torch.testing.assert_close(repaired, first)
+
+
 def test_feature_cache_needs_a_fully_frozen_backbone() -> None:
     with pytest.raises(ModelError, match="feature_cache needs freeze='all'"):
         create_encoder(

@@ -127,6 +127,28 @@ def test_a_fresh_run_into_an_earlier_runs_folder_replaces_its_metrics_and_checkp
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
+def test_a_frozen_cached_backbone_keeps_its_features_on_disk_for_the_next_run(
+    cohort_spec_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polymodal.encoders.image import FrozenFeatureCache
+
+    frozen = (
+        "model.encoders.lesion={name: image_timm, options: {backbone: test_resnet, "
+        "freeze: all, feature_cache: true}}"
+    )
+    settings = (frozen, "train.max_epochs=1", f"train.cache_dir={tmp_path / 'cache'}")
+    monkeypatch.setattr(FrozenFeatureCache, "_caches", {})
+    _fit(cohort_spec_path, tmp_path / "first", *settings)
+    files = list((tmp_path / "cache" / "features").rglob("*.safetensors"))
+    assert files  # one per lesion image the first run saw
+
+    monkeypatch.setattr(FrozenFeatureCache, "_caches", {})  # as in a new process
+    _fit(cohort_spec_path, tmp_path / "second", *settings)
+    (cache,) = FrozenFeatureCache._caches.values()
+    assert cache.disk_hits > 0 and cache.misses == 0  # the backbone never ran
+    assert len(list((tmp_path / "cache" / "features").rglob("*.safetensors"))) == len(files)
+
+
 def test_the_same_seed_gives_the_same_weights(
     cohort_spec_path: Path, tmp_path: Path, deterministic_restored
 ) -> None:

@@ -8,13 +8,14 @@ go through the backbone, so a missing view's stand-in pixels never reach BatchNo
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import timm
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from timm.models import adapt_input_conv, group_parameters
 from torch import Tensor, nn
 
@@ -108,25 +109,60 @@ class FrozenFeatureCache:
 
     One cache per set of backbone weights (a hash of every parameter and buffer), shared by all
     encoders built on them, so e.g. a benchmark of several fusion models over one frozen
-    ImageNet backbone runs the backbone once per image. Stops storing new entries after
-    ``max_items`` so an augmenting pipeline cannot exhaust memory.
+    ImageNet backbone runs the backbone once per image. Stops storing new entries in memory
+    after ``max_items`` so an augmenting pipeline cannot exhaust memory.
+
+    With a ``folder`` the features also go to disk (``folder/<weights hash>/<image hash>``, one
+    safetensors file per image), so the next process (the next ``polymodal fit`` on the same
+    cohort and backbone) reads them instead of running the backbone again. ``fit`` puts them
+    under the sample cache (``train.cache_dir``/``features``).
     """
 
     _caches: ClassVar[dict[str, FrozenFeatureCache]] = {}
 
-    def __init__(self, max_items: int = 100_000) -> None:
+    def __init__(self, max_items: int = 100_000, folder: Path | None = None) -> None:
         self.max_items = max_items
+        self.folder = folder
         self.entries: dict[bytes, Tensor] = {}
         self.hits = 0
         self.misses = 0
+        self.disk_hits = 0
 
     @classmethod
-    def for_backbone(cls, backbone: nn.Module) -> FrozenFeatureCache:
+    def for_backbone(cls, backbone: nn.Module, folder: Path | None = None) -> FrozenFeatureCache:
         digest = hashlib.blake2b(type(backbone).__name__.encode(), digest_size=16)
         for name, tensor in backbone.state_dict().items():
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        return cls._caches.setdefault(digest.hexdigest(), cls())
+        cache = cls._caches.setdefault(digest.hexdigest(), cls())
+        if folder is not None and cache.folder is None:
+            cache.folder = Path(folder) / digest.hexdigest()
+        return cache
+
+    def _path(self, key: bytes) -> Path:
+        assert self.folder is not None
+        name = key.hex()
+        return self.folder / name[:2] / f"{name}.safetensors"
+
+    def _read(self, key: bytes) -> Tensor | None:
+        """The feature saved on disk for ``key``, or None (absent or unreadable: recompute)."""
+        if self.folder is None:
+            return None
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        try:
+            return load_file(str(path))["features"]
+        except Exception:  # a truncated or foreign file: computing again repairs it
+            return None
+
+    def _write(self, key: bytes, feature: Tensor) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write then rename: a reader in another process never sees half a file.
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        save_file({"features": feature.contiguous()}, str(partial))
+        partial.replace(path)
 
     @torch.no_grad()
     def features(self, images: Tensor, compute: Callable[[Tensor], Tensor]) -> Tensor:
@@ -137,14 +173,24 @@ class FrozenFeatureCache:
             ).digest()
             for image in images
         ]
-        todo = [i for i, key in enumerate(keys) if key not in self.entries]
+        loaded: dict[int, Tensor] = {}
+        for i, key in enumerate(keys):
+            if key not in self.entries and (feature := self._read(key)) is not None:
+                loaded[i] = feature
+                if len(self.entries) < self.max_items:
+                    self.entries[key] = feature
+        self.disk_hits += len(loaded)
+        todo = [i for i, key in enumerate(keys) if key not in self.entries and i not in loaded]
         computed = compute(images[todo]) if todo else None
         fresh = dict(zip(todo, computed.unbind(0) if computed is not None else (), strict=True))
         self.hits += len(keys) - len(todo)
         self.misses += len(todo)
         for i, feature in fresh.items():
+            if self.folder is not None:
+                self._write(keys[i], feature.cpu())
             if len(self.entries) < self.max_items:
                 self.entries[keys[i]] = feature.cpu()
+        fresh.update((i, feature.to(images.device)) for i, feature in loaded.items())
         out = [
             fresh[i] if i in fresh else self.entries[key].to(images.device)
             for i, key in enumerate(keys)
@@ -172,7 +218,8 @@ class ImageTimmEncoder(nn.Module):
         feature_cache: with ``freeze="all"`` only: remember each image's backbone features (in
             RAM, keyed by the image's bytes and the backbone's weights), so a frozen backbone
             runs once per image rather than once per epoch. Models built on the same frozen
-            weights share the cache. Useless with augmentation (every view is new).
+            weights share the cache. ``fit`` also keeps them on disk beside its sample cache,
+            so later runs skip the backbone. Useless with augmentation (every view is new).
         backbone_options: extra keyword arguments for ``timm.create_model`` (e.g. ``depth``).
         adapter: ``"mor"`` or ``"lora"``: inject adapters (:mod:`polymodal.adapters`) into the
             backbone and train only them (and the projection); the backbone's own weights stay
@@ -244,6 +291,9 @@ class ImageTimmEncoder(nn.Module):
         if adapter is not None:
             self._inject_adapter(adapter, adapter_options or {})
         self.feature_cache = feature_cache
+        # Where the feature cache also keeps features on disk; set by fit (not part of the
+        # model's config: a property of the machine, not of the model).
+        self.feature_cache_dir: Path | None = None
         # Looked up at the first forward pass, once the weights are final (see _load_from_state_dict).
         self._feature_cache: FrozenFeatureCache | None = None
 
@@ -314,7 +364,9 @@ class ImageTimmEncoder(nn.Module):
         if not self.feature_cache:
             return self._tokens(images)
         if self._feature_cache is None:
-            self._feature_cache = FrozenFeatureCache.for_backbone(self.backbone)
+            self._feature_cache = FrozenFeatureCache.for_backbone(
+                self.backbone, self.feature_cache_dir
+            )
         return self._feature_cache.features(images, self._tokens)
 
     def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:

@@ -179,11 +179,16 @@ def fit(
             "'intervention_loss: {}' (see configs/ei/ei_mor.yaml) or drop detach_branches"
         )
     cache = SampleCache(cfg.cache_dir or out_dir / "cache") if cfg.cache else None
+    if cache is not None:
+        # Augmented images are new every epoch: their features are not worth a file each.
+        augmented = {m for m, cfg_m in spec.modalities.items() if getattr(cfg_m, "augment", False)}
+        _keep_frozen_features_on_disk(
+            [model, *teachers_of(plugins)], cache.folder / "features", skip=augmented
+        )
     # Only what the model (and a teacher) reads is loaded: a single-modality model never opens
     # the cohort's volumes.
     needed = set(model.modalities)
-    for plugin in plugins:
-        teacher = getattr(plugin, "teacher", None)
+    for teacher in teachers_of(plugins):
         needed |= set(getattr(teacher, "modalities", ()))
     read = [m for m in preprocessor.modalities if m in needed]
     train_ds = CohortDataset(
@@ -318,6 +323,26 @@ def _write_issues(path: Path, issues: list) -> list:
             ]
         ).to_csv(path, index=False)
     return unique
+
+
+def teachers_of(plugins: list[TrainingPlugin]) -> list[torch.nn.Module]:
+    """The frozen teacher models of the training plugins (distillation has one)."""
+    return [t for p in plugins if (t := getattr(p, "teacher", None)) is not None]
+
+
+def _keep_frozen_features_on_disk(
+    models: list[torch.nn.Module], folder: Path, skip: set[str]
+) -> None:
+    """Image encoders with ``feature_cache`` also keep their frozen features under ``folder``, so
+    the next run on the same images and backbone skips the backbone; not for the modalities in
+    ``skip``."""
+    from polymodal.encoders.image import ImageTimmEncoder
+
+    for model in models:
+        for modality, encoder in getattr(model, "encoders", {}).items():
+            frozen_cached = isinstance(encoder, ImageTimmEncoder) and encoder.feature_cache
+            if frozen_cached and modality not in skip:
+                encoder.feature_cache_dir = folder
 
 
 def _clear_earlier_run(out_dir: Path) -> None:
