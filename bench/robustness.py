@@ -176,9 +176,15 @@ def reused_row(run_dir: Path) -> dict:
         "model_dir": str(run_dir / "model"),
         "epochs": facts.get("epochs", int(metrics["epoch"].max()) + 1),
         "fit_minutes": facts.get("fit_minutes", float("nan")),
+        "device": facts.get("device", "unknown"),
         "epoch_seconds": epoch_seconds(run_dir),
         "evaluation": json.loads((run_dir / "evaluation.json").read_text()),
     }
+
+
+def device() -> str:
+    """What a model trained on: the GPU's name, or "cpu"."""
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
 def machine() -> str:
@@ -278,13 +284,16 @@ def main() -> None:
             progress=False,
         )
         (run_dir / "bench.json").write_text(
-            json.dumps({"epochs": result.epochs_run, "fit_minutes": fit_seconds / 60})
+            json.dumps(
+                {"epochs": result.epochs_run, "fit_minutes": fit_seconds / 60, "device": device()}
+            )
         )
         (run_dir / "evaluation.json").write_text(evaluation.to_json())
         rows[name] = {
             "model_dir": str(result.model_dir),
             "epochs": result.epochs_run,
             "fit_minutes": fit_seconds / 60,
+            "device": device(),
             "epoch_seconds": epoch_seconds(run_dir),
             "evaluation": json.loads(evaluation.to_json()),
         }
@@ -443,14 +452,15 @@ def write_results(args, cohort: Cohort, rows: dict[str, dict], started: float) -
         "Median time of the optimisation steps per epoch (`train/epoch_seconds`, validation "
         "excluded). The runs follow one another while the machine's load changes, so these are not side-by-side ratios: `--cost-rounds` measures those (`robustness_cost_<cohort>.md`).",
         "",
-        "| model | epochs | s / epoch | × plain PB | fit + export, min |",
-        "|---|---:|---:|---:|---:|",
+        "| model | trained on | epochs | s / epoch | × plain PB | fit + export, min |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for name, row in rows.items():
-        ratio = f"{row['epoch_seconds'] / base['epoch_seconds']:.2f}" if base else "n/a"
+        same = base is not None and row["device"] == base["device"]
+        ratio = f"{row['epoch_seconds'] / base['epoch_seconds']:.2f}" if same else "n/a"
         lines.append(
-            f"| {name} | {row['epochs']} | {row['epoch_seconds']:.1f} | {ratio} | "
-            f"{row['fit_minutes']:.1f} |"
+            f"| {name} | {row['device']} | {row['epochs']} | {row['epoch_seconds']:.1f} | "
+            f"{ratio} | {row['fit_minutes']:.1f} |"
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = f"robustness_{args.cohort}"
