@@ -182,6 +182,11 @@ def reused_row(run_dir: Path) -> dict:
     }
 
 
+def run_name(args) -> str:
+    """The cohort, with the seed when it is not 0 (a replicate keeps its own results)."""
+    return args.cohort + (f"_seed{args.seed}" if args.seed else "")
+
+
 def device() -> str:
     """What a model trained on: the GPU's name, or "cpu"."""
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
@@ -236,7 +241,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     started = time.perf_counter()
-    out = args.out or REPO_ROOT / "runs" / f"bench_robustness_{args.cohort}"
+    out = args.out or REPO_ROOT / "runs" / f"bench_robustness_{run_name(args)}"
     cohort_cfg = (
         demo_cohort(out, args.n, args.seed, tuple(args.modalities.split(",")))
         if args.cohort == "demo"
@@ -368,10 +373,11 @@ def write_results(args, cohort: Cohort, rows: dict[str, dict], started: float) -
     mods = cohort.modalities
     fused = [n for n in rows if not n.startswith(("single", "without"))]
     lines = [
-        f"# Robustness to missing modalities: {args.cohort}",
+        f"# Robustness to missing modalities: {run_name(args)}",
         "",
         f"Command: `python bench/robustness.py --cohort {args.cohort} --epochs {args.epochs} "
         f"--patience {args.patience} --n-boot {args.n_boot}"
+        + (f" --seed {args.seed}" if args.seed else "")
         + (f" --n {args.n} --modalities {args.modalities}" if args.cohort == "demo" else "")
         + (f" --models '{args.models}'" if args.models else "")
         + (" --reuse" if args.reuse else "")
@@ -463,7 +469,7 @@ def write_results(args, cohort: Cohort, rows: dict[str, dict], started: float) -
             f"{ratio} | {row['fit_minutes']:.1f} |"
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = f"robustness_{args.cohort}"
+    stem = f"robustness_{run_name(args)}"
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     (RESULTS / f"{stem}.json").write_text(
         json.dumps(
@@ -475,7 +481,7 @@ def write_results(args, cohort: Cohort, rows: dict[str, dict], started: float) -
     results = {name: EvaluationResult.from_dict(rows[name]["evaluation"]) for name in fused}
     html = build_report(
         results,
-        DOCS / args.cohort,
+        DOCS / run_name(args),
         metric=metric,
         title=f"Robustness to missing modalities: {args.cohort}",
     )
