@@ -233,6 +233,12 @@ def main() -> None:
         "--reuse", action="store_true", help="read back models an earlier run fitted and scored"
     )
     parser.add_argument(
+        "--seeds-summary",
+        default=None,
+        help="instead of the benchmark: the distilled student's targets over the results of "
+        "earlier runs with these seeds (comma-separated)",
+    )
+    parser.add_argument(
         "--cost-rounds",
         type=int,
         default=0,
@@ -247,6 +253,9 @@ def main() -> None:
         if args.cohort == "demo"
         else ham_cohort(args.workers)
     )
+    if args.seeds_summary:
+        seeds_summary(args, cohort_cfg)
+        return
     spec = load_spec(cohort_cfg.spec)
     cohort = load_cohort(spec)
     chosen = None if args.models is None else set(args.models.split(","))
@@ -368,9 +377,99 @@ def cost_table(args, cohort_cfg: Cohort, spec, cohort, out: Path) -> None:
     print("\n".join(lines))
 
 
+STUDENT, TEACHER = "PB+KD+GM", "teacher"
+
+
+def distilled_targets(rows: dict[str, dict], cohort: Cohort) -> dict | None:
+    """The issue's two targets for the distilled student, or None without student and teacher.
+
+    ``missing``: per modality m, the student on the other modalities against the model trained
+    on them alone (``single (<m'>)`` for two modalities, ``without <m>`` for more), and Δ;
+    ``all``: the student against its teacher with every modality present, and Δ.
+    """
+    if STUDENT not in rows or TEACHER not in rows:
+        return None
+    target, metric, mods = cohort.target, cohort.metrics[0], cohort.modalities
+    student = rows[STUDENT]["evaluation"]
+    missing = {}
+    for m in mods:
+        rest = tuple(o for o in mods if o != m)
+        yard = f"single ({rest[0]})" if len(rest) == 1 else f"without {m}"
+        if yard not in rows:
+            continue
+        s_ci = subset_metric(student, target, rest, metric)
+        y_ci = subset_metric(rows[yard]["evaluation"], target, rest, metric)
+        missing[m] = {
+            "remaining": rest,
+            "model": yard,
+            "student": s_ci,
+            "yardstick": y_ci,
+            "delta": s_ci["point"] - y_ci["point"],
+        }
+    s_all = subset_metric(student, target, mods, metric)
+    t_all = subset_metric(rows[TEACHER]["evaluation"], target, mods, metric)
+    return {
+        "missing": missing,
+        "all": {"student": s_all, "teacher": t_all, "delta": s_all["point"] - t_all["point"]},
+    }
+
+
+def seeds_summary(args, cohort: Cohort) -> None:
+    """The distilled student's targets over replicate runs (``--seed N`` results files)."""
+    seeds = [int(x) for x in args.seeds_summary.split(",")]
+    lines = [
+        f"# Robustness targets of {STUDENT} over seeds: {args.cohort}",
+        "",
+        f"Command: `python bench/robustness.py --cohort {args.cohort} --seeds-summary "
+        f"{args.seeds_summary}"
+        + (f" --n {args.n} --modalities {args.modalities}" if args.cohort == "demo" else "")
+        + "`, over the results of the replicate runs "
+        + ", ".join(f"`robustness_{args.cohort}{f'_seed{s}' if s else ''}.json`" for s in seeds)
+        + ". Each seed draws its own cohort (demo) and initial weights. Δ = student − "
+        "yardstick (one modality missing) and student − teacher (all present); targets: Δ ≥ 0 "
+        "and Δ ≥ −0.010.",
+        "",
+    ]
+    table: dict[int, dict] = {}
+    for seed in seeds:
+        path = RESULTS / f"robustness_{args.cohort}{f'_seed{seed}' if seed else ''}.json"
+        if not path.is_file():
+            raise SystemExit(f"{path} not found: run the benchmark with --seed {seed} first")
+        targets = distilled_targets(json.loads(path.read_text()), cohort)
+        if targets is None:
+            raise SystemExit(f"{path} has no {STUDENT} and {TEACHER} rows")
+        table[seed] = targets
+    missing = list(next(iter(table.values()))["missing"])
+    lines += [
+        "| seed | " + " | ".join(f"Δ, {m} missing" for m in missing) + " | Δ vs teacher, all |",
+        "|---:|" + "---:|" * (len(missing) + 1),
+    ]
+    for seed, targets in table.items():
+        cells = [f"{targets['missing'][m]['delta']:+.3f}" for m in missing]
+        lines.append(f"| {seed} | " + " | ".join(cells) + f" | {targets['all']['delta']:+.3f} |")
+    deltas = {m: [t["missing"][m]["delta"] for t in table.values()] for m in missing}
+    to_teacher = [t["all"]["delta"] for t in table.values()]
+    lines.append(
+        "| mean | "
+        + " | ".join(f"{np.mean(v):+.3f}" for v in deltas.values())
+        + f" | {np.mean(to_teacher):+.3f} |"
+    )
+    lines.append(
+        "| target met | "
+        + " | ".join(f"{sum(d >= 0 for d in v)} / {len(v)}" for v in deltas.values())
+        + f" | {sum(d >= -0.010 for d in to_teacher)} / {len(to_teacher)} |"
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = f"robustness_{args.cohort}_seeds"
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.json").write_text(
+        json.dumps({str(k): v for k, v in table.items()}, indent=1, default=list)
+    )
+    print("\n".join(lines))
+
+
 def write_results(args, cohort: Cohort, rows: dict[str, dict], started: float) -> None:
     target, metric = cohort.target, cohort.metrics[0]
-    mods = cohort.modalities
     fused = [n for n in rows if not n.startswith(("single", "without"))]
     lines = [
         f"# Robustness to missing modalities: {run_name(args)}",
@@ -401,36 +500,28 @@ def write_results(args, cohort: Cohort, rows: dict[str, dict], started: float) -
         lines.append(f"| {' + '.join(subset)} | " + " | ".join(cells) + " |")
 
     # The issue's two targets for the distilled model.
-    student, teacher = "PB+KD+GM", "teacher"
-    if student in rows and teacher in rows:
-        ev = rows[student]["evaluation"]
+    targets = distilled_targets(rows, cohort)
+    if targets is not None:
         lines += [
             "",
-            f"## {student}: never worse than a model trained on what remains",
+            f"## {STUDENT}: never worse than a model trained on what remains",
             "",
             "With one modality missing at test time, the distilled model against a model "
             "trained on the remaining modalities alone (the yardstick). Δ = student − yardstick.",
             "",
-            f"| missing | remaining | {student} | yardstick | model | Δ |",
+            f"| missing | remaining | {STUDENT} | yardstick | model | Δ |",
             "|---|---|---:|---:|---|---:|",
         ]
-        for m in mods:
-            rest = tuple(o for o in mods if o != m)
-            yard = f"single ({rest[0]})" if len(rest) == 1 else f"without {m}"
-            if yard not in rows:
-                continue
-            s_ci = subset_metric(ev, target, rest, metric)
-            y_ci = subset_metric(rows[yard]["evaluation"], target, rest, metric)
-            delta = s_ci["point"] - y_ci["point"]
+        for m, row in targets["missing"].items():
             lines.append(
-                f"| {m} | {' + '.join(rest)} | {cell(s_ci)} | {cell(y_ci)} | {yard} | {delta:+.3f} |"
+                f"| {m} | {' + '.join(row['remaining'])} | {cell(row['student'])} | "
+                f"{cell(row['yardstick'])} | {row['model']} | {row['delta']:+.3f} |"
             )
-        s_all = subset_metric(ev, target, mods, metric)
-        t_all = subset_metric(rows[teacher]["evaluation"], target, mods, metric)
+        full = targets["all"]
         lines += [
             "",
-            f"All modalities present: {student} {cell(s_all)} against its undistilled teacher "
-            f"{cell(t_all)}: Δ = {s_all['point'] - t_all['point']:+.3f} (target: ≥ −0.010).",
+            f"All modalities present: {STUDENT} {cell(full['student'])} against its undistilled "
+            f"teacher {cell(full['teacher'])}: Δ = {full['delta']:+.3f} (target: ≥ −0.010).",
         ]
 
     lines += [
