@@ -203,19 +203,17 @@ def test_one_channel_encoder_from_package_weights_runs() -> None:
     assert tokens.shape == (1, 4, 16) and mask.all() and torch.isfinite(tokens).all()
 
 
+def frozen_resnet(**options):
+    """A frozen test ResNet image encoder in eval mode."""
+    return create_encoder(
+        "image_timm", input_info=info(), dim=16, backbone="test_resnet", freeze="all", **options
+    ).eval()
+
+
 def test_feature_cache_runs_a_frozen_backbone_once_per_image_and_changes_nothing() -> None:
     torch.manual_seed(0)
-    plain = create_encoder(
-        "image_timm", input_info=info(), dim=16, backbone="test_resnet", freeze="all"
-    ).eval()
-    cached = create_encoder(
-        "image_timm",
-        input_info=info(),
-        dim=16,
-        backbone="test_resnet",
-        freeze="all",
-        feature_cache=True,
-    ).eval()
+    plain = frozen_resnet()
+    cached = frozen_resnet(feature_cache=True)
     cached.load_state_dict(plain.state_dict())
     calls = []
     original = cached.backbone.forward_features
@@ -235,14 +233,7 @@ def test_feature_cache_on_disk_serves_the_next_process_without_the_backbone(
 
     def cached_encoder(seed: int):
         torch.manual_seed(seed)
-        encoder = create_encoder(
-            "image_timm",
-            input_info=info(),
-            dim=16,
-            backbone="test_resnet",
-            freeze="all",
-            feature_cache=True,
-        ).eval()
+        encoder = frozen_resnet(feature_cache=True)
         encoder.feature_cache_dir = tmp_path / "features"
         return encoder
 
