@@ -52,6 +52,7 @@ import torch
 import yaml
 from torch import nn
 
+from _machine import device_name
 from polymodal.adapters import MoRConfig, freeze_except_adapters, inject_adapters, list_adapters
 from polymodal.encoders.vit_hook import ViTWithInsertion
 from polymodal.fusion import create_core
@@ -393,7 +394,7 @@ def fit_worker(args: argparse.Namespace) -> dict:
         "epoch_seconds": statistics.median(epoch_seconds) if epoch_seconds else None,
         "fit_seconds": seconds,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "device": device_name(),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
@@ -490,7 +491,7 @@ def write_training_report(args: argparse.Namespace, rows: list[dict], seconds: f
         shown.append(item)
     command = "python bench/ei.py train " + shlex.join(shown)
     split = "val" if args.cohort == "ham10000" else "test"
-    gpu = f"{torch.cuda.get_device_name(0)}, " if torch.cuda.is_available() else ""
+    gpu = f"{device_name()}, " if torch.cuda.is_available() else ""
     # Rows read back with --reuse may have been fitted on another machine: say where.
     fitted_on = sorted({row.get("device", "cpu") for row in rows})
     if args.cohort == "ham10000":

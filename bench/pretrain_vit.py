@@ -34,6 +34,8 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
+from _machine import device_name
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 # A ViT-S shape with 8-pixel patches and 6 blocks: 64 tokens at 64 px, trainable from scratch
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         k: [subset.metrics[k].point, subset.metrics[k].low, subset.metrics[k].high]
         for k in ("balanced_accuracy", "auroc_macro")
     }
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+    device = device_name()
     row = {
         "vit": args.vit,
         "vit_options": vit_options,

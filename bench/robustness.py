@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from _machine import device_name
 from polymodal.data.manifest import load_cohort
 from polymodal.data.spec import load_spec
 from polymodal.evaluation.evaluate import evaluate_model
@@ -187,15 +188,10 @@ def run_name(args) -> str:
     return args.cohort + (f"_seed{args.seed}" if args.seed else "")
 
 
-def device() -> str:
-    """What a model trained on: the GPU's name, or "cpu"."""
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-
-
 def machine() -> str:
     """The processor count, and the GPU when training ran on one."""
     cpus = f"{platform.machine()}, {os.cpu_count()} CPUs (shared)"
-    return f"{torch.cuda.get_device_name(0)}, {cpus}" if torch.cuda.is_available() else cpus
+    return f"{device_name()}, {cpus}" if torch.cuda.is_available() else cpus
 
 
 def cell(ci: dict | None) -> str:
@@ -299,7 +295,11 @@ def main() -> None:
         )
         (run_dir / "bench.json").write_text(
             json.dumps(
-                {"epochs": result.epochs_run, "fit_minutes": fit_seconds / 60, "device": device()}
+                {
+                    "epochs": result.epochs_run,
+                    "fit_minutes": fit_seconds / 60,
+                    "device": device_name(),
+                }
             )
         )
         (run_dir / "evaluation.json").write_text(evaluation.to_json())
@@ -307,7 +307,7 @@ def main() -> None:
             "model_dir": str(result.model_dir),
             "epochs": result.epochs_run,
             "fit_minutes": fit_seconds / 60,
-            "device": device(),
+            "device": device_name(),
             "epoch_seconds": epoch_seconds(run_dir),
             "evaluation": json.loads(evaluation.to_json()),
         }
