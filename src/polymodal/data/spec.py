@@ -370,6 +370,10 @@ class CohortSpec(_Strict):
     # Folder that relative file paths in the manifest are resolved against (default: the
     # manifest's folder).
     root: str | None = None
+    # Files named by the manifest must lie inside the data root (no ``..`` or absolute path
+    # leaving it) unless the cohort owner says otherwise: a cell must not make polymodal read
+    # (and store words of) an arbitrary file on the machine.
+    allow_outside_root: bool = False
 
     # Where the spec was loaded from; paths in the spec are relative to it.
     base_dir: Path = Field(default=Path("."), exclude=True)
