@@ -90,6 +90,27 @@ def test_non_numeric_value_and_missing_rates(tmp_path):
     assert skipped.availability["labs"]["train"] == 3
 
 
+def test_without_reading_files_only_cell_checks_run(tmp_path, monkeypatch):
+    spec_path, frame = tiny_cohort(tmp_path)
+    break_files(tmp_path, frame)  # files that a full validation reports
+    frame.loc[0, "ct"] = ""  # a blank cell stays unavailable
+    frame.loc[2, "sample_id"] = "s1"  # a blocking problem found without any file
+    frame.loc[3, "age"] = "forty"
+    write_manifest(tmp_path, frame)
+    opened = []
+    monkeypatch.setattr("polymodal.data.validate._read_cell", lambda *args: opened.append(args))
+    report = validate_cohort(
+        load_cohort(load_spec(spec_path)), on_error="skip-modality", read_files=False
+    )
+    assert opened == []
+    assert [(p.row_id, p.column) for p in report.problems] == [("s1", "sample_id"), ("s3", "age")]
+    assert report.blocking == ["1 id(s) occur on more than one row"]
+    assert report.availability["xray"] == {"train": 4, "val": 2, "test": 0}
+    assert report.availability["ct"] == {"train": 3, "val": 2, "test": 0}
+    assert report.availability["vitals"] == {"train": 4, "val": 2, "test": 0}
+    assert report.skipped == {"labs": ["s3"]}
+
+
 def test_missing_and_unknown_labels(tmp_path):
     spec_path, frame = tiny_cohort(tmp_path)
     frame.loc[0, "y"] = "NaN"

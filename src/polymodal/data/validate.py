@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -37,7 +38,7 @@ from polymodal.data.spec import (
     modality_columns,
     target_columns,
 )
-from polymodal.errors import ReadError
+from polymodal.errors import ReadError, SpecError
 
 OnError = Literal["fail", "skip-modality"]
 
@@ -211,8 +212,21 @@ def _check_clinical_text(
     return present
 
 
-def _file_tasks(cohort: Cohort) -> list[tuple[int, str, str, Callable[[], object]]]:
-    """(row, modality, column, read) for every non-blank file cell; read() raises ReadError."""
+FileTask = tuple[int, str, str, Callable[[], object]]
+
+_READERS: dict[type, Callable] = {
+    ImageModality: read_image,
+    VolumeModality: read_volume,
+    SeriesModality: read_series,
+}
+
+
+def _file_tasks(cohort: Cohort, *, open_files: bool = True) -> list[FileTask]:
+    """(row, modality, column, check) for every non-blank file cell; check() raises ReadError.
+
+    With ``open_files`` the check resolves the path and reads the file; without, it only
+    resolves the path (no file is opened), so a path the cohort refuses is still reported.
+    """
     tasks = []
     frame = cohort.frame
     for name, cfg in cohort.spec.modalities.items():
@@ -223,19 +237,19 @@ def _file_tasks(cohort: Cohort) -> list[tuple[int, str, str, Callable[[], object
         for column in modality_columns(cfg):
             cells = frame[column].to_numpy()
             for pos in np.flatnonzero((frame[column].str.strip() != "").to_numpy()):
-                cell = cells[pos]
-                if isinstance(cfg, TextModality):
-                    read = _bind(read_text, cell, cfg, cohort.resolve_path)
-                else:
-                    path = cohort.resolve_path(cell, cfg.path_template)
-                    reader = {
-                        ImageModality: read_image,
-                        VolumeModality: read_volume,
-                        SeriesModality: read_series,
-                    }[type(cfg)]
-                    read = _bind(reader, path, cfg)
-                tasks.append((int(pos), name, column, read))
+                check = _bind(_read_cell if open_files else _locate_cell, cohort, cfg, cells[pos])
+                tasks.append((int(pos), name, column, check))
     return tasks
+
+
+def _locate_cell(cohort: Cohort, cfg: Any, cell: str) -> Path:
+    return cohort.resolve_path(cell, cfg.path_template)
+
+
+def _read_cell(cohort: Cohort, cfg: Any, cell: str) -> object:
+    if isinstance(cfg, TextModality):
+        return read_text(cell, cfg, cohort.resolve_path)
+    return _READERS[type(cfg)](_locate_cell(cohort, cfg, cell), cfg)
 
 
 def _bind(function: Callable, *args: object) -> Callable[[], object]:
@@ -248,6 +262,8 @@ def _attempt(read: Callable[[], object]) -> str | None:
         read()
     except ReadError as err:
         return f"{err.reason} ({err.path})" if err.path else err.reason
+    except SpecError:
+        raise  # a spec problem (e.g. a path_template) concerns every row: stop on it
     except Exception as err:  # a validator must report a strange file, not stop on it
         return f"cannot be read: {type(err).__name__}: {err}"
     return None
@@ -316,6 +332,7 @@ def validate_cohort(
     workers: int | None = None,
     *,
     show_progress: bool = False,
+    read_files: bool = True,
 ) -> ValidationReport:
     """Open every file and parse every value of a cohort; report what is wrong, row by row.
 
@@ -325,6 +342,9 @@ def validate_cohort(
             makes that modality unavailable for that row (reported in ``problems``/``skipped``).
         workers: threads that open files (default: twice the CPU count, at most 8).
         show_progress: draw a rich progress bar on stderr while files are opened.
+        read_files: False runs every check that opens no file (ids, splits, targets, tabular
+            values, clinical text, leakage, training rows) and counts a file-based modality as
+            available wherever its cell is non-blank; ``fit`` uses it as a fast pre-flight.
     """
     if on_error not in ("fail", "skip-modality"):
         raise ValueError(f"on_error must be 'fail' or 'skip-modality', got {on_error!r}")
@@ -357,7 +377,15 @@ def validate_cohort(
             available[name] = _check_clinical_text(cohort, cfg, found, bad[name], action(name))
         elif isinstance(cfg, TextModality) and cfg.source == "column":
             available[name] = (cohort.frame[cfg.column].str.strip() != "").to_numpy()
-    for pos, name, column, reason in _read_all_files(cohort, workers, show_progress):
+    file_results = (
+        _read_all_files(cohort, workers, show_progress)
+        if read_files
+        else [
+            (pos, name, column, _attempt(locate))
+            for pos, name, column, locate in _file_tasks(cohort, open_files=False)
+        ]
+    )
+    for pos, name, column, reason in file_results:
         if reason is None:
             available[name][pos] = True
         else:
