@@ -255,3 +255,36 @@ def test_ham10000_leakage_statistic_flags_dx_type_only(shared_data):
     findings = find_leaks(frame, {"dx": frame["dx"]}, columns)
     assert [f.column for f in findings] == ["dx_type"]
     assert findings[0].coverage == pytest.approx((2949 + 53) / 8011)
+
+
+def test_non_finite_numbers_are_problems_and_do_not_stop_the_leakage_check(tmp_path):
+    frame, spec = _tabular_cohort(tmp_path, np.random.default_rng(2))
+    frame.loc[3, "score"] = "inf"
+    frame.loc[4, "score"] = "-Infinity"
+    frame.loc[5, "score"] = "1e400"  # overflows to inf
+    frame.loc[6, "score"] = "1.7e308"  # huge but finite: a valid number
+    frame["constant"] = "7"
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    report = validate_cohort(
+        load_cohort(parse_spec(spec, base_dir=tmp_path)), on_error="skip-modality"
+    )
+    assert [(p.row_id, p.column, p.reason) for p in report.problems if p.column == "score"] == [
+        ("r3", "score", "'inf' is not a finite number"),
+        ("r4", "score", "'-Infinity' is not a finite number"),
+        ("r5", "score", "'1e400' is not a finite number"),
+    ]
+    assert report.skipped == {"t": ["r3", "r4", "r5"]}
+    assert report.leakage_columns == ["confirmed_by"]
+
+
+def test_leakage_bins_huge_numbers_and_keeps_non_finite_values_apart():
+    n = 200
+    y = pd.Series(["neg", "pos"] * (n // 2))
+    # A numeric column that gives the label away, with values near the float limit and inf.
+    value = np.where(y == "pos", 1e308, -1e308) * np.linspace(0.5, 1.0, n)
+    cells = pd.Series([f"{v:.17g}" for v in value])
+    cells[[0, 1]] = ["inf", "-inf"]
+    frame = pd.DataFrame({"v": cells, "flat": "3.5", "blank": ""})
+    [finding] = find_leaks(frame, {"y": y}, ["v", "flat", "blank"])
+    assert finding.column == "v" and finding.coverage >= 0.8
+    assert all(value.startswith("[") for value, *_ in finding.decisive)

@@ -64,15 +64,30 @@ class LeakageFinding:
 
 
 def _levels(values: pd.Series) -> pd.Series:
-    """The column as discrete levels: quantile bins for many-valued numbers, else the strings."""
+    """The column as discrete levels: quantile bins for many-valued numbers, else the strings.
+
+    Only finite numbers are binned; ``inf``, ``nan`` and words stay levels of their own.
+    """
     stripped = values.str.strip()
-    numbers = pd.to_numeric(stripped, errors="coerce")
+    numbers = pd.to_numeric(stripped, errors="coerce").astype(float)
     present = stripped != ""
+    finite = pd.Series(np.isfinite(numbers.to_numpy()), index=values.index)
     is_numeric = present.any() and numbers[present].notna().mean() >= 0.95
-    if is_numeric and numbers.nunique() > MAX_NUMERIC_LEVELS:
-        bins = pd.qcut(numbers, QUANTILE_BINS, duplicates="drop")
-        return bins.astype(str).where(numbers.notna(), stripped)
-    return stripped
+    if not (is_numeric and numbers[finite].nunique() > MAX_NUMERIC_LEVELS):
+        return stripped
+    return stripped.where(~finite, _quantile_bins(numbers[finite]))
+
+
+def _quantile_bins(numbers: pd.Series) -> pd.Series:
+    """Each finite number as the range ``[min, max]`` of its quantile bin.
+
+    Bins are cut on ranks, not values: ranks keep the order and ties but stay small, so values
+    near the float limit (``1e308``) cannot overflow the quantile arithmetic.
+    """
+    bins = pd.qcut(numbers.rank(method="average"), QUANTILE_BINS, labels=False, duplicates="drop")
+    span = numbers.groupby(bins).agg(["min", "max"])
+    names = {b: f"[{low:g}, {high:g}]" for b, (low, high) in span.iterrows()}
+    return bins.map(names)
 
 
 def check_column(levels: pd.Series, labels: pd.Series, column: str, target: str) -> LeakageFinding:
