@@ -111,18 +111,50 @@ def test_parse_number():
         parse_number("inf")
 
 
-def test_paths_escaping_the_folder_resolve_as_written(tmp_path):
+def test_paths_resolve_against_the_root_and_a_bad_template_names_itself(tmp_path):
     root = tmp_path / "cohort"
     root.mkdir()
     write(root, ROWS)
     cohort = load_cohort(make_spec(root))
-    assert cohort.resolve_path("../shared/x.png") == root / ".." / "shared" / "x.png"
-    absolute = tmp_path / "abs" / "x.png"
-    assert cohort.resolve_path(str(absolute)) == absolute
+    assert cohort.resolve_path("sub/../x.png") == root / "sub" / ".." / "x.png"
+    assert cohort.resolve_path(str(root / "abs.png")) == root / "abs.png"
     assert cohort.file_paths(1, "xray") == [None]  # blank cell: no file
     assert cohort.file_paths(0, "xray") == [root / "img" / "a.png"]
     with pytest.raises(SpecError, match=re.escape("path_template 'img/{name}.png'")):
         cohort.resolve_path("a", "img/{name}.png")
+
+
+def test_paths_leaving_the_root_are_refused_unless_the_spec_allows_them(tmp_path):
+    root = tmp_path / "cohort"
+    root.mkdir()
+    write(root, ROWS)
+    cohort = load_cohort(make_spec(root))
+    outside = tmp_path / "abs" / "x.png"
+    for cell, template in (("../../etc/passwd", None), (str(outside), None), ("../../x", "img/{}")):
+        with pytest.raises(ReadError) as err:
+            cohort.resolve_path(cell, template)
+        assert f"lies outside the cohort root {root}" in err.value.reason
+        assert "move it inside or set allow_outside_root: true in the spec" in err.value.reason
+        assert err.value.path is not None and cell.split("/")[-1] in err.value.path
+    allowed = load_cohort(make_spec(root, allow_outside_root=True))
+    assert allowed.resolve_path("../shared/x.png") == root / ".." / "shared" / "x.png"
+    assert allowed.resolve_path(str(outside)) == outside
+
+
+def test_a_symlink_inside_the_root_pointing_outside_is_refused(tmp_path):
+    root = tmp_path / "cohort"
+    (root / "img").mkdir(parents=True)
+    write(root, ROWS)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"not yours")
+    (root / "img" / "a.png").symlink_to(secret)
+    (root / "img" / "inside.png").write_bytes(b"x")
+    (root / "img" / "c.png").symlink_to(root / "img" / "inside.png")
+    cohort = load_cohort(make_spec(root))
+    with pytest.raises(ReadError, match=rf"outside the cohort root .*\(it leads to {secret}\)"):
+        cohort.file_paths(0, "xray")
+    # A link that stays inside the root is fine.
+    assert cohort.file_paths(2, "xray") == [root / "img" / "c.png"]
 
 
 def test_recipe_split_is_grouped_stratified_seeded_and_near_the_fractions(tmp_path):
@@ -160,3 +192,53 @@ def test_assign_splits_without_strata_and_with_one_group():
     assert (split == "val").mean() == pytest.approx(0.2, abs=0.03)
     single = assign_splits(pd.Series(["g"] * 5), None, SplitRecipe())
     assert set(single) == {"train"}
+
+
+@pytest.mark.parametrize(("sep", "name"), [(";", "';'"), ("\t", "tab")])
+def test_a_manifest_with_another_separator_gets_a_hint(tmp_path, sep, name):
+    pd.DataFrame(ROWS).to_csv(tmp_path / "manifest.csv", index=False, sep=sep)
+    with pytest.raises(ManifestError) as err:
+        load_cohort(make_spec(tmp_path))
+    message = str(err.value)
+    assert "column 'id' (declared by id_column) is not in the manifest" in message
+    assert f"the manifest looks {name}-separated: polymodal reads comma-separated CSV" in message
+
+
+def test_a_semicolon_manifest_with_decimal_commas_gets_the_hint(tmp_path):
+    # Rows split unevenly on ',' (the decimals), so pandas cannot even read the table.
+    (tmp_path / "manifest.csv").write_text("id;age\na;41,5\nb;7\nc;1,25,3\n")
+    with pytest.raises(ManifestError, match=r"cannot read the manifest.*looks ';'-separated"):
+        load_cohort(make_spec(tmp_path))
+
+
+def test_new_rows_may_lack_a_whole_modality_but_not_the_id_column(tmp_path):
+    (tmp_path / "new").mkdir()
+    without_xray = {k: v for k, v in ROWS.items() if k not in ("xray", "y", "split", "patient")}
+    path = write(tmp_path / "new", without_xray, "rows.csv")
+    with pytest.warns(UserWarning, match=r"no column of modality 'xray' \(xray\) in the table"):
+        cohort = load_cohort(make_spec(tmp_path), manifest_override=path, for_inference=True)
+    assert cohort.file_paths(0, "xray") == [None]
+    assert list(cohort.groups) == ["a", "b", "c", "d"]
+    # Training and validation still require every declared column.
+    with pytest.raises(ManifestError, match="is not in the manifest"):
+        load_cohort(make_spec(tmp_path), manifest_override=path)
+    no_id = write(tmp_path / "new", {k: v for k, v in ROWS.items() if k != "id"}, "no_id.csv")
+    with pytest.raises(ManifestError, match=r"column 'id' \(declared by id_column\) is not in"):
+        load_cohort(make_spec(tmp_path), manifest_override=no_id, for_inference=True)
+
+
+def test_new_rows_resolve_files_against_their_own_folder_or_an_explicit_root(tmp_path):
+    (tmp_path / "new").mkdir()
+    path = write(tmp_path / "new", ROWS, "rows.csv")
+    new = load_cohort(make_spec(tmp_path), manifest_override=path, for_inference=True)
+    assert new.data_root == tmp_path / "new"
+    assert new.file_paths(0, "xray") == [tmp_path / "new" / "img" / "a.png"]
+    given = load_cohort(
+        make_spec(tmp_path), manifest_override=path, for_inference=True, root=tmp_path
+    )
+    assert given.file_paths(0, "xray") == [tmp_path / "img" / "a.png"]
+    # The root is also the fence: a file beside the new table's folder is outside it.
+    with pytest.raises(ReadError, match=f"outside the cohort root {tmp_path / 'new'}"):
+        new.resolve_path("../img/a.png")
+    with pytest.raises(ManifestError, match="the data root is not a folder"):
+        load_cohort(make_spec(tmp_path), manifest_override=path, root=tmp_path / "nowhere")

@@ -8,6 +8,8 @@ problem naming its row and column, never a silent NaN.
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ from polymodal.data.spec import (
     CohortSpec,
     ImageModality,
     TabularModality,
+    modality_columns,
     target_columns,
 )
 from polymodal.errors import ManifestError, ReadError, SpecError
@@ -75,12 +78,25 @@ def _read_table(path: Path) -> pd.DataFrame:
             )
     except pd.errors.EmptyDataError:
         raise ManifestError(f"{path}: the manifest is empty (no header, no rows)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as err:
+    except pd.errors.ParserError as err:
+        # e.g. a ';'-separated table whose decimals use ',': the rows split unevenly.
+        hint = _separator_hint(_header(path, sep))
+        reason = str(err).strip()
+        raise ManifestError(f"{path}: cannot read the manifest: {reason}{hint}") from None
+    except (UnicodeDecodeError, OSError, ValueError) as err:
         raise ManifestError(f"{path}: cannot read the manifest: {err}") from None
     if len(frame) == 0:
         raise ManifestError(f"{path}: the manifest has a header but no rows")
     frame.columns = [str(c) for c in frame.columns]
     return frame.reset_index(drop=True)
+
+
+def _header(path: Path, sep: str) -> list[str]:
+    """The column names of a CSV table ([] when even the header cannot be read)."""
+    try:
+        return [str(c) for c in pd.read_csv(path, dtype=str, sep=sep, nrows=0).columns]
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError):
+        return []
 
 
 @dataclass
@@ -93,6 +109,8 @@ class Cohort:
         split: per row ``"train"``, ``"val"``, ``"test"``, or ``None`` when the split column holds
             a value that is not a split (see :attr:`unknown_split_values`).
         manifest_path: where the manifest was read from.
+        root: folder that relative file paths resolve against when it is not the spec's (new
+            rows to predict: the new table's own folder, or an explicit ``--root``).
     """
 
     spec: CohortSpec
@@ -101,6 +119,7 @@ class Cohort:
     manifest_path: Path
     # Raw split cells that are neither a split name nor an alias, by row position.
     unknown_split_values: dict[int, str] = field(default_factory=dict)
+    root: Path | None = None
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -120,10 +139,13 @@ class Cohort:
 
     @property
     def data_root(self) -> Path:
-        """Folder that relative file paths resolve against: the spec's ``root``, else the folder
-        of the spec's manifest (also when ``--manifest`` swaps in another table, so a subset
+        """Folder that relative file paths resolve against, and that every file must lie in.
+
+        :attr:`root` when set (new rows to predict resolve against their own table's folder, see
+        :func:`load_cohort`), else the spec's ``root``, else the folder of the spec's manifest
+        (also when ``--manifest`` swaps in another table for ``validate`` or ``fit``, so a subset
         written elsewhere still points at the same files)."""
-        return self.spec.data_root
+        return self.root if self.root is not None else self.spec.data_root
 
     def indices(self, split: str | None = None) -> np.ndarray:
         """Row positions ``(N_split,)`` of one split (all rows with a known split when None)."""
@@ -139,8 +161,15 @@ class Cohort:
     def resolve_path(self, value: str, template: str | None = None) -> Path:
         """The file a cell points at: ``template.format(value)`` relative to :attr:`data_root`.
 
-        ``..`` and absolute paths are honoured as written (polymodal only reads them; its
-        caches and outputs never go next to them).
+        The file must lie inside :attr:`data_root` once ``..``, ``~`` and symbolic links are
+        resolved, unless the spec sets ``allow_outside_root: true``: a manifest cell must not
+        make polymodal read (and store words of) an arbitrary file on the machine. Every
+        file-based modality (image, volume, series, text ``source: file``) comes through here.
+
+        Raises:
+            ReadError: the file lies outside the data root; like an unreadable file, the caller
+                reports it for the row and column (validate) or skips the modality (dataset).
+            SpecError: ``template`` cannot be filled with the cell.
         """
         text = value.strip()
         if template is not None:
@@ -152,7 +181,11 @@ class Cohort:
                     "use a single '{}' where the cell value goes"
                 ) from None
         path = Path(text).expanduser()
-        return path if path.is_absolute() else self.data_root / path
+        root = self.data_root
+        path = path if path.is_absolute() else root / path
+        if not self.spec.allow_outside_root:
+            _check_inside(path, root)
+        return path
 
     def cell(self, row: int, column: str) -> str:
         """The raw string in one cell (row position, column name)."""
@@ -205,6 +238,22 @@ class Cohort:
         return others.pop() if len(others) == 1 else None
 
 
+def _check_inside(path: Path, root: Path) -> None:
+    """Raise :class:`ReadError` unless ``path`` (symbolic links followed) lies in ``root``."""
+    try:
+        real, real_root = path.resolve(), root.resolve()
+    except (OSError, RuntimeError) as err:  # a loop of symbolic links
+        raise ReadError(f"cannot resolve the path ({err})", path) from None
+    if real.is_relative_to(real_root):
+        return
+    leads = "" if Path(os.path.normpath(path)) == real else f" (it leads to {real})"
+    raise ReadError(
+        f"lies outside the cohort root {root}{leads}; move it inside or set "
+        "allow_outside_root: true in the spec",
+        path,
+    )
+
+
 def _split_from_column(spec: CohortSpec, frame: pd.DataFrame) -> tuple[pd.Series, dict[int, str]]:
     raw = frame[spec.split.column].str.strip()
     mapped = raw.map(lambda v: spec.split.aliases.get(v, v))
@@ -215,32 +264,49 @@ def _split_from_column(spec: CohortSpec, frame: pd.DataFrame) -> tuple[pd.Series
 
 
 def load_cohort(
-    spec: CohortSpec, manifest_override: Path | str | None = None, *, for_inference: bool = False
+    spec: CohortSpec,
+    manifest_override: Path | str | None = None,
+    *,
+    for_inference: bool = False,
+    root: Path | str | None = None,
 ) -> Cohort:
     """Read the manifest a spec points at (or ``manifest_override``) and assign every row a split.
 
-    With ``for_inference=True`` (new patients to predict) label and split columns may be absent:
-    absent label columns count as missing labels and no split is assigned.
+    With ``for_inference=True`` (new patients to predict) label, split and group columns may be
+    absent: absent label columns count as missing labels, and no split is assigned. So may every
+    column of a modality: that modality is missing for every row (one warning says so), since
+    any subset of a patient's data can be predicted. The id column is always required. New
+    rows given as ``manifest_override`` resolve their files against that table's own folder,
+    never against the training cohort's (where a same-named file would be read silently).
+
+    Args:
+        root: folder that relative file paths resolve against (and that files must lie in),
+            instead of the default above.
 
     Raises:
-        ManifestError: the manifest is missing, unreadable or empty, or a column the spec declares
-            is absent (the message names the column, the spec field and the columns present).
+        ManifestError: the manifest is missing, unreadable or empty, ``root`` is not a folder,
+            or a column the spec declares is absent (the message names the column, the spec
+            field and the columns present).
     """
     from polymodal.data.splits import make_split
 
     path = Path(manifest_override).expanduser().resolve() if manifest_override else None
     path = path or spec.manifest_path
     frame = _read_table(path)
-    present = set(frame.columns)
-    optional = _label_and_split_columns(spec) if for_inference else set()
-    for column in optional - present:
-        frame[column] = ""
+    columns = list(frame.columns)
+    optional = set()
+    if for_inference:
+        optional = _label_and_split_columns(spec) | _absent_modality_columns(spec, columns, path)
+        if manifest_override is not None and root is None:
+            root = path.parent
     for column, declared_by in spec.required_columns().items():
-        if column not in present and column not in optional:
+        if column not in columns and column not in optional:
             raise ManifestError(
                 f"{path}: column {column!r} (declared by {declared_by}) is not in the manifest; "
-                f"columns present: {', '.join(frame.columns)}"
+                f"columns present: {', '.join(columns)}{_separator_hint(columns)}"
             )
+    for column in optional - set(columns):
+        frame[column] = ""
     unknown: dict[int, str] = {}
     if for_inference:
         split = pd.Series([None] * len(frame), dtype=object, name="split")
@@ -254,7 +320,47 @@ def load_cohort(
         split=split,
         manifest_path=path,
         unknown_split_values=unknown,
+        root=None if root is None else _folder(root),
     )
+
+
+def _folder(root: Path | str) -> Path:
+    folder = Path(root).expanduser().resolve()
+    if not folder.is_dir():
+        raise ManifestError(f"{root}: the data root is not a folder; give the folder of the files")
+    return folder
+
+
+def _absent_modality_columns(spec: CohortSpec, columns: list[str], path: Path) -> set[str]:
+    """Every column of the modalities that have none in the table (warned once), plus the
+    group column: new rows may lack them."""
+    absent = {
+        name: modality_columns(cfg)
+        for name, cfg in spec.modalities.items()
+        if not set(modality_columns(cfg)) & set(columns)
+    }
+    if absent:
+        named = ", ".join(f"{name!r} ({', '.join(cols)})" for name, cols in absent.items())
+        what = "modality" if len(absent) == 1 else "modalities"
+        warnings.warn(
+            f"{path}: no column of {what} {named} in the table: missing for every row",
+            stacklevel=3,
+        )
+    optional = {c for cols in absent.values() for c in cols}
+    return optional | ({spec.group_column} if spec.group_column else set())
+
+
+def _separator_hint(columns: list[str]) -> str:
+    """A hint when the whole header was read as one column: another separator was used."""
+    if len(columns) != 1:
+        return ""
+    for sep, name in ((";", "';'"), ("\t", "tab")):
+        if sep in columns[0]:
+            return (
+                f"; the manifest looks {name}-separated: polymodal reads comma-separated CSV "
+                "(or .tsv, or Parquet); save it with commas"
+            )
+    return ""
 
 
 def _label_and_split_columns(spec: CohortSpec) -> set[str]:
