@@ -64,7 +64,7 @@ def test_loaded_model_predicts_exactly_like_the_trained_one(run_dir: Path) -> No
     loaded = load_model_folder(run_dir / "model")
     assert not loaded.model.training
     # The model fit() held in memory at export: the best checkpoint's weights (our own file).
-    state = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=False)["state_dict"]
+    state = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
     preprocessor = Preprocessor.load(run_dir / "preprocessing.json")
     trained = build_model(
         loaded.config,
@@ -127,10 +127,78 @@ def test_a_run_folder_is_not_a_model_folder(run_dir: Path) -> None:
         load_model_folder(run_dir)
 
 
-def test_unreadable_config_is_a_model_error(model_copy: Path) -> None:
+def test_a_config_that_is_not_json_is_a_model_error(model_copy: Path) -> None:
     (model_copy / "config.json").write_text("{not json")
-    with pytest.raises(ModelError, match=r"config\.json: unreadable model config"):
+    with pytest.raises(ModelError, match=r"config\.json: not JSON .*the model folder is damaged"):
         load_model_folder(model_copy)
+
+
+@pytest.mark.parametrize("key", ["model", "input_infos", "target_infos"])
+def test_a_config_missing_a_key_names_the_key(model_copy: Path, key: str) -> None:
+    path = model_copy / "config.json"
+    payload = json.loads(path.read_text())
+    del payload[key]
+    path.write_text(json.dumps(payload))
+    with pytest.raises(ModelError, match=rf"config\.json: the key\(s\) '{key}' are missing"):
+        load_model_folder(model_copy)
+
+
+def test_truncated_weights_are_a_model_error(model_copy: Path) -> None:
+    path = model_copy / "model.safetensors"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ModelError, match=r"model\.safetensors: not a readable safetensors file"):
+        load_model_folder(model_copy)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_a_model_error_naming_the_tensor(
+    model_copy: Path, value: float
+) -> None:
+    state = load_file(str(model_copy / "model.safetensors"))
+    name = next(k for k, v in sorted(state.items()) if v.is_floating_point() and v.numel() > 1)
+    state[name].view(-1)[1] = value
+    save_file(state, str(model_copy / "model.safetensors"))
+    with pytest.raises(ModelError, match="hold NaN or infinite values") as err:
+        load_model_folder(model_copy)
+    assert name in str(err.value) and "model.safetensors" in str(err.value)
+
+
+def test_saving_replaces_an_earlier_folder_whole(run_dir: Path, model_copy: Path) -> None:
+    loaded = load_model_folder(model_copy)
+    (model_copy / "stale.txt").write_text("from an earlier export")
+    save_model_folder(
+        model_copy,
+        model=loaded.model,
+        config=loaded.config,
+        preprocessor=loaded.preprocessor,
+        spec=loaded.spec,
+    )
+    assert sorted(p.name for p in model_copy.iterdir()) == sorted(FILES)
+    assert sorted(p.name for p in model_copy.parent.iterdir()) == ["model"]  # no leftovers
+
+
+def test_a_failure_while_saving_leaves_the_earlier_folder_intact(
+    model_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = load_model_folder(model_copy)
+    before = {p.name: p.read_bytes() for p in model_copy.iterdir()}
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    # The weights are written first, then the preprocessing state fails.
+    monkeypatch.setattr(Preprocessor, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_model_folder(
+            model_copy,
+            model=loaded.model,
+            config=loaded.config.model_copy(update={"dim": 99}),
+            preprocessor=loaded.preprocessor,
+            spec=loaded.spec,
+        )
+    assert {p.name: p.read_bytes() for p in model_copy.iterdir()} == before
+    assert sorted(p.name for p in model_copy.parent.iterdir()) == ["model"]
+    load_model_folder(model_copy)
 
 
 def _edit_config(folder: Path, **model_changes) -> None:

@@ -14,11 +14,14 @@ Loading reads only JSON, YAML (safe loader) and safetensors: it never unpickles 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import yaml
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from polymodal import __version__
@@ -56,9 +59,32 @@ def save_model_folder(
     spec: CohortSpec,
     extra: dict | None = None,
 ) -> Path:
-    """Write a model folder; returns its path."""
+    """Write a model folder; returns its path.
+
+    The files go to a hidden sibling folder first, which then replaces ``folder`` by renames:
+    a crash or error while writing leaves the earlier folder (or none), never a torn one.
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(
+        tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent)
+    )
+    try:
+        _write_files(partial, model, config, preprocessor, spec, extra)
+        _replace_folder(folder, partial)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return folder
+
+
+def _write_files(
+    folder: Path,
+    model: MultimodalModel,
+    config: ModelConfig,
+    preprocessor: Preprocessor,
+    spec: CohortSpec,
+    extra: dict | None,
+) -> None:
     # safetensors refuses shared storage; contiguous clones make every tensor its own.
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS), metadata={"format": "pt", "polymodal": __version__})
@@ -75,11 +101,36 @@ def save_model_folder(
         **(extra or {}),
     }
     (folder / CONFIG).write_text(json.dumps(payload, indent=2))
-    return folder
+
+
+def _replace_folder(folder: Path, new: Path) -> None:
+    """Put the complete folder ``new`` at ``folder``, replacing an earlier one.
+
+    Two renames: the earlier folder steps aside, the new one takes its name (a folder cannot be
+    swapped in one atomic step); the earlier one is removed only once the new one is in place.
+    """
+    new.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
+    if not folder.exists():
+        new.rename(folder)
+        return
+    earlier = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
+    earlier.rmdir()
+    folder.rename(earlier)
+    try:
+        new.rename(folder)
+    except OSError:
+        earlier.rename(folder)
+        raise
+    shutil.rmtree(earlier, ignore_errors=True)
 
 
 def load_model_folder(folder: Path | str, *, device: str | torch.device = "cpu") -> LoadedModel:
-    """Read a model folder written by :func:`save_model_folder` (never unpickles)."""
+    """Read a model folder written by :func:`save_model_folder` (never unpickles).
+
+    Raises:
+        ModelError: a file is missing, damaged (not JSON, truncated weights, a key missing) or
+            does not fit the config, or a weight is NaN or infinite; the message names the file.
+    """
     folder = Path(folder)
     for name in (WEIGHTS, CONFIG, PREPROCESSING, SPEC):
         if not (folder / name).is_file():
@@ -87,23 +138,13 @@ def load_model_folder(folder: Path | str, *, device: str | torch.device = "cpu")
                 f"{folder}: not a polymodal model folder ({name} is missing); "
                 "give the folder that `polymodal fit` wrote (OUT/model)"
             )
-    try:
-        payload = json.loads((folder / CONFIG).read_text())
-        config = ModelConfig.model_validate(payload["model"])
-        base_dir = Path(payload.get("spec_base_dir", folder))
-        base_dir = base_dir if base_dir.is_dir() else folder
-        spec = parse_spec(
-            yaml.safe_load((folder / SPEC).read_text()),
-            base_dir=base_dir,
-            source=str(folder / SPEC),
-        )
-    except (KeyError, ValueError) as err:
-        raise ModelError(f"{folder / CONFIG}: unreadable model config ({err})") from None
+    payload, config = _read_config(folder / CONFIG)
+    spec = _read_spec(folder, payload)
     preprocessor = Preprocessor.load(folder / PREPROCESSING)
     input_infos = payload["input_infos"]
     target_infos = payload["target_infos"]
     model = build_model(without_pretrained_weights(config), input_infos, target_infos)
-    state = load_file(str(folder / WEIGHTS), device="cpu")
+    state = _read_weights(folder / WEIGHTS)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:
@@ -120,6 +161,66 @@ def load_model_folder(folder: Path | str, *, device: str | torch.device = "cpu")
         )
     model.to(device).eval()
     return LoadedModel(model, config, preprocessor, spec, input_infos, target_infos, folder)
+
+
+# What to do about a damaged model folder file.
+DAMAGED = "the model folder is damaged: copy it again from its source or export it again"
+REQUIRED_CONFIG_KEYS = ("model", "input_infos", "target_infos")
+
+
+def _read_config(path: Path) -> tuple[dict, ModelConfig]:
+    """config.json's payload and its validated model config."""
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ModelError(f"{path}: not JSON ({err}); {DAMAGED}") from None
+    if not isinstance(payload, dict):
+        raise ModelError(f"{path}: expected a JSON object; {DAMAGED}")
+    missing = [key for key in REQUIRED_CONFIG_KEYS if key not in payload]
+    if missing:
+        raise ModelError(
+            f"{path}: the key(s) {', '.join(map(repr, missing))} are missing; {DAMAGED}"
+        )
+    try:
+        config = ModelConfig.model_validate(payload["model"])
+    except ValueError as err:
+        raise ModelError(f"{path}: unreadable model config ({err})") from None
+    return payload, config
+
+
+def _read_spec(folder: Path, payload: dict) -> CohortSpec:
+    """The folder's cohort spec, its relative paths resolved against the training cohort's
+    folder while that still exists."""
+    base_dir = Path(payload.get("spec_base_dir", folder))
+    base_dir = base_dir if base_dir.is_dir() else folder
+    try:
+        raw = yaml.safe_load((folder / SPEC).read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ModelError(f"{folder / SPEC}: not a readable YAML spec ({err}); {DAMAGED}") from None
+    return parse_spec(raw, base_dir=base_dir, source=str(folder / SPEC))
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The weights of a safetensors file, every floating-point value finite."""
+    try:
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelError(
+            f"{path}: not a readable safetensors file ({err}); it may be truncated or "
+            f"overwritten; {DAMAGED}"
+        ) from None
+    bad = [
+        name
+        for name, tensor in state.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        raise ModelError(
+            f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values ({', '.join(bad[:5])}); "
+            "the model would predict nothing usable. The training diverged (lower train.lr, "
+            f"check the inputs with `polymodal validate`) or {DAMAGED}"
+        )
+    return state
 
 
 def without_pretrained_weights(config: ModelConfig) -> ModelConfig:
