@@ -5,16 +5,22 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from rich.console import Console
 from tiny_files import break_files, tiny_cohort, truncate, write_manifest, write_png
 from typer.testing import CliRunner
 
 from polymodal.cli import app, main
+from polymodal.data.manifest import load_cohort
+from polymodal.data.report import render_report
+from polymodal.data.spec import load_spec
+from polymodal.data.validate import validate_cohort
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -171,3 +177,22 @@ def test_ham10000_subset_flags_dx_type(shared_data, tmp_path):
     assert "possible leakage" in result.output
     # The manifest was swapped, not the data root: nothing new appears beside the real data.
     assert not (shared_data / "ham10000" / "subset.csv").exists()
+
+
+def test_problem_paths_and_ids_are_printed_unbroken_at_80_columns(tmp_path):
+    long_dir = tmp_path / "a_rather_long_folder_name_for_scans" / "another_deeply_nested_folder"
+    root = long_dir / "cohort"
+    spec_path, frame = tiny_cohort(root)
+    missing = "xray/scan_of_patient_with_a_long_file_name_0001_[left].png"
+    frame.loc[0, "xray"] = missing
+    frame.loc[0, "sample_id"] = "sample-[0]-with-a-long-identifier-that-would-not-fit"
+    write_manifest(root, frame)
+    report = validate_cohort(load_cohort(load_spec(spec_path)), workers=1)
+    out = StringIO()
+    render_report(report, Console(width=80, file=out))
+    lines = out.getvalue().splitlines()
+    full_path = str(root / missing)
+    assert len(full_path) > 80
+    [line] = [line for line in lines if full_path in line]
+    assert "row sample-[0]-with-a-long-identifier-that-would-not-fit · column xray" in line
+    assert str(root / "manifest.csv") in lines[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from tiny_files import break_files, tiny_cohort, write_manifest, write_png
 
 from polymodal.data.leakage import find_leaks
@@ -186,7 +187,7 @@ def test_single_class_in_train_blocks_training(tmp_path):
     )
 
 
-def test_paths_outside_the_folder_are_read_but_never_written(tmp_path):
+def test_paths_outside_the_folder_are_read_when_allowed_but_never_written(tmp_path):
     outside = tmp_path / "outside"
     write_png(outside / "far.png", np.zeros((8, 8), dtype=np.uint8))
     root = tmp_path / "cohort"
@@ -194,6 +195,12 @@ def test_paths_outside_the_folder_are_read_but_never_written(tmp_path):
     frame.loc[0, "xray"] = "../outside/far.png"
     frame.loc[1, "xray"] = str(outside / "far.png")
     write_manifest(root, frame)
+    refused = run(spec_path)
+    assert [(p.row_id, p.column) for p in refused.problems] == [("s0", "xray"), ("s1", "xray")]
+    without_reading = validate_cohort(load_cohort(load_spec(spec_path)), read_files=False)
+    assert without_reading.problems == refused.problems
+    spec = yaml.safe_load(spec_path.read_text())
+    spec_path.write_text(yaml.safe_dump({**spec, "allow_outside_root": True}))
     before = sorted(p.name for p in outside.iterdir())
     report = run(spec_path)
     assert report.problems == [] and report.availability["xray"]["train"] == 4

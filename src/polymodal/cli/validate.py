@@ -55,8 +55,10 @@ def validate(
     render_report(report, console, max_problems=max_problems)
     if problems_csv is not None:
         write_problems_csv(report, problems_csv)
-        console.print(f"all {len(report.problems):,} problem(s) written to {problems_csv}")
+        console.print(
+            f"all {len(report.problems):,} problem(s) written to {problems_csv}", soft_wrap=True
+        )
     if json_path is not None:
         write_report_json(report, json_path)
-        console.print(f"report written to {json_path}")
+        console.print(f"report written to {json_path}", soft_wrap=True)
     raise typer.Exit(0 if report.training_possible else 1)
