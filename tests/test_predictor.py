@@ -71,7 +71,8 @@ def test_rows_with_any_subset_of_modalities_each_get_a_probability(
     frame, given = _new_patients(manifest)
     path = tmp_path / "new_patients.csv"
     frame.to_csv(path, index=False)
-    table = predictor.predict_manifest(path)
+    # The rows name files of the training cohort: say where they are.
+    table = predictor.predict_manifest(path, root=predictor.loaded.spec.data_root)
     assert list(table.columns) == [
         "sample_id",
         *(f"available_{m}" for m in MODALITIES),
@@ -96,7 +97,7 @@ def test_a_row_predicts_the_same_alone_in_a_new_manifest_as_during_evaluation(
     new = test_rows.drop(columns=["label", "split"]).sample(frac=1.0, random_state=0)
     path = tmp_path / "unlabelled.csv"
     new.to_csv(path, index=False)
-    table = predictor.predict_manifest(path)
+    table = predictor.predict_manifest(path, root=predictor.loaded.spec.data_root)
     assert len(table) == len(new)
     evaluation = predictor.predict_cohort(load_cohort(predictor.loaded.spec), split="test")
     assert sorted(evaluation["sample_id"]) == sorted(table["sample_id"])

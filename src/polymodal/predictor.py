@@ -1,7 +1,13 @@
-"""Use a trained model on rows with any subset of modalities."""
+"""Use a trained model on rows with any subset of modalities.
+
+Prediction speaks where the output would otherwise mislead: rows with no data get no
+probability, unseen categories and repeated ids are warned about (Python ``warnings``; the CLI
+prints them), and non-finite model outputs are an error naming the rows.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -13,7 +19,8 @@ from torch.utils.data import DataLoader
 from polymodal.data.batch import to_device
 from polymodal.data.collate import collate_samples
 from polymodal.data.dataset import CohortDataset
-from polymodal.data.manifest import Cohort, load_cohort
+from polymodal.data.manifest import Cohort, is_missing, load_cohort
+from polymodal.data.spec import TabularModality
 from polymodal.errors import ModelError
 from polymodal.model_folder import LoadedModel, load_model_folder
 from polymodal.training.predictions import PredictionCollector
@@ -108,6 +115,10 @@ class Predictor:
         Every file is read and every encoder runs once per batch; the fusion core and heads
         then run once per subset with the other modalities masked as unavailable.
         Returns ``{subset: collector}`` and the availability ``{modality: (n,)}`` in the data.
+
+        Raises:
+            ModelError: the model's outputs are not finite (NaN or inf) for rows that have data
+                in a subset; the message names the rows and why.
         """
         unknown = sorted({m for s in subsets for m in s} - set(self.modalities))
         if unknown:
@@ -117,6 +128,7 @@ class Predictor:
             dataset, batch_size=self.batch_size, shuffle=False, collate_fn=collate_samples
         )
         collectors = {tuple(s): PredictionCollector(self.loaded.target_infos) for s in subsets}
+        guard = NonFiniteGuard()
         available: dict[str, list[np.ndarray]] = {m: [] for m in self.modalities}
         model = self.loaded.model.eval()
         iterator = loader
@@ -132,9 +144,13 @@ class Predictor:
                     m: a if m in subset else torch.zeros_like(a) for m, a in availability.items()
                 }
                 logits = model.fuse(encoded, masked)["logits"]
-                collector.add(batch, model.predictions_from_logits(logits))
+                predictions = model.predictions_from_logits(logits)
+                has_data = torch.stack([a.bool() for a in masked.values()]).any(0)
+                guard.add(batch["ids"], predictions, has_data)
+                collector.add(batch, predictions)
             for m in self.modalities:
                 available[m].append(batch["available"][m].cpu().numpy())
+        guard.check(self.loaded)
         return collectors, {
             m: np.concatenate(v) if v else np.empty(0, bool) for m, v in available.items()
         }
@@ -142,19 +158,150 @@ class Predictor:
     def predict_cohort(
         self, cohort: Cohort, *, split: str | None = None, progress: bool = False
     ) -> pd.DataFrame:
-        """One output row per input row: ids, modalities used, and each target's predictions."""
+        """One output row per input row: ids, modalities used, and each target's predictions.
+
+        A row with no data in any modality the model reads gets blank outputs, and a ``note``
+        column (present only then) says why. Warns (``UserWarning``) about such rows, about
+        repeated ids and about tabular categories the model never learned.
+        """
+        positions = np.arange(len(cohort)) if split is None else cohort.indices(split)
+        rows = cohort.frame.iloc[positions]
+        _warn_duplicate_ids(rows[cohort.spec.id_column])
+        self._warn_unseen_categories(rows)
         collector, available = self.collect(cohort, split=split, progress=progress)
+        no_data = ~np.logical_or.reduce([used.astype(bool) for used in available.values()])
         table: dict[str, object] = {cohort.spec.id_column: collector.ids}
         for m, used in available.items():
             table[f"available_{m}"] = used.astype(bool)
         for target, info in self.loaded.target_infos.items():
-            table.update(_prediction_columns(target, info, collector.predictions(target)))
+            columns = _prediction_columns(target, info, collector.predictions(target))
+            table.update({name: _blank(values, no_data) for name, values in columns.items()})
+        if no_data.any():
+            table["note"] = np.where(no_data, NO_DATA_NOTE, "")
+            ids = np.asarray(collector.ids, dtype=object)[no_data]
+            warnings.warn(
+                f"{len(ids)} of {len(no_data)} rows have no data in any modality the model "
+                f"reads ({', '.join(self.modalities)}), so they get no prediction (blank outputs, "
+                f"see the 'note' column): {_some(ids)}",
+                stacklevel=2,
+            )
         return pd.DataFrame(table)
 
-    def predict_manifest(self, manifest: Path | str, *, progress: bool = False) -> pd.DataFrame:
-        """Predict every row of a manifest laid out like the training one (labels optional)."""
-        cohort = load_cohort(self.loaded.spec, manifest_override=Path(manifest), for_inference=True)
+    def predict_manifest(
+        self, manifest: Path | str, *, root: Path | str | None = None, progress: bool = False
+    ) -> pd.DataFrame:
+        """Predict every row of a manifest laid out like the training one (labels optional).
+
+        Relative file paths resolve against ``root``, by default the manifest's own folder
+        (never the training cohort's). A modality whose columns are all absent is missing for
+        every row; the id column is required.
+        """
+        cohort = load_cohort(
+            self.loaded.spec, manifest_override=Path(manifest), for_inference=True, root=root
+        )
         return self.predict_cohort(cohort, progress=progress)
+
+    def _warn_unseen_categories(self, rows: pd.DataFrame) -> None:
+        """Warn, per column, about categorical values the fitted vocabulary does not hold."""
+        prep = self.loaded.preprocessor
+        for name in self.modalities:
+            cfg = prep.modality_configs[name]
+            if not isinstance(cfg, TabularModality):
+                continue
+            vocabularies = prep.state[f"modality:{name}"]["vocabularies"]
+            for column in cfg.categorical:
+                cells = rows[column].str.strip()
+                known = set(vocabularies[column])
+                unseen = sorted(
+                    {c for c in cells if c not in known and not is_missing(c, cfg.missing_values)}
+                )
+                if unseen:
+                    count = int(cells.isin(unseen).sum())
+                    warnings.warn(
+                        f"column {column!r} ({name}): {count} row(s) hold values the model did "
+                        f"not learn (absent or rare in training): {_some(unseen)}; the model "
+                        "treats them as unknown",
+                        stacklevel=3,
+                    )
+
+
+NO_DATA_NOTE = "no data in any modality the model reads: no prediction"
+
+
+class NonFiniteGuard:
+    """Collects the rows whose model outputs are NaN or infinite, and refuses them.
+
+    ``add(ids, predictions, has_data)`` per batch (``predictions`` as the heads give them,
+    ``{target: {name: (B, ...)}}``, ``has_data`` ``(B,)``: rows with some modality available);
+    ``check(loaded)`` raises :class:`ModelError` when any such row was seen.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[str]] = {}  # target -> ids
+
+    def add(
+        self,
+        ids: Sequence[str],
+        predictions: Mapping[str, Mapping[str, torch.Tensor]],
+        has_data: torch.Tensor,
+    ) -> None:
+        for target, outputs in predictions.items():
+            finite = torch.ones(len(ids), dtype=torch.bool, device=has_data.device)
+            for value in outputs.values():
+                finite &= torch.isfinite(value.float()).reshape(len(ids), -1).all(1)
+            bad = (~finite & has_data).cpu().numpy()
+            if bad.any():
+                self.rows.setdefault(target, []).extend(np.asarray(ids, dtype=object)[bad])
+
+    def check(self, loaded: LoadedModel) -> None:
+        if not self.rows:
+            return
+        target, ids = next(iter(self.rows.items()))
+        broken = [
+            name
+            for name, value in loaded.model.state_dict().items()
+            if value.is_floating_point() and not bool(torch.isfinite(value).all())
+        ]
+        if broken:
+            why = (
+                f"{len(broken)} weight tensor(s) hold NaN or inf ({_some(broken)}): the model "
+                "folder is damaged or its training diverged; retrain it or restore the folder"
+            )
+        else:
+            why = (
+                "the weights are finite, so these rows' inputs drive the model out of range; "
+                "check them with `polymodal validate`"
+            )
+        raise ModelError(
+            f"{loaded.folder}: the model's outputs for target {target!r} are not finite (NaN "
+            f"or inf) in {len(ids)} row(s): {_some(ids)}; {why}"
+        )
+
+
+def _warn_duplicate_ids(ids: pd.Series) -> None:
+    """Predictions are per row, but a repeated id makes them ambiguous to join back."""
+    repeated = sorted(set(ids[ids.duplicated()]))
+    if repeated:
+        warnings.warn(
+            f"{len(repeated)} id(s) appear in more than one row: {_some(repeated)}; each row "
+            "gets its own prediction, in the table's order",
+            stacklevel=3,
+        )
+
+
+def _some(values: Sequence[str], limit: int = 10) -> str:
+    """Up to ``limit`` values, quoted, and how many more."""
+    shown = ", ".join(repr(str(v)) for v in values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+def _blank(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``values`` with ``rows`` (bool mask) blank: NaN for numbers, None for class names."""
+    if not rows.any():
+        return values
+    blanked = values.astype(object if values.dtype.kind in "OUSib" else float)
+    blanked[rows] = None if blanked.dtype == object else np.nan
+    return blanked
 
 
 def _prediction_columns(

@@ -75,9 +75,9 @@ def test_fit_then_evaluate_then_predict(spec_path: Path, tmp_path: Path) -> None
     new_path = tmp_path / "new_patients.csv"
     new_rows.to_csv(new_path, index=False)
     predictions_path = tmp_path / "out" / "predictions.csv"
-    predicted = runner.invoke(
-        app, ["predict", str(model_dir), str(new_path), "--out", str(predictions_path)]
-    )
+    # The rows name the training cohort's files: --root says where they are.
+    args = ["predict", str(model_dir), str(new_path), "--root", str(spec_path.parent)]
+    predicted = runner.invoke(app, [*args, "--out", str(predictions_path)])
     assert predicted.exit_code == 0, predicted.output
     assert f"{len(new_rows)} rows" in predicted.output
     table = pd.read_csv(predictions_path)

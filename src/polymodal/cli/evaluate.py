@@ -17,7 +17,14 @@ def evaluate(
     spec: Path | None = typer.Option(
         None, help="Cohort spec (default: the one saved with the model)."
     ),
-    manifest: Path | None = typer.Option(None, help="Score this manifest instead of the spec's."),
+    manifest: Path | None = typer.Option(
+        None,
+        help="Score this manifest instead of the spec's; its relative file paths start from its "
+        "own folder (or --root), never the training cohort's.",
+    ),
+    root: Path | None = typer.Option(
+        None, help="Folder that relative file paths start from; every file must lie inside it."
+    ),
     split: str = typer.Option("test", help="Split to score: test, val or train."),
     subsets: bool = typer.Option(True, help="Score every non-empty subset of modalities."),
     n_boot: int = typer.Option(1000, min=0, help="Bootstrap resamples by patient group."),
@@ -38,7 +45,10 @@ def evaluate(
 
     predictor = Predictor.load(model_dir)
     cohort_spec = load_spec(spec) if spec is not None else predictor.loaded.spec
-    cohort = load_cohort(cohort_spec, manifest_override=manifest)
+    # Another table is other patients: a same-named file beside the training data is not theirs.
+    if root is None and manifest is not None:
+        root = manifest.expanduser().resolve().parent
+    cohort = load_cohort(cohort_spec, manifest_override=manifest, root=root)
     result = evaluate_model(
         predictor,
         cohort,

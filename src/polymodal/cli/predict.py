@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from polymodal.cli import app, console
+from polymodal.cli import app, console, err_console
 
 
 @app.command()
@@ -14,7 +16,15 @@ def predict(
     model_dir: Path = typer.Argument(
         ..., help="Model folder written by `polymodal fit` (OUT/model)."
     ),
-    manifest: Path = typer.Argument(..., help="CSV/Parquet laid out like the training manifest."),
+    manifest: Path = typer.Argument(
+        ...,
+        help="CSV/Parquet laid out like the training manifest; a modality may lack its columns.",
+    ),
+    root: Path | None = typer.Option(
+        None,
+        help="Folder that the table's relative file paths start from (default: the table's "
+        "own folder, never the training cohort's); every file must lie inside it.",
+    ),
     out: Path = typer.Option(
         Path("predictions.csv"), "--out", "-o", help="Where to write the CSV."
     ),
@@ -26,11 +36,21 @@ def predict(
         "--prompt 'cancer=How likely is lung cancer within six years?' (repeatable).",
     ),
 ) -> None:
-    """Write one CSV row of predictions per manifest row (labels are not needed)."""
+    """Write one CSV row of predictions per manifest row (labels are not needed).
+
+    A row with no data in any modality the model reads gets blank outputs and a note; rows
+    without data, repeated ids and unseen categories are warned about.
+    """
     from polymodal.predictor import Predictor
 
     predictor = Predictor.load(model_dir, batch_size=batch_size, prompts=_parse_prompts(prompt))
-    table = predictor.predict_manifest(manifest, progress=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        table = predictor.predict_manifest(manifest, root=root, progress=True)
+    # Printed as messages, unbroken, rather than as Python's "file:line: UserWarning" lines.
+    for warning in caught:
+        message = escape(str(warning.message))
+        err_console.print(f"[bold yellow]warning:[/] {message}", soft_wrap=True, highlight=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     console.print(f"{len(table)} rows → [bold]{out}[/]")
