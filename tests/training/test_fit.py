@@ -109,7 +109,7 @@ def test_resume_continues_from_the_last_checkpoint_with_the_saved_preprocessing(
     # Epoch 0 is the first run's own row (kept), epoch 1 continues its step count.
     pd.testing.assert_frame_equal(rows.iloc[:1], epoch0)
     assert rows["step"].tolist() == [3, 7]
-    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] == 8
     assert (out / "preprocessing.json").read_text() == state
     assert (out / "model" / "preprocessing.json").read_text() == state

@@ -237,7 +237,7 @@ def test_a_gm_run_exports_a_model_folder_that_loads(cohort_spec_path: Path, tmp_
     exported = load_file(str(out / "model" / "model.safetensors"))
     assert not any(key.startswith("plugins") for key in exported)
     checkpoint = torch.load(
-        out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+        out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
     )
     assert any(key.startswith("plugins.0.heads.labs.label") for key in checkpoint["state_dict"])
     metrics = pd.read_csv(out / "logs" / "metrics.csv")

@@ -23,11 +23,20 @@ def fit(
     set_: list[str] = typer.Option(
         [], "--set", help="Dotted override, e.g. train.lr=1e-4 (repeatable)."
     ),
-    resume: bool = typer.Option(False, help="Continue from OUT/checkpoints/last.ckpt."),
+    resume: bool = typer.Option(
+        False,
+        help="Continue from OUT/checkpoints/last.ckpt (same run config; max_epochs may change).",
+    ),
     distill_from: Path | None = typer.Option(
         None,
         "--distill-from",
         help="Teacher model folder (OUT/model of a fit on this cohort): distil it into this model.",
+    ),
+    allow_blocking: bool = typer.Option(
+        False,
+        "--allow-blocking",
+        help="Train although `polymodal validate` finds blocking problems (duplicate ids, a "
+        "patient in two splits, …); recorded in OUT/run.json.",
     ),
 ) -> None:
     """Fit preprocessing on the training split, train, pick the best epoch on validation, export."""
@@ -57,6 +66,7 @@ def fit(
         distill=run.distill,
         modulation=run.modulation,
         intervention_loss=run.intervention_loss,
+        allow_blocking=allow_blocking,
     )
     score = "n/a" if result.best_score is None else f"{result.best_score:.4f}"
     console.print(f"best {result.monitor} = {score}; model folder: [bold]{result.model_dir}[/]")

@@ -6,9 +6,10 @@ Run folder layout (``OUT``)::
       preprocessing.json     fitted on the training split (reused on --resume)
       run.json               the model and training config of this run
       cache/                 decoded, preprocessed files (second epoch decodes nothing)
-      checkpoints/           best.ckpt and last.ckpt (Lightning; used to resume)
+      checkpoints/           best.ckpt and last.ckpt (Lightning, every epoch; used to resume)
       logs/                  CSV metrics; tensorboard/ TensorBoard events
       model/                 the exported model folder (see polymodal.model_folder)
+      .polymodal.lock        held while a fit writes here (polymodal.run_lock)
 """
 
 from __future__ import annotations
@@ -38,11 +39,16 @@ from polymodal.data.spec import CohortSpec
 from polymodal.errors import PolymodalError
 from polymodal.model import MultimodalModel, build_model
 from polymodal.model_folder import save_model_folder
+from polymodal.run_lock import RunLock
+from polymodal.training.checkpoints import load_best_weights, verify_resume_checkpoint
 from polymodal.training.config import TrainConfig
 from polymodal.training.distill import Distillation, DistillationConfig
+from polymodal.training.epoch_seeds import EpochShuffle, SeedEachEpoch
 from polymodal.training.intervention_loss import InterventionLoss, InterventionLossConfig
 from polymodal.training.modulation import GradientModulation, ModulationConfig
 from polymodal.training.module import PolymodalModule, TrainingPlugin, resolve_monitor
+from polymodal.training.preflight import check_blocking
+from polymodal.training.resume import check_resume_config
 from polymodal.training.sampling import dataset_sampler
 from polymodal.training.timing import EpochTimer
 
@@ -61,21 +67,23 @@ class FitResult:
 def make_loader(
     dataset: CohortDataset, cfg: TrainConfig, *, shuffle: bool, sampler: Sampler | None = None
 ) -> DataLoader:
-    """A DataLoader with polymodal's collate; a seeded generator keeps shuffling reproducible.
+    """A DataLoader with polymodal's collate; shuffling depends on (seed, epoch) only.
 
     With a ``sampler`` (``train.sampling``) rows are drawn by it instead of shuffled.
     """
-    generator = torch.Generator().manual_seed(cfg.seed)
-    shuffle_rows = shuffle and sampler is None
+    if shuffle and sampler is None:
+        sampler = EpochShuffle(len(dataset), cfg.seed)
     return DataLoader(
         dataset,
         batch_size=cfg.batch_size,
-        shuffle=shuffle_rows,
         sampler=sampler,
         num_workers=cfg.num_workers,
         collate_fn=collate_samples,
-        generator=generator if shuffle_rows else None,
-        persistent_workers=cfg.num_workers > 0,
+        # The training workers' seeds come from a generator of their own (see SeedEachEpoch).
+        generator=torch.Generator() if shuffle else None,
+        # Training workers start afresh each epoch, seeded from the generators SeedEachEpoch
+        # has just reset: their augmentation is the same after a resume.
+        persistent_workers=cfg.num_workers > 0 and not shuffle,
         # A last training batch of one sample breaks BatchNorm (one value per channel on a 1×1
         # feature map); shuffling leaves a different sample out of each epoch.
         drop_last=shuffle and len(dataset) % cfg.batch_size == 1,
@@ -96,43 +104,70 @@ def fit(
     distill: DistillationConfig | None = None,
     modulation: ModulationConfig | None = None,
     intervention_loss: InterventionLossConfig | None = None,
+    allow_blocking: bool = False,
 ) -> FitResult:
     """Train ``model_config`` on ``spec``'s training split, select on validation, export.
 
     With ``resume=True`` and ``OUT/checkpoints/last.ckpt`` present, training continues from
-    that checkpoint with the preprocessing state saved in ``OUT``. ``distill`` adds knowledge
+    that checkpoint (written after every epoch) with the preprocessing state saved in ``OUT``;
+    the run config must be the one the run started with (see :mod:`polymodal.training.resume`),
+    and the result equals an uninterrupted run's. ``distill`` adds knowledge
     distillation from a teacher model folder fitted on the same cohort, ``modulation`` gradient
     modulation, ``intervention_loss`` the Early Intervention loss of the ``intervention`` core;
     none changes the exported model's architecture.
     ``preprocessor`` replaces the state fitted on the training split (``polymodal adapt`` keeps
     the trained model's input encodings), and ``warm_start(model)`` runs on the freshly built
     model before training (loading earlier weights, freezing parts).
+
+    Training does not start while another process writes to ``out_dir``
+    (:class:`polymodal.run_lock.RunLock`) or while the cohort has a problem that
+    ``polymodal validate`` calls blocking, unless ``allow_blocking`` (recorded in run.json).
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(out_dir):
+        return _fit_locked(
+            spec,
+            out_dir,
+            model_config=model_config,
+            train_config=train_config,
+            resume=resume,
+            cohort=cohort,
+            preprocessor=preprocessor,
+            warm_start=warm_start,
+            progress=progress,
+            distill=distill,
+            modulation=modulation,
+            intervention_loss=intervention_loss,
+            allow_blocking=allow_blocking,
+        )
+
+
+def _fit_locked(
+    spec: CohortSpec,
+    out_dir: Path,
+    *,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    resume: bool,
+    cohort: Cohort | None,
+    preprocessor: Preprocessor | None,
+    warm_start: Callable[[MultimodalModel], None] | None,
+    progress: bool,
+    distill: DistillationConfig | None,
+    modulation: ModulationConfig | None,
+    intervention_loss: InterventionLossConfig | None,
+    allow_blocking: bool,
+) -> FitResult:
+    """:func:`fit`, with ``out_dir`` locked for this process."""
     cfg = train_config
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     cohort = cohort or load_cohort(spec)
+    overridden = check_blocking(cohort, allow_blocking=allow_blocking)
     if distill is not None and distill.student_modality_dropout is not None:
         # Recorded in run.json and the model folder: what the student was actually trained with.
         model_config = model_config.model_copy(
             update={"modality_dropout": distill.student_modality_dropout}
         )
-
-    state_path = out_dir / "preprocessing.json"
-    last_ckpt = out_dir / "checkpoints" / "last.ckpt"
-    resuming = resume and last_ckpt.is_file()
-    if resume and not resuming:
-        warnings.warn(
-            f"--resume: no checkpoint at {last_ckpt}; starting from scratch", stacklevel=2
-        )
-    if not resuming:
-        _clear_earlier_run(out_dir)
-    if resuming and state_path.is_file():
-        preprocessor = Preprocessor.load(state_path)
-    else:
-        preprocessor = preprocessor or Preprocessor.fit(cohort)
-        preprocessor.save(state_path)
     plugin_configs = {
         name: section.model_dump(mode="json")
         for name, section in (
@@ -142,16 +177,35 @@ def fit(
         )
         if section is not None
     }
-    (out_dir / "run.json").write_text(
-        json.dumps(
-            {
-                "model": model_config.model_dump(mode="json"),
-                "train": cfg.model_dump(mode="json"),
-                **plugin_configs,
-            },
-            indent=2,
+    run_record = {
+        "model": model_config.model_dump(mode="json"),
+        "train": cfg.model_dump(mode="json"),
+        **plugin_configs,
+    }
+
+    state_path = out_dir / "preprocessing.json"
+    checkpoints_dir = out_dir / "checkpoints"
+    last_ckpt = checkpoints_dir / "last.ckpt"
+    resuming = resume and last_ckpt.is_file()
+    if resume and not resuming:
+        warnings.warn(
+            f"--resume: no checkpoint at {last_ckpt}; starting from scratch", stacklevel=3
         )
-    )
+    if resuming:
+        # Refused before anything in the folder changes.
+        check_resume_config(out_dir / "run.json", run_record)
+        first_epoch = verify_resume_checkpoint(last_ckpt, checkpoints_dir)
+    else:
+        first_epoch = 0
+        _clear_earlier_run(out_dir)
+    if resuming and state_path.is_file():
+        preprocessor = Preprocessor.load(state_path)
+    else:
+        preprocessor = preprocessor or Preprocessor.fit(cohort)
+        preprocessor.save(state_path)
+    if overridden:
+        run_record["allow_blocking"] = overridden
+    (out_dir / "run.json").write_text(json.dumps(run_record, indent=2))
 
     input_infos = {m: preprocessor.input_info(m) for m in preprocessor.modalities}
     target_infos = {t: preprocessor.target_info(t) for t in preprocessor.targets}
@@ -159,25 +213,9 @@ def fit(
     if warm_start is not None and not resuming:
         # A resumed run's checkpoint holds the warm-started weights already.
         warm_start(model)
-    plugins: list[TrainingPlugin] = []
-    if distill is not None:
-        plugins.append(Distillation.from_config(distill, student=model, preprocessor=preprocessor))
-    if modulation is not None and modulation.enabled:
-        plugins.append(
-            GradientModulation.from_config(
-                modulation, model=model, dim=model_config.dim, target_infos=target_infos
-            )
-        )
-    if intervention_loss is not None:
-        plugins.append(
-            InterventionLoss.from_config(intervention_loss, model=model, target_infos=target_infos)
-        )
-    elif getattr(model.core, "detach_branches", False):
-        raise PolymodalError(
-            "model.core_options.detach_branches is true but the run config has no "
-            "intervention_loss section: the branches would get no gradient. Add "
-            "'intervention_loss: {}' (see configs/ei/ei_mor.yaml) or drop detach_branches"
-        )
+    plugins = _training_plugins(
+        model, model_config, target_infos, preprocessor, distill, modulation, intervention_loss
+    )
     cache = SampleCache(cfg.cache_dir or out_dir / "cache") if cfg.cache else None
     if cache is not None:
         # Augmented images are new every epoch: their features are not worth a file each.
@@ -213,83 +251,33 @@ def fit(
     module = PolymodalModule(
         model, target_infos, cfg, steps_per_epoch=len(train_loader), plugins=plugins
     )
-
     monitor, mode = resolve_monitor(cfg, target_infos)
-    checkpoint = ModelCheckpoint(
-        dirpath=out_dir / "checkpoints",
+    best_checkpoint = ModelCheckpoint(
+        dirpath=checkpoints_dir,
         filename="best",
         monitor=monitor,
         mode=mode,
-        save_last=True,
         save_top_k=1,
         enable_version_counter=False,
     )
-    callbacks: list[L.Callback] = [
-        checkpoint,
-        LearningRateMonitor(logging_interval="epoch"),
-        EpochTimer(),
-    ]
-    if cfg.early_stopping_patience:
-        callbacks.append(
-            EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping_patience)
-        )
-    if progress:
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        callbacks.append(RichProgressBar(leave=True))
-    loggers = [
-        CSVLogger(out_dir, name="logs", version=""),
-        TensorBoardLogger(out_dir, name="tensorboard", version=""),
-    ]
-
-    _quiet_lightning()
-    trainer = L.Trainer(
-        max_epochs=cfg.max_epochs,
-        accelerator=cfg.accelerator,
-        devices=1,
-        precision=cfg.precision,
-        callbacks=callbacks,
-        logger=loggers,
-        gradient_clip_val=cfg.gradient_clip,
-        deterministic=cfg.deterministic,
-        log_every_n_steps=min(cfg.log_every_n_steps, max(1, len(train_loader))),
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
+    seeds = SeedEachEpoch(cfg.seed, train_loader.generator, first_epoch)
+    trainer = _trainer(
+        cfg, out_dir, best_checkpoint, seeds, monitor, mode, len(train_loader), progress
     )
     metrics_csv = out_dir / "logs" / "metrics.csv"
     earlier_metrics = metrics_csv.read_text() if resuming and metrics_csv.is_file() else None
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings(
-            "ignore", message=".*Checkpoint directory.*exists and is not empty.*"
-        )
-        warnings.filterwarnings("ignore", message=".*Experiment logs directory.*not empty.*")
-        # Lightning's own use of a torch API that torch has deprecated: nothing a user can fix.
-        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-        try:
-            ckpt_path = str(last_ckpt) if resuming else None
-            trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
-        except (RuntimeError, MisconfigurationException):
-            # EarlyStopping / ModelCheckpoint fail after the first validation when the monitored
-            # name was never logged; say which names were.
-            logged = sorted(k for k in trainer.callback_metrics if k.startswith("val/"))
-            if not logged or monitor in trainer.callback_metrics:
-                raise
-            raise PolymodalError(
-                f"train.monitor: the validation metric {monitor!r} was not logged (an unknown "
-                f"name, or undefined on this validation split); logged: {', '.join(logged)}. "
-                "Set train.monitor to one of them, or to 'auto'."
-            ) from None
+    _train(trainer, module, train_loader, val_loader, last_ckpt if resuming else None, monitor)
     if earlier_metrics is not None:
         _keep_earlier_metrics(metrics_csv, earlier_metrics)
 
-    best_path = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    best_path = Path(best_checkpoint.best_model_path) if best_checkpoint.best_model_path else None
     if best_path is not None and best_path.is_file():
-        # Our own checkpoint, written moments ago by this process.
-        state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
-    best_score = None if checkpoint.best_model_score is None else float(checkpoint.best_model_score)
+        module.load_state_dict(load_best_weights(best_path, checkpoints_dir))
+    best_score = (
+        None
+        if best_checkpoint.best_model_score is None
+        else float(best_checkpoint.best_model_score)
+    )
     model_dir = save_model_folder(
         out_dir / "model",
         model=module.model,
@@ -308,6 +296,132 @@ def fit(
         [*getattr(preprocessor, "fit_issues", []), *train_ds.issues, *val_ds.issues],
     )
     return FitResult(model_dir, best_path, best_score, monitor, trainer.current_epoch, issues)
+
+
+def _training_plugins(
+    model: MultimodalModel,
+    model_config: ModelConfig,
+    target_infos: dict[str, dict],
+    preprocessor: Preprocessor,
+    distill: DistillationConfig | None,
+    modulation: ModulationConfig | None,
+    intervention_loss: InterventionLossConfig | None,
+) -> list[TrainingPlugin]:
+    """The training additions the run config asks for, built for ``model``."""
+    plugins: list[TrainingPlugin] = []
+    if distill is not None:
+        plugins.append(Distillation.from_config(distill, student=model, preprocessor=preprocessor))
+    if modulation is not None and modulation.enabled:
+        plugins.append(
+            GradientModulation.from_config(
+                modulation, model=model, dim=model_config.dim, target_infos=target_infos
+            )
+        )
+    if intervention_loss is not None:
+        plugins.append(
+            InterventionLoss.from_config(intervention_loss, model=model, target_infos=target_infos)
+        )
+    elif getattr(model.core, "detach_branches", False):
+        raise PolymodalError(
+            "model.core_options.detach_branches is true but the run config has no "
+            "intervention_loss section: the branches would get no gradient. Add "
+            "'intervention_loss: {}' (see configs/ei/ei_mor.yaml) or drop detach_branches"
+        )
+    return plugins
+
+
+def _trainer(
+    cfg: TrainConfig,
+    out_dir: Path,
+    best_checkpoint: ModelCheckpoint,
+    seeds: SeedEachEpoch,
+    monitor: str,
+    mode: str,
+    steps_per_epoch: int,
+    progress: bool,
+) -> L.Trainer:
+    """The Lightning trainer: checkpoints, logs, early stopping, per-epoch seeds."""
+    # last.ckpt after every epoch (the best checkpoint's save_last writes it only when the
+    # monitored metric improved), written after best.ckpt so that it records the new best.
+    last_checkpoint = ModelCheckpoint(
+        dirpath=out_dir / "checkpoints",
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    callbacks: list[L.Callback] = [
+        best_checkpoint,
+        last_checkpoint,
+        seeds,
+        LearningRateMonitor(logging_interval="epoch"),
+        EpochTimer(),
+    ]
+    if cfg.early_stopping_patience:
+        callbacks.append(
+            EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping_patience)
+        )
+    if progress:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(leave=True))
+    loggers = [
+        CSVLogger(out_dir, name="logs", version=""),
+        TensorBoardLogger(out_dir, name="tensorboard", version=""),
+    ]
+    _quiet_lightning()
+    return L.Trainer(
+        max_epochs=cfg.max_epochs,
+        accelerator=cfg.accelerator,
+        devices=1,
+        precision=cfg.precision,
+        callbacks=callbacks,
+        logger=loggers,
+        gradient_clip_val=cfg.gradient_clip,
+        deterministic=cfg.deterministic,
+        log_every_n_steps=min(cfg.log_every_n_steps, max(1, steps_per_epoch)),
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+
+
+def _train(
+    trainer: L.Trainer,
+    module: PolymodalModule,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    resume_from: Path | None,
+    monitor: str,
+) -> None:
+    """``trainer.fit``, resuming from ``resume_from`` (unpickled with weights_only=True)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings(
+            "ignore", message=".*Checkpoint directory.*exists and is not empty.*"
+        )
+        warnings.filterwarnings("ignore", message=".*Experiment logs directory.*not empty.*")
+        # Lightning's own use of a torch API that torch has deprecated: nothing a user can fix.
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+        try:
+            trainer.fit(
+                module,
+                train_loader,
+                val_loader,
+                ckpt_path=None if resume_from is None else str(resume_from),
+                weights_only=True,
+            )
+        except (RuntimeError, MisconfigurationException):
+            # EarlyStopping / ModelCheckpoint fail after the first validation when the monitored
+            # name was never logged; say which names were.
+            logged = sorted(k for k in trainer.callback_metrics if k.startswith("val/"))
+            if not logged or monitor in trainer.callback_metrics:
+                raise
+            raise PolymodalError(
+                f"train.monitor: the validation metric {monitor!r} was not logged (an unknown "
+                f"name, or undefined on this validation split); logged: {', '.join(logged)}. "
+                "Set train.monitor to one of them, or to 'auto'."
+            ) from None
 
 
 def _write_issues(path: Path, issues: list) -> list:

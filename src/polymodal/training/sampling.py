@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.utils.data import WeightedRandomSampler
 
 from polymodal.errors import PolymodalError
+from polymodal.training.epoch_seeds import epoch_generator
 
 if TYPE_CHECKING:
     from polymodal.data.dataset import CohortDataset
@@ -127,6 +128,21 @@ def row_weights(
     return weights
 
 
+class EpochWeightedSampler(WeightedRandomSampler):
+    """A WeightedRandomSampler (with replacement, one draw per row) whose draws in epoch ``e``
+    depend on (seed, e) only, so a resumed run draws the rows an uninterrupted one would
+    (Lightning calls :meth:`set_epoch` before each training epoch)."""
+
+    def __init__(self, weights: Tensor, *, seed: int) -> None:
+        super().__init__(
+            weights, len(weights), replacement=True, generator=epoch_generator(seed, 0)
+        )
+        self.seed = seed
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = epoch_generator(self.seed, epoch)
+
+
 def make_sampler(
     sampling: str,
     targets: Mapping[str, Tensor],
@@ -135,14 +151,13 @@ def make_sampler(
     *,
     sampling_target: str | None = None,
     seed: int = 0,
-) -> WeightedRandomSampler | None:
-    """A seeded WeightedRandomSampler drawing as many rows per epoch as there are, with
+) -> EpochWeightedSampler | None:
+    """A seeded :class:`EpochWeightedSampler` drawing as many rows per epoch as there are, with
     replacement, by :func:`row_weights`; None for ``"shuffle"``."""
     weights = row_weights(sampling, targets, target_mask, target_infos, sampling_target)
     if weights is None:
         return None
-    generator = torch.Generator().manual_seed(seed)
-    return WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
+    return EpochWeightedSampler(weights, seed=seed)
 
 
 def dataset_sampler(

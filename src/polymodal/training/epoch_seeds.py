@@ -1,0 +1,80 @@
+"""Randomness derived from (seed, epoch), so a resumed run draws what an uninterrupted one would.
+
+Lightning's checkpoint restores weights, optimiser, schedule and counters, not random number
+generators. Every draw of a training epoch (the order of rows, the weighted sampler's draws,
+augmentation, modality dropout, dropout, the DataLoader workers' seeds) therefore starts from a
+state that depends only on ``train.seed`` and the epoch number:
+
+* :class:`SeedEachEpoch` reseeds Python's, NumPy's and torch's global generators at the start of
+  every training epoch, and the training DataLoader's own generator, which seeds its workers
+  (the DataLoader draws nothing from the global generators);
+* :class:`EpochShuffle` orders the rows by a permutation of its own (seed, epoch) generator;
+  :class:`polymodal.training.sampling.EpochWeightedSampler` draws the same way.
+
+Lightning calls a sampler's ``set_epoch(epoch)`` before each training epoch.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 32-bit seed for ``epoch`` of a run seeded with ``seed`` (any int, negative too)."""
+    entropy = [seed % 2**64, epoch]
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint32)[0])
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A fresh torch generator seeded for ``epoch``."""
+    return torch.Generator().manual_seed(epoch_seed(seed, epoch))
+
+
+class SeedEachEpoch(L.Callback):
+    """Reseed the global generators from (seed, epoch) at the start of every training epoch.
+
+    Args:
+        seed: ``train.seed``.
+        loader_generator: the training DataLoader's ``generator``, which seeds its workers when
+            the epoch's iterator is created. Lightning creates the first epoch's iterator before
+            ``on_train_epoch_start``; so it is seeded here for ``first_epoch`` (0, or the epoch a
+            resumed run starts with) and reseeded at each later epoch's start.
+        first_epoch: the first epoch this run trains.
+    """
+
+    def __init__(self, seed: int, loader_generator: torch.Generator, first_epoch: int = 0) -> None:
+        self.seed = seed
+        self.loader_generator = loader_generator
+        loader_generator.manual_seed(epoch_seed(seed, first_epoch))
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        seed = epoch_seed(self.seed, trainer.current_epoch)
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)  # CUDA's generators too
+        self.loader_generator.manual_seed(seed)
+
+
+class EpochShuffle(Sampler[int]):
+    """All ``n`` row positions in a random order that depends on (seed, epoch) only."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        order = torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch))
+        return iter(order.tolist())

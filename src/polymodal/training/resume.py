@@ -1,0 +1,93 @@
+"""Whether a run folder may be resumed with a given config: the same run, or a refusal.
+
+A resumed run restores weights, optimiser and schedule from ``last.ckpt``; with another model or
+training recipe it would crash on mismatched tensors or, worse, quietly train a hybrid. So the
+sections saved in ``OUT/run.json`` (``model``, ``train`` and the plugin sections) are compared
+with the new ones, key by key, and any difference refuses the resume, except the keys in
+:data:`MAY_CHANGE_ON_RESUME`, which change how or how long the run goes on, not what it trains.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from polymodal.errors import PolymodalError
+
+# Sections of run.json that define what a run trains.
+COMPARED_SECTIONS = ("model", "train", "distill", "modulation", "intervention_loss")
+
+MAY_CHANGE_ON_RESUME = frozenset(
+    {
+        "train.max_epochs",  # train longer (or stop sooner)
+        "train.num_workers",  # loader processes: same batches, see polymodal.training.epoch_seeds
+        "train.accelerator",  # another device
+        "train.cache",  # the sample cache holds the same decoded values
+        "train.cache_dir",
+        "train.log_every_n_steps",  # logging only
+    }
+)
+
+
+def flatten(section: Any, prefix: str) -> dict[str, Any]:
+    """``{"a.b.c": value}`` for every leaf of nested dicts (lists are leaves)."""
+    if not isinstance(section, dict):
+        return {prefix: section}
+    flat: dict[str, Any] = {}
+    for key, value in section.items():
+        flat.update(flatten(value, f"{prefix}.{key}"))
+    return flat
+
+
+def config_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``"key: saved → new"`` for every compared key whose value differs, values as JSON."""
+    old_flat: dict[str, Any] = {}
+    new_flat: dict[str, Any] = {}
+    for name in COMPARED_SECTIONS:
+        old_flat.update(flatten(saved.get(name), name) if saved.get(name) is not None else {})
+        new_flat.update(flatten(new.get(name), name) if new.get(name) is not None else {})
+    differences = []
+    for key in sorted(old_flat.keys() | new_flat.keys()):
+        if key in MAY_CHANGE_ON_RESUME:
+            continue
+        before, after = old_flat.get(key, _ABSENT), new_flat.get(key, _ABSENT)
+        if before != after:
+            differences.append(f"{key}: {_shown(before)} → {_shown(after)}")
+    return differences
+
+
+_ABSENT = object()
+
+
+def _shown(value: Any) -> str:
+    return "(absent)" if value is _ABSENT else json.dumps(value)
+
+
+def check_resume_config(run_json: Path, new: dict[str, Any]) -> None:
+    """Raise unless the run config ``new`` (run.json's layout) may resume the run in ``run_json``.
+
+    Raises:
+        PolymodalError: run.json is missing or unreadable, or a compared key differs; the
+            message lists every differing key with both values.
+    """
+    fresh = "start a fresh run without --resume (it replaces the checkpoints)"
+    try:
+        saved = json.loads(run_json.read_text())
+    except FileNotFoundError:
+        raise PolymodalError(
+            f"--resume: {run_json} is missing, so the checkpoint's config cannot be checked; "
+            f"{fresh}"
+        ) from None
+    except (OSError, ValueError) as err:
+        raise PolymodalError(f"--resume: {run_json} is unreadable ({err}); {fresh}") from None
+    if not isinstance(saved, dict):
+        raise PolymodalError(f"--resume: {run_json} is not a JSON object; {fresh}")
+    differences = config_differences(saved, new)
+    if differences:
+        allowed = ", ".join(sorted(MAY_CHANGE_ON_RESUME))
+        raise PolymodalError(
+            f"--resume: the run config differs from the one {run_json.parent} was trained with:\n  "
+            + "\n  ".join(differences)
+            + f"\nResume with the same config (only {allowed} may change), or {fresh}."
+        )
