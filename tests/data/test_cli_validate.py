@@ -196,3 +196,19 @@ def test_problem_paths_and_ids_are_printed_unbroken_at_80_columns(tmp_path):
     [line] = [line for line in lines if full_path in line]
     assert "row sample-[0]-with-a-long-identifier-that-would-not-fit · column xray" in line
     assert str(root / "manifest.csv") in lines[0]
+
+
+def test_a_recipe_bent_by_a_small_cohort_is_a_printed_warning(tmp_path):
+    spec_path, _ = tiny_cohort(tmp_path)
+    spec = yaml.safe_load(spec_path.read_text())
+    del spec["group_column"]
+    spec["split"] = {"recipe": {"train": 0.7, "val": 0.15, "test": 0.15}}
+    spec_path.write_text(yaml.safe_dump(spec))
+    result = invoke(str(spec_path))
+    assert result.exit_code == 0, result.output
+    assert (
+        "warning: split recipe (train 0.7, val 0.15, test 0.15, seed 0): the classes have too "
+        "few groups for 6 stratified folds (groups per class: '0': 3, '1': 3); splitting by "
+        "group without stratification" in result.output
+    )
+    assert "Traceback" not in result.output

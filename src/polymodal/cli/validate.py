@@ -6,12 +6,19 @@ cannot be used (raised as :class:`polymodal.errors.PolymodalError`, printed by `
 
 from __future__ import annotations
 
+import warnings
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich.text import Text
 
 from polymodal.cli import app, console
+
+if TYPE_CHECKING:
+    from polymodal.data.manifest import Cohort
+    from polymodal.data.spec import CohortSpec
 
 
 class OnErrorChoice(str, Enum):
@@ -43,14 +50,13 @@ def validate(
     """Check a cohort: rows, availability, labels, missing values, problems, leakage."""
     import torch
 
-    from polymodal.data.manifest import load_cohort
     from polymodal.data.report import render_report, write_problems_csv, write_report_json
     from polymodal.data.spec import load_spec
     from polymodal.data.validate import validate_cohort
 
     # Files are opened by a thread pool; per-image torch ops are too small to split further.
     torch.set_num_threads(1)
-    cohort = load_cohort(load_spec(spec), manifest)
+    cohort = _load_with_split_warnings(load_spec(spec), manifest)
     report = validate_cohort(cohort, on_error.value, workers, show_progress=True)
     render_report(report, console, max_problems=max_problems)
     if problems_csv is not None:
@@ -62,3 +68,22 @@ def validate(
         write_report_json(report, json_path)
         console.print(f"report written to {json_path}", soft_wrap=True)
     raise typer.Exit(0 if report.training_possible else 1)
+
+
+def _load_with_split_warnings(spec: CohortSpec, manifest: Path | None) -> Cohort:
+    """Load the cohort; how a split recipe had to bend on a small cohort is printed in yellow."""
+    from polymodal.data.manifest import load_cohort
+    from polymodal.data.splits import SplitWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SplitWarning)
+        cohort = load_cohort(spec, manifest)
+    for warning in caught:
+        if issubclass(warning.category, SplitWarning):
+            line = Text.assemble(("warning: ", "yellow"), str(warning.message))
+            console.print(line, soft_wrap=True, highlight=False)
+        else:
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    return cohort
