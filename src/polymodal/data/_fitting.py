@@ -95,7 +95,9 @@ def _mean_std(values: np.ndarray) -> tuple[float, float]:
     values = values[np.isfinite(values)]
     if values.size == 0:
         return 0.0, 1.0
-    mean, std = float(values.mean()), float(values.std())
+    # An overflow gives inf, which Preprocessor.fit refuses, naming the modality and statistic.
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = float(values.mean()), float(values.std())
     return mean, (std if std > 1e-12 else 1.0)
 
 

@@ -42,6 +42,10 @@ def is_missing(cell: str, missing_values: Iterable[str] = DEFAULT_MISSING_VALUES
 def parse_number(cell: str, missing_values: Iterable[str] = DEFAULT_MISSING_VALUES) -> float:
     """Parse one numeric cell: NaN for a missing marker, the number otherwise.
 
+    Non-finite values: every number returned is finite; NaN is returned only for a missing
+    marker. ``inf``, ``-inf``, ``nan`` (when not a listed missing marker) and numbers too large
+    for a float (``1e999``) are errors, so no scaler or encoder downstream ever sees them.
+
     Raises:
         ReadError: the cell is neither a missing marker nor a finite number; the reason names
             the value (the caller adds the row and column).
@@ -184,7 +188,10 @@ class Cohort:
         root = self.data_root
         path = path if path.is_absolute() else root / path
         if not self.spec.allow_outside_root:
-            _check_inside(path, root)
+            # New rows (a root of their own) can also be given a wider root.
+            _check_inside(
+                path, root, "" if self.root is None else ", give --root a folder that holds it"
+            )
         return path
 
     def cell(self, row: int, column: str) -> str:
@@ -238,7 +245,7 @@ class Cohort:
         return others.pop() if len(others) == 1 else None
 
 
-def _check_inside(path: Path, root: Path) -> None:
+def _check_inside(path: Path, root: Path, other_fix: str = "") -> None:
     """Raise :class:`ReadError` unless ``path`` (symbolic links followed) lies in ``root``."""
     try:
         real, real_root = path.resolve(), root.resolve()
@@ -248,7 +255,7 @@ def _check_inside(path: Path, root: Path) -> None:
         return
     leads = "" if Path(os.path.normpath(path)) == real else f" (it leads to {real})"
     raise ReadError(
-        f"lies outside the cohort root {root}{leads}; move it inside or set "
+        f"lies outside the cohort root {root}{leads}; move it inside{other_fix} or set "
         "allow_outside_root: true in the spec",
         path,
     )

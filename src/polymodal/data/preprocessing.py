@@ -87,6 +87,38 @@ def _digest(payload: Any) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _fits_float32(values: Any) -> bool:
+    """True when every value is finite and stays finite as float32 (the tensors' dtype)."""
+    return bool(np.all(np.abs(np.asarray(values, dtype=np.float64)) <= _FLOAT32_MAX))
+
+
+def _non_finite_entries(value: Any, where: str) -> list[str]:
+    """Paths like ``mean[2]`` of the NaN or infinite floats in a JSON-like state value."""
+    if isinstance(value, float):
+        return [] if np.isfinite(value) else [where]
+    if isinstance(value, Mapping):
+        return [p for k, v in value.items() for p in _non_finite_entries(v, f"{where}.{k}")]
+    if isinstance(value, list | tuple):
+        return [p for i, v in enumerate(value) for p in _non_finite_entries(v, f"{where}[{i}]")]
+    return []
+
+
+def _require_finite_state(state: Mapping[str, Mapping[str, Any]]) -> None:
+    """A fitted mean, spread or scale that overflowed would turn every value it scales into
+    inf or NaN; refuse it here, naming the modality or target and the statistic."""
+    for section, values in state.items():
+        bad = [p for key, v in values.items() for p in _non_finite_entries(v, key)]
+        if bad:
+            kind, name = section.split(":", 1)
+            raise ReadError(
+                f"{kind} {name!r}: the training values are too large to standardise (fitted "
+                f"{', '.join(bad[:3])} is not finite); rescale them, e.g. to other units"
+            )
+
+
 # ----------------------------------------------------------------------------------------------
 # The fitted state
 # ----------------------------------------------------------------------------------------------
@@ -135,7 +167,8 @@ class Preprocessor:
 
         Raises:
             SpecError: no training rows, or a target's training labels contradict the spec.
-            ReadError: a training cell of a numeric column or numeric label is not a number.
+            ReadError: a training cell of a numeric column or numeric label is not a number,
+                or training values so large that their mean or spread overflows a float.
         """
         spec = cohort.spec
         rows = cohort.rows("train")
@@ -152,6 +185,7 @@ class Preprocessor:
         }
         for name, cfg in spec.targets.items():
             state[f"target:{name}"] = fit_target(name, cfg, rows, ids)
+        _require_finite_state(state)
         prep = cls(spec.modalities, spec.targets, state)
         prep.fit_issues = issues
         return prep
@@ -419,22 +453,27 @@ class Preprocessor:
         """Manifest cells -> ``numeric`` ``(F_num,)`` scaled with the training mean/std (0 and
         ``numeric_missing`` True where missing) and ``categorical`` ``(F_cat,)`` ids.
 
-        A numeric cell that is not a number raises :class:`ReadError`, or, when ``bad_values`` is
-        a list, becomes missing and ``(column, reason)`` is appended there.
+        A numeric cell that is not a finite number (or too far from the training values to
+        scale) raises :class:`ReadError`, or, when ``bad_values`` is a list, becomes missing and
+        ``(column, reason)`` is appended there. Every value returned is finite.
         """
         cfg, st = self._modality(modality)
         out = self.empty_inputs(modality)
         for index, column in enumerate(cfg.numeric):
             try:
                 value = parse_number(cells.get(column, ""), cfg.missing_values)
+                if np.isnan(value):
+                    continue
+                scaled = (value - st["mean"][index]) / st["std"][index]
+                if not _fits_float32(scaled):
+                    raise ReadError(f"{value:g} is too large to scale with the training values")
             except ReadError as err:
                 if bad_values is None:
                     raise ReadError(f"column {column!r}: {err.reason}") from None
                 bad_values.append((column, f"{err.reason}; used as missing"))
                 continue
-            if not np.isnan(value):
-                out["numeric"][index] = (value - st["mean"][index]) / st["std"][index]
-                out["numeric_missing"][index] = False
+            out["numeric"][index] = scaled
+            out["numeric_missing"][index] = False
         for index, column in enumerate(cfg.categorical):
             cell = cells.get(column, "")
             if not is_missing(cell, cfg.missing_values):
@@ -510,10 +549,15 @@ class Preprocessor:
             values, step_times = values[-cfg.max_steps :], times[-cfg.max_steps :]
         observed = np.isfinite(values)
         scaled = (values - np.asarray(st["mean"])) / np.asarray(st["std"])
+        scaled_times = (step_times - start) / st["time_scale"]
+        if not _fits_float32(scaled[observed]):
+            raise ReadError("series values too large to scale with the training values")
+        if not _fits_float32(scaled_times):
+            raise ReadError("series times too far apart to scale with the training time scale")
         return {
             "values": torch.from_numpy(np.where(observed, scaled, 0.0).astype(np.float32)),
             "observed": torch.from_numpy(observed),
-            "times": torch.from_numpy(((step_times - start) / st["time_scale"]).astype(np.float32)),
+            "times": torch.from_numpy(scaled_times.astype(np.float32)),
             "step_mask": torch.ones(len(step_times), dtype=torch.bool),
         }
 
@@ -585,6 +629,8 @@ class Preprocessor:
             raise ReadError(f"column {cfg.column!r}: {err.reason}") from None
         if cfg.standardize:
             value = (value - st["mean"]) / st["std"]
+        if not _fits_float32(value):
+            raise ReadError(f"column {cfg.column!r}: {label!r} is too large to use as a label")
         return torch.tensor(value, dtype=torch.float32)
 
     @staticmethod

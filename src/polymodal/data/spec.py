@@ -46,7 +46,9 @@ SPLITS = ("train", "val", "test")
 class _Strict(BaseModel):
     """Base for spec sections: unknown keys are errors (a typo must not be silently ignored)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are never a meaningful setting (a window of [-inf, inf], a spacing of
+    # nan); YAML's `.nan`/`.inf` are refused here rather than met as NaN voxels later.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,6 +215,14 @@ def _positive_triple(value: list[float] | None, what: str) -> list[float] | None
     return value
 
 
+# Resource limits: a file (or a setting) beyond them is refused with a message naming the key,
+# instead of exhausting the machine's memory. Each can be raised per modality in the spec.
+DEFAULT_MAX_PIXELS = 50_000_000  # a 7000 x 7000 whole radiograph fits
+DEFAULT_MAX_VOXELS = 512**3  # a 512 x 512 x 512 CT fits
+DEFAULT_MAX_CHARS = 1_000_000
+DEFAULT_MAX_ROWS = 100_000
+
+
 class ImageModality(_Strict):
     """2D images: PNG/JPEG (8 or 16 bit) or single-file DICOM; one column per view."""
 
@@ -220,12 +230,30 @@ class ImageModality(_Strict):
     columns: list[str] = Field(min_length=1)
     # Build the file path from the cell value, e.g. "images/{}.jpg" (relative to the data root).
     path_template: str | None = None
+    # (height, width) in pixels after resizing.
     size: tuple[int, int] = (224, 224)
     channels: Literal[1, 3] = 3
     # imagenet: scale to [0,1] then ImageNet mean/std; minmax: per image to [0,1];
     # zscore: per image zero mean, unit variance; none: raw intensities as float.
     normalize: Literal["imagenet", "minmax", "zscore", "none"] = "imagenet"
     augment: bool = False
+    # Largest image (height x width x frames) decoded; a larger file is refused, not read.
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+
+    @field_validator("size")
+    @classmethod
+    def _size_pair(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if any(s <= 0 for s in v):
+            raise ValueError(f"expected two positive integers (height, width), got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _size_within_limit(self) -> ImageModality:
+        if self.size[0] * self.size[1] > self.max_pixels:
+            raise ValueError(
+                f"size {list(self.size)} has more pixels than max_pixels ({self.max_pixels})"
+            )
+        return self
 
 
 class VolumeModality(_Strict):
@@ -246,6 +274,9 @@ class VolumeModality(_Strict):
     size: list[int] | None = None
     # Spacing assumed for .npy/.npz files, which carry none.
     default_spacing: list[float] = Field(default_factory=lambda: [1.0, 1.0, 1.0])
+    # Largest voxel count read from a file or made by resampling to `spacing`; checked before
+    # the memory is allocated.
+    max_voxels: int = Field(DEFAULT_MAX_VOXELS, ge=1)
 
     _check_spacing = field_validator("spacing")(
         lambda v: _positive_triple(v, "spacing")  # type: ignore[misc]
@@ -260,6 +291,21 @@ class VolumeModality(_Strict):
         if v is not None and (len(v) != 3 or any(s <= 0 for s in v)):
             raise ValueError(f"expected three positive integers, got {v}")
         return v
+
+    @field_validator("window")
+    @classmethod
+    def _window_increasing(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and v[0] >= v[1]:
+            raise ValueError(f"expected [low, high] with low < high, got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _size_within_limit(self) -> VolumeModality:
+        if self.size is not None and self.size[0] * self.size[1] * self.size[2] > self.max_voxels:
+            raise ValueError(
+                f"size {self.size} has more voxels than max_voxels ({self.max_voxels})"
+            )
+        return self
 
 
 class TabularModality(_Strict):
@@ -306,6 +352,8 @@ class TextModality(_Strict):
     sentences: dict[str, str | dict[str, str]] = Field(default_factory=dict)
     # Cells of `from_columns` that mean "no value" (their sentence is left out).
     missing_values: list[str] = Field(default_factory=lambda: list(TEXT_MISSING_VALUES))
+    # Longest text (characters) read from a cell or file; a longer one is refused.
+    max_chars: int = Field(DEFAULT_MAX_CHARS, ge=1)
 
     @field_validator("sentences", mode="before")
     @classmethod
@@ -339,8 +387,11 @@ class SeriesModality(_Strict):
     time_column: str = "time"
     channels: list[str] = Field(min_length=1)
     # Bin width for discretisation (same unit as time); None keeps the raw (irregular) steps.
-    bin_width: float | None = None
+    bin_width: float | None = Field(None, gt=0)
+    # The model sees only the last `max_steps` steps (after binning).
     max_steps: int = Field(128, ge=1)
+    # Longest file (rows) read; a longer one is refused before it is parsed further.
+    max_rows: int = Field(DEFAULT_MAX_ROWS, ge=1)
 
 
 Modality = Annotated[
@@ -453,25 +504,114 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def parse_spec(data: dict, base_dir: Path | str = ".", source: str = "spec") -> CohortSpec:
-    """Validate a spec given as a dict; relative paths resolve against ``base_dir``."""
+def parse_spec(data: object, base_dir: Path | str = ".", source: str = "spec") -> CohortSpec:
+    """Validate a spec given as a dict; relative paths resolve against ``base_dir``.
+
+    Raises:
+        SpecError: for any input that is not a valid spec; nothing else. Validation errors name
+            their field; an exception a validator did not foresee (a bug, or a value of a type
+            no check expected) is turned into a SpecError naming ``source`` and the exception
+            type, so a hostile spec can never end in a traceback.
+    """
+    if data is None:
+        raise SpecError(f"{source}: the cohort spec is empty; see docs for an example spec")
     if not isinstance(data, dict):
         raise SpecError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    keys = [k for k in data if not isinstance(k, str)]
+    if keys:
+        raise SpecError(f"{source}: top-level keys must be names, got {keys[0]!r}")
     try:
         return CohortSpec.model_validate({**data, "base_dir": Path(base_dir)})
     except ValidationError as err:
         raise SpecError(_format_validation_error(err, source)) from None
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as err:
+        # Safety net: pydantic turns a validator's ValueError into a ValidationError, but a
+        # validator meeting a type it did not expect raises something else.
+        raise SpecError(
+            f"{source}: the cohort spec is not valid ({type(err).__name__}: {err})"
+        ) from None
+
+
+def _read_spec_text(path: Path) -> str:
+    """The file's text (UTF-8, a BOM allowed); SpecError for an unreadable or non-UTF-8 file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read the cohort spec: {err.strerror or err}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise SpecError(
+            f"{path}: the cohort spec is not UTF-8 text: byte {err.start} (line {line}, "
+            f"value 0x{raw[err.start]:02x}) cannot be decoded; save the file as UTF-8"
+        ) from None
+
+
+# What PyYAML's safe constructors raise, besides YAMLError, for a value they cannot build.
+_YAML_BUILD_ERRORS = (
+    ValueError,
+    TypeError,
+    AttributeError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    RecursionError,
+)
+_TAG_NAMES = {
+    "tag:yaml.org,2002:timestamp": "a date",
+    "tag:yaml.org,2002:int": "an integer",
+    "tag:yaml.org,2002:float": "a number",
+}
+
+
+def _unbuildable_value(text: str, err: Exception) -> str:
+    """Where a well-formed YAML value cannot be built (e.g. the date ``2026-13-45``)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, RecursionError):
+        return f"{type(err).__name__}: {err}"
+    constructor = yaml.SafeLoader("")
+    pending = [] if root is None else [root]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                constructor.construct_object(node, deep=True)
+            except _YAML_BUILD_ERRORS:
+                return (
+                    f"line {node.start_mark.line + 1}: {node.value!r} cannot be read as "
+                    f"{_TAG_NAMES.get(node.tag, node.tag)} ({err}); quote it if it is meant as text"
+                )
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            pending.extend(part for pair in node.value for part in pair)
+    return f"{type(err).__name__}: {err}"
 
 
 def load_spec(path: Path | str) -> CohortSpec:
-    """Read and validate a cohort spec YAML file."""
+    """Read and validate a cohort spec YAML file.
+
+    Raises:
+        SpecError: the file is missing, unreadable, not UTF-8, not YAML, or not a valid spec
+            (and nothing else, whatever the file holds).
+    """
     path = Path(path)
     if not path.is_file():
+        if path.is_dir():
+            raise SpecError(f"{path}: is a folder; give the path to the cohort spec YAML file")
         raise SpecError(f"{path}: cohort spec not found; give the path to a YAML file")
+    text = _read_spec_text(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise SpecError(f"{path}: not valid YAML: {err}") from None
+    except _YAML_BUILD_ERRORS as err:
+        # PyYAML's constructors raise these for well-formed but impossible values, e.g. the
+        # date 2026-13-45 (ValueError), `!!timestamp x` (AttributeError) or a nesting too deep
+        # to build (RecursionError).
+        raise SpecError(f"{path}: not valid YAML: {_unbuildable_value(text, err)}") from None
     return parse_spec(data, base_dir=path.parent.resolve(), source=str(path))
 
 

@@ -2,17 +2,25 @@
 
 :func:`read_image` is a pure function of (path, config) so the dataset and the cache can call it
 again for the same sample and get the same array.
+
+Non-finite values: an image with a NaN or infinite pixel (a float TIFF, a DICOM whose
+RescaleSlope or RescaleIntercept is NaN or infinite) is refused with a :class:`ReadError` that
+counts them; no NaN ever leaves this reader. The image size is checked against
+``max_pixels`` before the pixels are decoded.
 """
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from polymodal.data.readers._checks import refuse_over_limit, require_finite
 from polymodal.data.spec import ImageModality
 from polymodal.errors import ReadError
 
@@ -27,15 +35,21 @@ def _is_dicom(path: Path) -> bool:
     """DICOM by suffix, or by the "DICM" marker after the 128-byte preamble."""
     if path.suffix.lower() in _DICOM_SUFFIXES:
         return True
-    with path.open("rb") as handle:
-        head = handle.read(132)
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(132)
+    except OSError as err:
+        raise ReadError(f"cannot read the file: {err.strerror or err}", path) from None
     return head[128:132] == b"DICM"
 
 
-def _decode_pil(path: Path) -> tuple[np.ndarray, float]:
+def _decode_pil(path: Path, max_pixels: int) -> tuple[np.ndarray, float]:
     """Pixels ``(H, W, C)`` float32 and the largest value the file's sample type can hold."""
     try:
         with Image.open(path) as img:
+            # open() reads only the header: refuse a huge image before its pixels are decoded.
+            width, height = img.size
+            refuse_over_limit(width * height, max_pixels, "pixels", "max_pixels", path)
             # load() forces the full decode, so a truncated file fails here and not later.
             img.load()
             if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
@@ -53,7 +67,12 @@ def _decode_pil(path: Path) -> tuple[np.ndarray, float]:
                 array, full_scale = np.asarray(img, dtype=np.uint8), 255.0
     except UnidentifiedImageError:
         raise ReadError("not an image Pillow can open (expected PNG/JPEG or DICOM)", path) from None
-    except (OSError, SyntaxError, ValueError) as err:
+    except Image.DecompressionBombError as err:
+        # Pillow's own guard, above ~179 megapixels whatever max_pixels says.
+        raise ReadError(f"Pillow refuses to decode so large an image: {err}", path) from None
+    except (OSError, SyntaxError, ValueError, TypeError, IndexError, struct.error) as err:
+        # Pillow's decoders raise these (TypeError, IndexError and struct.error from damaged
+        # headers of the rarer formats) for files they cannot decode.
         raise ReadError(f"not a decodable PNG/JPEG image (truncated?): {err}", path) from None
     array = array.astype(np.float32)
     if array.ndim == 2:
@@ -61,7 +80,7 @@ def _decode_pil(path: Path) -> tuple[np.ndarray, float]:
     return array, full_scale
 
 
-def _decode_dicom(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
+def _decode_dicom(path: Path, max_pixels: int) -> tuple[np.ndarray, tuple[float, float]]:
     """Pixels ``(H, W, C)`` float32 after rescale slope/intercept, and their possible range."""
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -70,6 +89,33 @@ def _decode_dicom(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
         ds = pydicom.dcmread(path)
     except (InvalidDicomError, OSError, ValueError, EOFError) as err:
         raise ReadError(f"not a readable DICOM file: {err}", path) from None
+    try:
+        return _dicom_pixels(ds, path, max_pixels)
+    except ReadError:
+        raise
+    except Exception as err:  # pydicom parses elements lazily and raises many types for bad ones
+        raise ReadError(f"not a readable DICOM file: {type(err).__name__}: {err}", path) from None
+
+
+def _dicom_number(ds: Any, keyword: str, default: float, path: Path) -> float:
+    """A numeric header value (e.g. RescaleSlope); ReadError unless it is a finite number."""
+    raw = getattr(ds, keyword, None)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ReadError(f"DICOM {keyword} {raw!r} is not a number", path) from None
+    if not np.isfinite(value):
+        raise ReadError(
+            f"DICOM {keyword} is {value}, so every pixel would be NaN or infinite; "
+            "the file's header is damaged",
+            path,
+        )
+    return value
+
+
+def _dicom_pixels(ds: Any, path: Path, max_pixels: int) -> tuple[np.ndarray, tuple[float, float]]:
     if "PixelData" not in ds:
         modality = getattr(ds, "Modality", None) or getattr(ds, "SOPClassUID", "unknown type")
         raise ReadError(f"DICOM has no pixel data; it is not an image (Modality {modality})", path)
@@ -80,12 +126,14 @@ def _decode_dicom(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
             "declare it as a volume modality",
             path,
         )
+    rows, columns = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
+    refuse_over_limit(rows * columns, max_pixels, "pixels", "max_pixels", path)
+    slope = _dicom_number(ds, "RescaleSlope", 1.0, path) or 1.0
+    intercept = _dicom_number(ds, "RescaleIntercept", 0.0, path)
     try:
         array = ds.pixel_array.astype(np.float32)
     except Exception as err:  # pydicom raises many types for bad or unsupported pixel data
         raise ReadError(f"DICOM pixel data cannot be decoded: {err}", path) from None
-    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
     bits = int(getattr(ds, "BitsStored", 8) or 8)
     signed = int(getattr(ds, "PixelRepresentation", 0) or 0) == 1
     low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
@@ -133,18 +181,22 @@ def _normalize(array: np.ndarray, cfg: ImageModality, value_range: tuple[float, 
 def read_image(path: Path, cfg: ImageModality) -> np.ndarray:
     """Read one 2D image as float32 ``(C, H, W)`` with ``C = cfg.channels``, ``(H, W) = cfg.size``.
 
+    Every value returned is finite: NaN or infinite pixels are an error, not passed on.
+
     Raises:
-        ReadError: the file is missing, not an image, truncated, a DICOM without pixel data or
-            with several frames.
+        ReadError: the file is missing, not an image, truncated, larger than ``cfg.max_pixels``,
+            a DICOM without pixel data or with several frames, or its pixels (after DICOM
+            rescaling, or after normalisation) are not all finite.
     """
     path = Path(path)
     if not path.is_file():
         raise ReadError("file not found" if not path.exists() else "not a file", path)
     if _is_dicom(path):
-        array, value_range = _decode_dicom(path)
+        array, value_range = _decode_dicom(path, cfg.max_pixels)
     else:
-        array, full_scale = _decode_pil(path)
+        array, full_scale = _decode_pil(path, cfg.max_pixels)
         value_range = (0.0, full_scale)
+    require_finite(array, "pixels", path)
     array = _to_channels(array, cfg.channels)  # (H, W, C)
     chw = np.ascontiguousarray(array.transpose(2, 0, 1))  # (C, H, W)
     if chw.shape[1:] != tuple(cfg.size):
@@ -159,5 +211,8 @@ def read_image(path: Path, cfg: ImageModality) -> np.ndarray:
         )
         chw = resized[0].numpy()  # (C, H, W)
     chw = np.ascontiguousarray(chw, dtype=np.float32)
-    _normalize(chw, cfg, value_range)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported just below
+        _normalize(chw, cfg, value_range)
+    # Finite pixels can still overflow float32 when normalised (a float image near 3e38).
+    require_finite(chw, "pixels after normalisation", path, "the image's values are too large")
     return chw
