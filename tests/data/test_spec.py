@@ -102,3 +102,114 @@ def test_load_spec_missing_file_and_bad_yaml(tmp_path):
     listed.write_text("- a\n- b\n")
     with pytest.raises(SpecError, match="expected a mapping at the top level, got list"):
         load_spec(listed)
+
+
+# ------------------------------------------------------------------ loading never tracebacks
+
+
+def _load_error(tmp_path, content: bytes) -> str:
+    path = tmp_path / "cohort.yaml"
+    path.write_bytes(content)
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    return str(err.value)
+
+
+def test_spec_that_is_not_utf8_names_the_byte(tmp_path):
+    message = _load_error(tmp_path, b"name: demo\nmanifest: caf\xe9.csv\n")
+    assert "cohort.yaml: the cohort spec is not UTF-8 text: byte 24 (line 2, value 0xe9)" in message
+
+
+def test_utf8_spec_with_a_byte_order_mark_loads(tmp_path):
+    import yaml
+
+    path = tmp_path / "cohort.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + yaml.safe_dump(BASE).encode())
+    assert load_spec(path).id_column == "id"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-13-45", "line 2: '2026-13-45' cannot be read as a date (month must be in 1..12)"),
+        ("!!timestamp tomorrow", "line 2: 'tomorrow' cannot be read as a date"),
+        ("!!int 1.5", "line 2: '1.5' cannot be read as an integer"),
+    ],
+)
+def test_yaml_value_that_cannot_be_built_names_its_line(tmp_path, value, expected):
+    message = _load_error(tmp_path, f"name: demo\nmanifest: {value}\n".encode())
+    assert f"cohort.yaml: not valid YAML: {expected}" in message
+    assert "quote it if it is meant as text" in message
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "the cohort spec is empty"),
+        (b"# only a comment\n", "the cohort spec is empty"),
+        (b"just a word\n", "expected a mapping at the top level, got str"),
+        (b"42\n", "expected a mapping at the top level, got int"),
+        (b"1: a\nmanifest: m.csv\n", "top-level keys must be names, got 1"),
+    ],
+)
+def test_yaml_that_is_not_a_mapping_is_a_spec_error(tmp_path, content, expected):
+    assert expected in _load_error(tmp_path, content)
+
+
+def test_a_folder_is_not_a_spec(tmp_path):
+    with pytest.raises(SpecError, match="is a folder; give the path to the cohort spec YAML file"):
+        load_spec(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("modality", "expected"),
+    [
+        (
+            {"kind": "image", "columns": ["x"], "size": [0, 8]},
+            "modalities.m.size: expected two positive integers (height, width), got [0, 8]",
+        ),
+        (
+            {"kind": "image", "columns": ["x"], "size": [-4, 8]},
+            "modalities.m.size: expected two positive integers (height, width), got [-4, 8]",
+        ),
+        (
+            {"kind": "volume", "column": "c", "size": [8, 0, 8]},
+            "modalities.m.size: expected three positive integers, got [8, 0, 8]",
+        ),
+        (
+            {"kind": "volume", "column": "c", "spacing": [1, -1, 1]},
+            "modalities.m.spacing: spacing: expected three positive numbers",
+        ),
+        (
+            {"kind": "volume", "column": "c", "window": [400, -1000]},
+            "modalities.m.window: expected [low, high] with low < high, got [400.0, -1000.0]",
+        ),
+        (
+            {"kind": "volume", "column": "c", "window": [float("-inf"), 0]},
+            "modalities.m.window.0: Input should be a finite number",
+        ),
+        (
+            {"kind": "volume", "column": "c", "spacing": [float("nan"), 1, 1]},
+            "modalities.m.spacing.0: Input should be a finite number",
+        ),
+        (
+            {"kind": "series", "column": "c", "channels": ["hr"], "bin_width": 0},
+            "modalities.m.bin_width: Input should be greater than 0",
+        ),
+        (
+            {"kind": "image", "columns": "x", "size": "big"},
+            "modalities.m.size: Input should be a valid tuple",
+        ),
+    ],
+)
+def test_bad_sizes_spacings_and_windows_name_their_field(modality, expected):
+    assert expected in _error(modalities={"m": modality})
+
+
+def test_yaml_nan_and_inf_settings_are_refused(tmp_path):
+    import yaml
+
+    text = yaml.safe_dump({**BASE, "split": {"recipe": {"train": 0.7, "seed": 0}}})
+    text = text.replace("train: 0.7", "train: .nan")
+    message = _load_error(tmp_path, text.encode())
+    assert "split.recipe.train: Input should be a finite number" in message
