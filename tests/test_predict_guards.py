@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
@@ -216,8 +217,12 @@ def test_cli_evaluate_reads_another_tables_files_beside_it(
     shutil.copytree(spec_root / "images", other / "images")  # only the images travel
     args = ["evaluate", str(model_dir), "--manifest", str(other / "manifest.csv")]
     with caplog.at_level(logging.WARNING):
-        result = CliRunner().invoke(app, [*args, "--n-boot", "2", "--no-subsets"])
+        result = CliRunner().invoke(
+            app, [*args, "--n-boot", "2", "--no-subsets", "--json", str(tmp_path / "r.json")]
+        )
     assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "r.json").read_text())["settings"]
+    assert settings["data_root"] == str(other.resolve())
     # Volumes and series are looked for beside the other table (and missing there), never
     # taken from the training cohort; its images are found.
     missing = {

@@ -238,7 +238,10 @@ def test_new_rows_resolve_files_against_their_own_folder_or_an_explicit_root(tmp
     )
     assert given.file_paths(0, "xray") == [tmp_path / "img" / "a.png"]
     # The root is also the fence: a file beside the new table's folder is outside it.
-    with pytest.raises(ReadError, match=f"outside the cohort root {tmp_path / 'new'}"):
+    with pytest.raises(ReadError, match=f"outside the cohort root {tmp_path / 'new'}") as err:
         new.resolve_path("../img/a.png")
+    assert "move it inside, give --root a folder that holds it or set allow_outside_root" in str(
+        err.value
+    )
     with pytest.raises(ManifestError, match="the data root is not a folder"):
         load_cohort(make_spec(tmp_path), manifest_override=path, root=tmp_path / "nowhere")

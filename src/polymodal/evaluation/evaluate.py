@@ -53,6 +53,8 @@ def evaluate_model(
         settings={
             "model": str(predictor.loaded.folder),
             "manifest": str(cohort.manifest_path),
+            # Where its relative file paths were resolved (another table: its own folder).
+            "data_root": str(cohort.data_root),
             "split": split,
             "n_boot": n_boot,
             "specificity": specificity,
