@@ -295,3 +295,14 @@ def test_leakage_bins_huge_numbers_and_keeps_non_finite_values_apart():
     [finding] = find_leaks(frame, {"y": y}, ["v", "flat", "blank"])
     assert finding.column == "v" and finding.coverage >= 0.8
     assert all(value.startswith("[") for value, *_ in finding.decisive)
+
+
+def test_an_infinite_regression_label_is_named_as_such(tmp_path):
+    spec_path, frame = tiny_cohort(tmp_path)
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["targets"]["size"] = {"kind": "regression", "column": "size"}
+    spec_path.write_text(yaml.safe_dump(spec))
+    frame["size"] = ["1.5", "inf", "2", "nope", "3", "4"]
+    write_manifest(tmp_path, frame)
+    reasons = {p.row_id: p.reason for p in run(spec_path).problems if p.column == "size"}
+    assert reasons == {"s1": "'inf' is not a finite number", "s3": "'nope' is not a number"}

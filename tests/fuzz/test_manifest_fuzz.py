@@ -37,6 +37,24 @@ SPEC = {
         "scan": {"kind": "image", "columns": ["scan"], "size": [4, 4], "channels": 1},
     },
 }
+# Every target kind, on the same columns, so the label checks meet every kind of cell.
+MULTITASK_SPEC = {
+    **SPEC,
+    "targets": {
+        "y": {"kind": "binary", "column": "y", "positive": "1"},
+        "kind": {"kind": "multiclass", "column": "sex"},
+        "tags": {"kind": "multilabel", "columns": ["y", "split"]},
+        "level": {"kind": "regression", "column": "age"},
+        "surv": {"kind": "time_to_event", "time_column": "age", "event_column": "y"},
+        "risk": {
+            "kind": "cumulative_risk",
+            "time_column": "age",
+            "event_column": "y",
+            "horizons": [1, 5],
+        },
+        "count": {"kind": "digits", "column": "age", "num_digits": 2},
+    },
+}
 RECIPE_SPEC = {**SPEC, "split": {"recipe": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 1}}}
 
 cells = st.sampled_from(
@@ -146,6 +164,11 @@ def test_generated_manifest_with_a_split_column(folder, content):
 @given(manifests())
 def test_generated_manifest_with_a_split_recipe(folder, content):
     _check(folder, RECIPE_SPEC, content)
+
+
+@given(manifests())
+def test_generated_manifest_with_every_target_kind(folder, content):
+    _check(folder, MULTITASK_SPEC, content)
 
 
 @given(st.binary(max_size=200), st.sampled_from([".csv", ".tsv", ".txt", ".csv.gz", ".parquet"]))

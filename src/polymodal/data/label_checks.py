@@ -1,8 +1,8 @@
 """Label checks for validation: every target's value on every row is usable, missing or unknown.
 
 A missing label is a warning and an unknown one an error, for that row and that target only (the
-row still serves the other targets); a target that cannot be trained at all (no labels, one class in train) is a
-reason training is impossible.
+row still serves the other targets); a target that cannot be trained at all (no labels, one class
+in train) is a reason training is impossible.
 """
 
 from __future__ import annotations
@@ -82,12 +82,8 @@ def _numbers(
     numbers = pd.to_numeric(raw, errors="coerce").astype(float)
     bad = raw.notna() & ~np.isfinite(numbers)
     for pos in np.flatnonzero(bad.to_numpy()):
-        add(
-            pos,
-            column,
-            f"{raw.iat[pos]!r} is not a number",
-            _fix_action(target),
-        )
+        what = "a finite number" if np.isinf(numbers.iat[pos]) else "a number"
+        add(pos, column, f"{raw.iat[pos]!r} is not {what}", _fix_action(target))
     return numbers.where(~bad)
 
 
