@@ -156,6 +156,33 @@ def test_dicom_series_folder(tmp_path):
     np.testing.assert_allclose(voxels[0, 0, 0, :], [-1000.0, -900.0, -800.0])
 
 
+def test_folder_of_nifti_files_is_one_clear_error(tmp_path, capsys):
+    for name in ("a.nii.gz", "b.nii.gz", "c.nii", "d.nii.gz"):
+        write_nifti(tmp_path / "scans" / name, np.ones((4, 4, 4)))
+    with pytest.raises(ReadError) as err:
+        read_volume(tmp_path / "scans", volume_cfg())
+    assert err.value.reason == (
+        "the folder holds 4 NIfTI file(s) (a.nii.gz, b.nii.gz, c.nii and 1 more); a volume "
+        "cell must name one NIfTI file (a folder is read as one DICOM series)"
+    )
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+
+
+def test_folder_without_dicom_files_and_a_damaged_series_are_short_errors(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("hello")
+    with pytest.raises(ReadError, match=r"holds no DICOM file \(none has the 'DICM' marker; found"):
+        read_volume(tmp_path / "notes", volume_cfg())
+    folder = write_dicom_series(tmp_path / "series", slices=2)
+    for path in folder.iterdir():
+        truncate(path, keep=0.6)
+    with pytest.raises(ReadError, match="not a readable DICOM series folder") as err:
+        read_volume(folder, volume_cfg())
+    # One reader's error on one line, not every MONAI reader's traceback and an install hint.
+    assert "\n" not in str(err.value) and "install" not in str(err.value)
+
+
 def test_npy_and_npz_use_default_spacing_and_key(tmp_path):
     np.save(tmp_path / "v.npy", np.ones((3, 4, 5), dtype=np.uint8))
     voxels, spacing = read_volume(tmp_path / "v.npy", volume_cfg(default_spacing=[3, 2, 1]))
