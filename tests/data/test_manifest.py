@@ -136,6 +136,11 @@ def test_paths_leaving_the_root_are_refused_unless_the_spec_allows_them(tmp_path
         assert f"lies outside the cohort root {root}" in err.value.reason
         assert "move it inside or set allow_outside_root: true in the spec" in err.value.reason
         assert err.value.path is not None and cell.split("/")[-1] in err.value.path
+    # Cells that cannot even be resolved are unreadable files, not a crash.
+    with pytest.raises(ReadError, match="no home folder for '~'"):
+        cohort.resolve_path("~no_such_user_polymodal/x.png")
+    with pytest.raises(ReadError, match="cannot resolve the path"):
+        cohort.resolve_path("img/a\x00.png")
     allowed = load_cohort(make_spec(root, allow_outside_root=True))
     assert allowed.resolve_path("../shared/x.png") == root / ".." / "shared" / "x.png"
     assert allowed.resolve_path(str(outside)) == outside

@@ -171,8 +171,9 @@ class Cohort:
         file-based modality (image, volume, series, text ``source: file``) comes through here.
 
         Raises:
-            ReadError: the file lies outside the data root; like an unreadable file, the caller
-                reports it for the row and column (validate) or skips the modality (dataset).
+            ReadError: the file lies outside the data root (or the path cannot be resolved);
+                like an unreadable file, the caller reports it for the row and column (validate)
+                or skips the modality (dataset).
             SpecError: ``template`` cannot be filled with the cell.
         """
         text = value.strip()
@@ -184,7 +185,10 @@ class Cohort:
                     f"path_template {template!r}: cannot fill it with {value!r} ({err}); "
                     "use a single '{}' where the cell value goes"
                 ) from None
-        path = Path(text).expanduser()
+        try:
+            path = Path(text).expanduser()
+        except RuntimeError:  # "~someone" without such a user
+            raise ReadError(f"{text!r}: no home folder for '~' in this path") from None
         root = self.data_root
         path = path if path.is_absolute() else root / path
         if not self.spec.allow_outside_root:
@@ -249,7 +253,7 @@ def _check_inside(path: Path, root: Path, other_fix: str = "") -> None:
     """Raise :class:`ReadError` unless ``path`` (symbolic links followed) lies in ``root``."""
     try:
         real, real_root = path.resolve(), root.resolve()
-    except (OSError, RuntimeError) as err:  # a loop of symbolic links
+    except (OSError, RuntimeError, ValueError) as err:  # a loop of links, a NUL byte
         raise ReadError(f"cannot resolve the path ({err})", path) from None
     if real.is_relative_to(real_root):
         return
