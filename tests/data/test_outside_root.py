@@ -102,7 +102,8 @@ def test_a_sample_goes_on_without_a_text_file_outside_the_root(tmp_path: Path) -
     assert {(i.row_id, i.column) for i in dataset.issues} == {("s0", "report"), ("s1", "report")}
 
 
-def test_an_image_outside_the_root_is_never_decoded(tmp_path: Path) -> None:
+def image_cohort(tmp_path: Path):
+    """Two training rows with an image: row a's cell climbs out of the cohort, row b's does not."""
     root = tmp_path / "cohort"
     write_png(tmp_path / "elsewhere.png", np.full((12, 16), 200, dtype=np.uint8))
     write_png(root / "inside.png", np.full((12, 16), 10, dtype=np.uint8))
@@ -122,7 +123,12 @@ def test_an_image_outside_the_root_is_never_decoded(tmp_path: Path) -> None:
         "targets": {"y": {"kind": "binary", "column": "y", "positive": "1"}},
         "modalities": {"xray": {"kind": "image", "columns": ["xray"], "size": [8, 8]}},
     }
-    cohort = load_cohort(parse_spec(spec, base_dir=root))
+    return load_cohort(parse_spec(spec, base_dir=root))
+
+
+def test_an_image_outside_the_root_is_never_decoded(tmp_path: Path) -> None:
+    cohort = image_cohort(tmp_path)
+    root = cohort.data_root
     with pytest.raises(ReadError, match=r"elsewhere\.png: lies outside the cohort root"):
         cohort.file_paths(0, "xray")
     assert cohort.file_paths(1, "xray") == [root / "inside.png"]
@@ -130,3 +136,16 @@ def test_an_image_outside_the_root_is_never_decoded(tmp_path: Path) -> None:
     [problem] = [p for p in report.problems if "outside the cohort root" in p.reason]
     assert (problem.row_id, problem.column) == ("a", "xray")
     assert report.skipped["xray"] == ["a"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ReadError,
+    reason="data/dataset.py resolves image, volume and series paths outside row.read, so the "
+    "ReadError escapes instead of skipping the modality; remove this mark once it resolves there",
+)
+def test_a_sample_goes_on_without_an_image_outside_the_root(tmp_path: Path) -> None:
+    cohort = image_cohort(tmp_path)
+    dataset = CohortDataset(cohort, Preprocessor.fit(cohort), "train")
+    assert [dataset[i]["available"]["xray"] for i in range(2)] == [False, True]
+    assert [(i.row_id, i.column) for i in dataset.issues] == [("a", "xray")]
