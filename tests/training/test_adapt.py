@@ -99,3 +99,24 @@ def test_cli_refuses_model_overrides_and_unknown_train_choice(
             main()
         captured = capsys.readouterr()
         assert exit_info.value.code == 2 and message in captured.out + captured.err
+
+
+def test_frozen_parts_stay_frozen_however_modes_are_set(tmp_path: Path) -> None:
+    """A trainer may set modes submodule by submodule (Lightning restores flags by assignment):
+    the frozen encoders still compute in eval mode, so their BatchNorm statistics never move."""
+    from polymodal.data.collate import collate_samples
+    from polymodal.data.dataset import CohortDataset
+    from polymodal.data.manifest import load_cohort
+    from polymodal.training.adapt import warm_start
+
+    loaded = load_model_folder(tiny_run(tmp_path.parent.parent) / "model")
+    model = load_model_folder(tiny_run(tmp_path.parent.parent) / "model").model
+    warm_start(model, loaded.model, "core")
+    encoders = _state(model, "encoders.")
+    for module in model.modules():
+        module.train()  # each module's own train(), not its owner's
+    dataset = CohortDataset(load_cohort(loaded.spec), loaded.preprocessor, "train")
+    model(collate_samples([dataset[i] for i in range(16)]))
+    changed = [k for k, v in encoders.items() if not torch.equal(model.state_dict()[k], v)]
+    assert changed == []
+    assert model.core.training  # what trains still trains

@@ -34,6 +34,7 @@ from polymodal.adapters.lora.config import LoRAConfig
 from polymodal.adapters.mor import layer as mor_layer
 from polymodal.adapters.mor.config import MoRConfig
 from polymodal.errors import ModelError
+from polymodal.freezing import keep_frozen_parts_in_eval
 
 AdapterConfig = LoRAConfig | MoRConfig
 
@@ -173,7 +174,10 @@ def set_active_adapter(model: nn.Module, adapter_name: str | None) -> None:
 def freeze_except_adapters(model: nn.Module) -> None:
     """Make every adapter parameter (of every adapter name) trainable and everything else frozen.
 
-    Heads and other modules added to the model are frozen too: unfreeze them afterwards.
+    Frozen parts (every submodule without an adapter parameter, e.g. a CNN stage's BatchNorm)
+    also stay in eval mode whatever the trainer does (:mod:`polymodal.freezing`). Heads and other
+    modules added to the model are frozen too: unfreeze them afterwards with
+    :func:`polymodal.freezing.unfreeze`.
     """
     layers = _adapter_layers(model)
     if not layers:
@@ -183,6 +187,7 @@ def freeze_except_adapters(model: nn.Module) -> None:
     }
     for parameter in model.parameters():
         parameter.requires_grad_(id(parameter) in adapter_parameters)
+    keep_frozen_parts_in_eval(model)
 
 
 def count_trainable_parameters(model: nn.Module) -> int:

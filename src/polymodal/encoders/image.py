@@ -28,6 +28,12 @@ from polymodal.encoders.pretrained import (
 )
 from polymodal.encoders.registry import register_encoder
 from polymodal.errors import ModelError
+from polymodal.freezing import (
+    freeze,
+    is_kept_in_eval,
+    keep_frozen_parts_in_eval,
+    settle_frozen_modes,
+)
 
 Freeze = Literal["none", "all", "all_but_last"]
 FREEZE_MODES = ("none", "all", "all_but_last")
@@ -116,6 +122,9 @@ class FrozenFeatureCache:
     safetensors file per image), so the next process (the next ``polymodal fit`` on the same
     cohort and backbone) reads them instead of running the backbone again. ``fit`` puts them
     under the sample cache (``train.cache_dir``/``features``).
+
+    Only a frozen backbone (:func:`polymodal.freezing.freeze`) gets a cache: it computes in eval
+    mode even inside a training epoch, so every entry is the eval-mode feature of its image.
     """
 
     _caches: ClassVar[dict[str, FrozenFeatureCache]] = {}
@@ -130,6 +139,17 @@ class FrozenFeatureCache:
 
     @classmethod
     def for_backbone(cls, backbone: nn.Module, folder: Path | None = None) -> FrozenFeatureCache:
+        """The cache of ``backbone``'s weights; the backbone must be frozen for good.
+
+        Frozen means no trainable parameter and held in eval mode by
+        :func:`polymodal.freezing.freeze`, so every cached feature is an eval-mode feature, the
+        same in a training epoch as in evaluation.
+        """
+        if any(p.requires_grad for p in backbone.parameters()) or not is_kept_in_eval(backbone):
+            raise ModelError(
+                f"the frozen-feature cache needs a frozen backbone ({type(backbone).__name__} is "
+                "not frozen with polymodal.freezing.freeze); its features would change as it trains"
+            )
         digest = hashlib.blake2b(type(backbone).__name__.encode(), digest_size=16)
         for name, tensor in backbone.state_dict().items():
             digest.update(name.encode())
@@ -213,7 +233,8 @@ class ImageTimmEncoder(nn.Module):
             ``input_info["size"]``.
         pretrained: a local weights file, ``package:efficientnet-lite0``, or None (random init).
         freeze: ``"none"``, ``"all"`` (backbone fixed, in eval mode) or ``"all_but_last"`` (only the
-            last stage/block trains; frozen BatchNorm layers stay in eval mode).
+            last stage/block trains). Frozen parts stay in eval mode whatever the trainer does
+            (running statistics never move, no dropout): see :mod:`polymodal.freezing`.
         prefix_tokens: keep a ViT's CLS/register tokens among the outputs.
         feature_cache: with ``freeze="all"`` only: remember each image's backbone features (in
             RAM, keyed by the image's bytes and the backbone's weights), so a frozen backbone
@@ -303,16 +324,18 @@ class ImageTimmEncoder(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
 
     def _freeze_backbone(self) -> None:
-        if self.freeze == "none":
-            return
-        trainable: set[str] = set()
-        if self.freeze == "all_but_last":
+        """Frozen parts get no gradient and stay in eval mode (BatchNorm statistics, dropout)
+        whatever mode the trainer sets (:mod:`polymodal.freezing`)."""
+        if self.freeze == "all":
+            freeze(self.backbone)
+        elif self.freeze == "all_but_last":
             # timm's coarse groups are stem, stages/blocks...; the last group holds the final
             # stage or block together with what follows it (conv_head, final norm).
             groups = group_parameters(self.backbone, self.backbone.group_matcher(coarse=True))
             trainable = set(groups[max(groups)])
-        for name, parameter in self.backbone.named_parameters():
-            parameter.requires_grad_(name in trainable)
+            for name, parameter in self.backbone.named_parameters():
+                parameter.requires_grad_(name in trainable)
+            keep_frozen_parts_in_eval(self.backbone)
 
     def _inject_adapter(self, adapter: str, options: dict[str, Any]) -> None:
         """Adapters into the backbone's linear layers; everything else in it is frozen."""
@@ -333,19 +356,16 @@ class ImageTimmEncoder(nn.Module):
                 f"image_timm: adapter_options {options} do not fit {adapter}: {error}"
             ) from None
         inject_adapters(self.backbone, config, adapter_name=adapter)
-        freeze_except_adapters(self.backbone)
+        freeze_except_adapters(self.backbone)  # frozen layers also stay in eval mode
 
     def train(self, mode: bool = True) -> ImageTimmEncoder:
-        """Switch modes, keeping frozen parts of the backbone in eval mode (fixed BN statistics)."""
+        """Switch modes; frozen parts of the backbone keep eval mode (fixed BN statistics).
+
+        Only for truthful flags: the frozen parts compute in eval mode even when a trainer sets
+        their flags directly (see :mod:`polymodal.freezing`).
+        """
         super().train(mode)
-        if self.freeze == "all":
-            self.backbone.eval()
-        elif self.freeze == "all_but_last":
-            for module in self.backbone.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
-                    p.requires_grad for p in module.parameters()
-                ):
-                    module.eval()
+        settle_frozen_modes(self)
         return self
 
     def _tokens(self, images: Tensor) -> Tensor:

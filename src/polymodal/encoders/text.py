@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from polymodal.encoders.pretrained import load_hf_model, resolve_pretrained
 from polymodal.encoders.registry import register_encoder
 from polymodal.errors import ModelError
+from polymodal.freezing import freeze, keep_frozen_parts_in_eval, settle_frozen_modes
 
 Freeze = Literal["none", "all", "all_but_last"]
 FREEZE_MODES = ("none", "all", "all_but_last")
@@ -81,7 +82,7 @@ class TextTransformerEncoder(nn.Module):
         from_scratch: ignore any folder and train the small transformer (the tokenizer still
             decides the vocabulary).
         freeze: for the backbone: ``"none"``, ``"all"`` (fixed, eval mode) or ``"all_but_last"``
-            (only the last transformer layer trains).
+            (only the last transformer layer trains; the frozen layers stay in eval mode).
         width, depth, heads, dropout: the from-scratch transformer (width defaults to ``dim``).
     """
 
@@ -109,7 +110,9 @@ class TextTransformerEncoder(nn.Module):
         self.max_tokens = int(input_info["max_tokens"])
         folder = None if from_scratch else (model_path or input_info.get("tokenizer"))
         if folder is not None:
-            self.backbone: nn.Module = self._load_pretrained(folder)
+            # from_pretrained returns the model in eval mode; like any new module it starts in
+            # training mode, so that what trains follows the trainer (frozen parts: see below).
+            self.backbone: nn.Module = self._load_pretrained(folder).train()
             self.pretrained = True
             hidden = int(self.backbone.config.hidden_size)
         else:
@@ -158,19 +161,20 @@ class TextTransformerEncoder(nn.Module):
         return max(stacks, key=len)
 
     def _freeze_backbone(self) -> None:
-        if self.freeze == "none":
-            return
-        for parameter in self.backbone.parameters():
-            parameter.requires_grad_(False)
-        if self.freeze == "all_but_last":
-            for parameter in self._layer_stack()[-1].parameters():
-                parameter.requires_grad_(True)
+        """Frozen parts get no gradient and stay in eval mode (no dropout) whatever mode the
+        trainer sets (:mod:`polymodal.freezing`)."""
+        if self.freeze == "all":
+            freeze(self.backbone)
+        elif self.freeze == "all_but_last":
+            self.backbone.requires_grad_(False)
+            self._layer_stack()[-1].requires_grad_(True)
+            keep_frozen_parts_in_eval(self.backbone)
 
     def train(self, mode: bool = True) -> TextTransformerEncoder:
-        """Switch modes; a fully frozen backbone stays in eval mode (no dropout)."""
+        """Switch modes; frozen parts of the backbone keep eval mode (only for truthful flags:
+        they compute in eval mode however their flags are set)."""
         super().train(mode)
-        if self.freeze == "all":
-            self.backbone.eval()
+        settle_frozen_modes(self)
         return self
 
     def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:

@@ -19,7 +19,6 @@ trained model). The result is an ordinary model folder for the new targets.
 
 from __future__ import annotations
 
-import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -31,6 +30,7 @@ from polymodal.data.manifest import Cohort, load_cohort
 from polymodal.data.preprocessing import Preprocessor
 from polymodal.data.spec import CohortSpec
 from polymodal.errors import ModelError
+from polymodal.freezing import freeze
 from polymodal.model import MultimodalModel
 from polymodal.model_folder import load_model_folder, without_pretrained_weights
 from polymodal.training.config import TrainConfig
@@ -89,16 +89,6 @@ def adapted_config(config: ModelConfig) -> ModelConfig:
     return without_pretrained_weights(config).model_copy(update={"core_options": options})
 
 
-def _keep_in_eval(module: nn.Module) -> None:
-    """Make ``module.train()`` a no-op that keeps it in eval mode (frozen batch-norm, no dropout)."""
-
-    def train(self: nn.Module, mode: bool = True) -> nn.Module:
-        return nn.Module.train(self, False)
-
-    module.train = types.MethodType(train, module)  # type: ignore[method-assign]
-    module.eval()
-
-
 def warm_start(model: MultimodalModel, trained: MultimodalModel, train: Trainable) -> WarmStart:
     """Copy every tensor of ``trained`` whose name and shape fit ``model``; freeze by ``train``."""
     if train not in TRAINABLE:
@@ -115,11 +105,10 @@ def warm_start(model: MultimodalModel, trained: MultimodalModel, train: Trainabl
     if train == "head":
         frozen.append(model.core)
     for module in frozen:
-        for param in module.parameters():
-            param.requires_grad_(False)
-        _keep_in_eval(module)
+        freeze(module)
     if train == "head":
-        # A new prompt needs a trained embedding: its encoder stays trainable.
+        # A new prompt needs a trained embedding: its encoder stays trainable. The core as a
+        # whole stays in eval mode (embeddings, linear layers and norms act alike in both).
         for name, param in model.core.named_parameters():
             if name.split(".")[0] in PROMPT_PARTS:
                 param.requires_grad_(True)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from polymodal.freezing import settle_frozen_modes
 from polymodal.model import MultimodalModel
 from polymodal.training.config import TrainConfig
 from polymodal.training.predictions import PredictionCollector
@@ -161,6 +162,16 @@ class PolymodalModule(L.LightningModule):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         return self.model(batch)
+
+    def train(self, mode: bool = True) -> PolymodalModule:
+        """Switch modes; frozen parts (:mod:`polymodal.freezing`) keep eval mode.
+
+        Lightning sets modes by assignment around validation, bypassing this; the frozen parts
+        compute in eval mode anyway. This keeps their flags truthful after a plain ``train()``.
+        """
+        super().train(mode)
+        settle_frozen_modes(self)
+        return self
 
     def training_progress(self) -> float:
         """Fraction of the planned optimiser steps already taken, in [0, 1]."""
