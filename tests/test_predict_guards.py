@@ -19,6 +19,7 @@ from polymodal.cli import app, main
 from polymodal.data.manifest import load_cohort
 from polymodal.errors import ManifestError, ModelError
 from polymodal.evaluation.evaluate import evaluate_model
+from polymodal.prediction_checks import NonFiniteGuard
 from polymodal.predictor import NO_DATA_NOTE, Predictor
 from training.conftest import tiny_run
 
@@ -231,3 +232,16 @@ def test_cli_evaluate_reads_another_tables_files_beside_it(
     assert any(str(other / "volumes") in m for m in missing), missing
     assert not any("images" in m for m in missing), missing
     assert not any(str(spec_root) in m for m in missing), missing
+
+
+def test_the_guard_blames_the_inputs_when_the_weights_are_finite(predictor: Predictor) -> None:
+    guard = NonFiniteGuard()
+    probability = torch.tensor([0.2, float("inf"), float("nan"), float("nan")])
+    has_data = torch.tensor([True, True, True, False])  # the last row gets no prediction
+    guard.add(["a", "b", "c", "d"], {"label": {"probability": probability}}, has_data)
+    with pytest.raises(ModelError) as err:
+        guard.check(predictor.loaded)
+    message = str(err.value)
+    assert "not finite (NaN or inf) in 2 row(s): 'b', 'c';" in message
+    assert "the weights are finite, so these rows' inputs drive the model out of range" in message
+    NonFiniteGuard().check(predictor.loaded)  # nothing seen, nothing raised

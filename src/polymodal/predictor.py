@@ -1,13 +1,12 @@
 """Use a trained model on rows with any subset of modalities.
 
-Prediction speaks where the output would otherwise mislead: rows with no data get no
-probability, unseen categories and repeated ids are warned about (Python ``warnings``; the CLI
-prints them), and non-finite model outputs are an error naming the rows.
+Prediction speaks where the output would otherwise mislead (see
+:mod:`polymodal.prediction_checks`): rows with no data get no probability, unseen categories
+and repeated ids are warned about, and non-finite model outputs are an error naming the rows.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,10 +18,15 @@ from torch.utils.data import DataLoader
 from polymodal.data.batch import to_device
 from polymodal.data.collate import collate_samples
 from polymodal.data.dataset import CohortDataset
-from polymodal.data.manifest import Cohort, is_missing, load_cohort
-from polymodal.data.spec import TabularModality
+from polymodal.data.manifest import Cohort, load_cohort
 from polymodal.errors import ModelError
 from polymodal.model_folder import LoadedModel, load_model_folder
+from polymodal.prediction_checks import (
+    NonFiniteGuard,
+    warn_duplicate_ids,
+    warn_rows_without_data,
+    warn_unseen_categories,
+)
 from polymodal.training.predictions import PredictionCollector
 
 
@@ -166,8 +170,8 @@ class Predictor:
         """
         positions = np.arange(len(cohort)) if split is None else cohort.indices(split)
         rows = cohort.frame.iloc[positions]
-        _warn_duplicate_ids(rows[cohort.spec.id_column])
-        self._warn_unseen_categories(rows)
+        warn_duplicate_ids(rows[cohort.spec.id_column])
+        warn_unseen_categories(self.loaded.preprocessor, self.modalities, rows)
         collector, available = self.collect(cohort, split=split, progress=progress)
         no_data = ~np.logical_or.reduce([used.astype(bool) for used in available.values()])
         table: dict[str, object] = {cohort.spec.id_column: collector.ids}
@@ -178,12 +182,8 @@ class Predictor:
             table.update({name: _blank(values, no_data) for name, values in columns.items()})
         if no_data.any():
             table["note"] = np.where(no_data, NO_DATA_NOTE, "")
-            ids = np.asarray(collector.ids, dtype=object)[no_data]
-            warnings.warn(
-                f"{len(ids)} of {len(no_data)} rows have no data in any modality the model "
-                f"reads ({', '.join(self.modalities)}), so they get no prediction (blank outputs, "
-                f"see the 'note' column): {_some(ids)}",
-                stacklevel=2,
+            warn_rows_without_data(
+                np.asarray(collector.ids, dtype=object), no_data, self.modalities
             )
         return pd.DataFrame(table)
 
@@ -201,98 +201,8 @@ class Predictor:
         )
         return self.predict_cohort(cohort, progress=progress)
 
-    def _warn_unseen_categories(self, rows: pd.DataFrame) -> None:
-        """Warn, per column, about categorical values the fitted vocabulary does not hold."""
-        prep = self.loaded.preprocessor
-        for name in self.modalities:
-            cfg = prep.modality_configs[name]
-            if not isinstance(cfg, TabularModality):
-                continue
-            vocabularies = prep.state[f"modality:{name}"]["vocabularies"]
-            for column in cfg.categorical:
-                cells = rows[column].str.strip()
-                known = set(vocabularies[column])
-                unseen = sorted(
-                    {c for c in cells if c not in known and not is_missing(c, cfg.missing_values)}
-                )
-                if unseen:
-                    count = int(cells.isin(unseen).sum())
-                    warnings.warn(
-                        f"column {column!r} ({name}): {count} row(s) hold values the model did "
-                        f"not learn (absent or rare in training): {_some(unseen)}; the model "
-                        "treats them as unknown",
-                        stacklevel=3,
-                    )
-
 
 NO_DATA_NOTE = "no data in any modality the model reads: no prediction"
-
-
-class NonFiniteGuard:
-    """Collects the rows whose model outputs are NaN or infinite, and refuses them.
-
-    ``add(ids, predictions, has_data)`` per batch (``predictions`` as the heads give them,
-    ``{target: {name: (B, ...)}}``, ``has_data`` ``(B,)``: rows with some modality available);
-    ``check(loaded)`` raises :class:`ModelError` when any such row was seen.
-    """
-
-    def __init__(self) -> None:
-        self.rows: dict[str, list[str]] = {}  # target -> ids
-
-    def add(
-        self,
-        ids: Sequence[str],
-        predictions: Mapping[str, Mapping[str, torch.Tensor]],
-        has_data: torch.Tensor,
-    ) -> None:
-        for target, outputs in predictions.items():
-            finite = torch.ones(len(ids), dtype=torch.bool, device=has_data.device)
-            for value in outputs.values():
-                finite &= torch.isfinite(value.float()).reshape(len(ids), -1).all(1)
-            bad = (~finite & has_data).cpu().numpy()
-            if bad.any():
-                self.rows.setdefault(target, []).extend(np.asarray(ids, dtype=object)[bad])
-
-    def check(self, loaded: LoadedModel) -> None:
-        if not self.rows:
-            return
-        target, ids = next(iter(self.rows.items()))
-        broken = [
-            name
-            for name, value in loaded.model.state_dict().items()
-            if value.is_floating_point() and not bool(torch.isfinite(value).all())
-        ]
-        if broken:
-            why = (
-                f"{len(broken)} weight tensor(s) hold NaN or inf ({_some(broken)}): the model "
-                "folder is damaged or its training diverged; retrain it or restore the folder"
-            )
-        else:
-            why = (
-                "the weights are finite, so these rows' inputs drive the model out of range; "
-                "check them with `polymodal validate`"
-            )
-        raise ModelError(
-            f"{loaded.folder}: the model's outputs for target {target!r} are not finite (NaN "
-            f"or inf) in {len(ids)} row(s): {_some(ids)}; {why}"
-        )
-
-
-def _warn_duplicate_ids(ids: pd.Series) -> None:
-    """Predictions are per row, but a repeated id makes them ambiguous to join back."""
-    repeated = sorted(set(ids[ids.duplicated()]))
-    if repeated:
-        warnings.warn(
-            f"{len(repeated)} id(s) appear in more than one row: {_some(repeated)}; each row "
-            "gets its own prediction, in the table's order",
-            stacklevel=3,
-        )
-
-
-def _some(values: Sequence[str], limit: int = 10) -> str:
-    """Up to ``limit`` values, quoted, and how many more."""
-    shown = ", ".join(repr(str(v)) for v in values[:limit])
-    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
 
 
 def _blank(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
