@@ -232,6 +232,14 @@ def test_cli_evaluate_reads_another_tables_files_beside_it(
     assert any(str(other / "volumes") in m for m in missing), missing
     assert not any("images" in m for m in missing), missing
     assert not any(str(spec_root) in m for m in missing), missing
+    # The spec's own manifest, named explicitly, keeps the spec's root.
+    own = ["evaluate", str(model_dir), "--manifest", str(spec_root / "manifest.csv")]
+    result = CliRunner().invoke(
+        app, [*own, "--n-boot", "2", "--no-subsets", "--json", str(tmp_path / "own.json")]
+    )
+    assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "own.json").read_text())["settings"]
+    assert settings["data_root"] == str(spec_root)
 
 
 def test_the_guard_blames_the_inputs_when_the_weights_are_finite(predictor: Predictor) -> None:

@@ -14,7 +14,7 @@ from polymodal.data.splits import assign_splits
 from polymodal.errors import ManifestError, ReadError, SpecError
 
 
-def make_spec(root, **changes):
+def make_spec(base_dir, **changes):
     data = {
         "manifest": "manifest.csv",
         "id_column": "id",
@@ -27,7 +27,7 @@ def make_spec(root, **changes):
         },
         **changes,
     }
-    return parse_spec(data, base_dir=root)
+    return parse_spec(data, base_dir=base_dir)
 
 
 def write(root, rows, name="manifest.csv"):
@@ -248,5 +248,11 @@ def test_new_rows_resolve_files_against_their_own_folder_or_an_explicit_root(tmp
     assert "move it inside, give --root a folder that holds it or set allow_outside_root" in str(
         err.value
     )
+    # The spec's own manifest keeps the spec's root.
+    write(tmp_path, ROWS)
+    (tmp_path / "files").mkdir()
+    spec = make_spec(tmp_path, root="files")
+    own = load_cohort(spec, manifest_override=tmp_path / "manifest.csv", for_inference=True)
+    assert own.data_root == tmp_path / "files"
     with pytest.raises(ManifestError, match="the data root is not a folder"):
         load_cohort(make_spec(tmp_path), manifest_override=path, root=tmp_path / "nowhere")

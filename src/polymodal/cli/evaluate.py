@@ -46,8 +46,9 @@ def evaluate(
     predictor = Predictor.load(model_dir)
     cohort_spec = load_spec(spec) if spec is not None else predictor.loaded.spec
     # Another table is other patients: a same-named file beside the training data is not theirs.
-    if root is None and manifest is not None:
-        root = manifest.expanduser().resolve().parent
+    other = manifest.expanduser().resolve() if manifest is not None else None
+    if root is None and other is not None and other != cohort_spec.manifest_path:
+        root = other.parent
     cohort = load_cohort(cohort_spec, manifest_override=manifest, root=root)
     result = evaluate_model(
         predictor,

@@ -287,8 +287,9 @@ def load_cohort(
     absent: absent label columns count as missing labels, and no split is assigned. So may every
     column of a modality: that modality is missing for every row (one warning says so), since
     any subset of a patient's data can be predicted. The id column is always required. New
-    rows given as ``manifest_override`` resolve their files against that table's own folder,
-    never against the training cohort's (where a same-named file would be read silently).
+    rows given as ``manifest_override`` (another table than the spec's) resolve their files
+    against that table's own folder, never against the training cohort's, where a same-named
+    file would be read silently.
 
     Args:
         root: folder that relative file paths resolve against (and that files must lie in),
@@ -308,7 +309,7 @@ def load_cohort(
     optional = set()
     if for_inference:
         optional = _label_and_split_columns(spec) | _absent_modality_columns(spec, columns, path)
-        if manifest_override is not None and root is None:
+        if root is None and path != spec.manifest_path:
             root = path.parent
     for column, declared_by in spec.required_columns().items():
         if column not in columns and column not in optional:
