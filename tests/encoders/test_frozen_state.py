@@ -105,6 +105,12 @@ def in_training_mode(module: nn.Module) -> list[str]:
     return [name for name, m in module.named_modules() if m.training]
 
 
+@pytest.fixture()
+def fresh_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No feature cache from another test in, none of this test's out."""
+    monkeypatch.setattr(FrozenFeatureCache, "_caches", {})
+
+
 def image_encoder(freeze_mode: str, **options) -> nn.Module:
     torch.manual_seed(0)
     return create_encoder(
@@ -140,8 +146,7 @@ def test_all_but_last_keeps_the_frozen_stages_and_trains_the_last() -> None:
     assert encoder.backbone.layer4.training
 
 
-def test_cached_features_equal_a_fresh_eval_mode_forward() -> None:
-    FrozenFeatureCache._caches.clear()
+def test_cached_features_equal_a_fresh_eval_mode_forward(fresh_caches: None) -> None:
     encoder = image_encoder("all", feature_cache=True)
     reference = copy.deepcopy(encoder.backbone).eval()
     samples = image_samples()
@@ -158,8 +163,7 @@ def test_cached_features_equal_a_fresh_eval_mode_forward() -> None:
     torch.testing.assert_close(cached, fresh, rtol=1e-5, atol=1e-6)
 
 
-def test_the_feature_cache_cannot_be_filled_in_training_mode() -> None:
-    FrozenFeatureCache._caches.clear()
+def test_the_feature_cache_cannot_be_filled_in_training_mode(fresh_caches: None) -> None:
     encoder = image_encoder("all", feature_cache=True)
     images = torch.cat([s["inputs"]["pixels"] for s in image_samples(4)])
     with torch.no_grad():
@@ -270,3 +274,29 @@ def test_layers_frozen_around_adapters_stay_in_eval_mode() -> None:
     model(torch.randn(8, 4)).sum().backward()
     assert model[1].num_batches_tracked == 0  # the frozen BatchNorm kept its statistics
     assert model[3].training  # the adapted layer trains
+
+
+def test_feature_caches_of_the_training_mode_era_are_never_read(
+    tmp_path, fresh_caches: None
+) -> None:
+    """Caches written before the fix hold training-mode features under the same weights."""
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    encoder = image_encoder("all", feature_cache=True).eval()
+    encoder.feature_cache_dir = tmp_path
+    images = torch.cat([s["inputs"]["pixels"] for s in image_samples(2)])
+    # Where the previous version kept them: keyed by backbone class and weights only.
+    digest = hashlib.blake2b(type(encoder.backbone).__name__.encode(), digest_size=16)
+    for name, tensor in encoder.backbone.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.contiguous().numpy().tobytes())
+    for image in images:
+        key = hashlib.blake2b(image.contiguous().numpy().tobytes(), digest_size=16).hexdigest()
+        path = tmp_path / digest.hexdigest() / key[:2] / f"{key}.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"features": torch.full((1, encoder.backbone.num_features), 7.0)}, str(path))
+    with torch.no_grad():
+        expected = encoder.backbone.forward_features(images).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(encoder.backbone_features(images), expected)

@@ -36,6 +36,10 @@ from polymodal.freezing import (
 )
 
 Freeze = Literal["none", "all", "all_but_last"]
+# Part of every feature-cache key. Caches written before frozen backbones were held in eval
+# mode (version 1) mix training-mode and eval-mode features under the same weights: a new
+# version never reads them.
+FEATURE_CACHE_VERSION = 2
 FREEZE_MODES = ("none", "all", "all_but_last")
 
 
@@ -151,6 +155,7 @@ class FrozenFeatureCache:
                 "not frozen with polymodal.freezing.freeze); its features would change as it trains"
             )
         digest = hashlib.blake2b(type(backbone).__name__.encode(), digest_size=16)
+        digest.update(f"eval-mode features v{FEATURE_CACHE_VERSION}".encode())
         for name, tensor in backbone.state_dict().items():
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
