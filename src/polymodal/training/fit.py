@@ -185,19 +185,8 @@ def _fit_locked(
 
     state_path = out_dir / "preprocessing.json"
     checkpoints_dir = out_dir / "checkpoints"
-    last_ckpt = checkpoints_dir / "last.ckpt"
-    resuming = resume and last_ckpt.is_file()
-    if resume and not resuming:
-        warnings.warn(
-            f"--resume: no checkpoint at {last_ckpt}; starting from scratch", stacklevel=3
-        )
-    if resuming:
-        # Refused before anything in the folder changes.
-        check_resume_config(out_dir / "run.json", run_record)
-        first_epoch = verify_resume_checkpoint(last_ckpt, checkpoints_dir)
-    else:
-        first_epoch = 0
-        _clear_earlier_run(out_dir)
+    first_epoch = _start_or_resume(out_dir, resume, run_record)
+    resuming = first_epoch is not None
     if resuming and state_path.is_file():
         preprocessor = Preprocessor.load(state_path)
     else:
@@ -260,13 +249,14 @@ def _fit_locked(
         save_top_k=1,
         enable_version_counter=False,
     )
-    seeds = SeedEachEpoch(cfg.seed, train_loader.generator, first_epoch)
+    seeds = SeedEachEpoch(cfg.seed, train_loader.generator, first_epoch or 0)
     trainer = _trainer(
         cfg, out_dir, best_checkpoint, seeds, monitor, mode, len(train_loader), progress
     )
     metrics_csv = out_dir / "logs" / "metrics.csv"
     earlier_metrics = metrics_csv.read_text() if resuming and metrics_csv.is_file() else None
-    _train(trainer, module, train_loader, val_loader, last_ckpt if resuming else None, monitor)
+    resume_from = checkpoints_dir / "last.ckpt" if resuming else None
+    _train(trainer, module, train_loader, val_loader, resume_from, monitor)
     if earlier_metrics is not None:
         _keep_earlier_metrics(metrics_csv, earlier_metrics)
 
@@ -296,6 +286,22 @@ def _fit_locked(
         [*getattr(preprocessor, "fit_issues", []), *train_ds.issues, *val_ds.issues],
     )
     return FitResult(model_dir, best_path, best_score, monitor, trainer.current_epoch, issues)
+
+
+def _start_or_resume(out_dir: Path, resume: bool, run_record: dict) -> int | None:
+    """The epoch a resumed run starts with, once its config and checkpoints are checked; or
+    None for a fresh run, for which an earlier run's metrics and checkpoints are cleared."""
+    last_ckpt = out_dir / "checkpoints" / "last.ckpt"
+    if resume and last_ckpt.is_file():
+        # Refused before anything in the folder changes.
+        check_resume_config(out_dir / "run.json", run_record)
+        return verify_resume_checkpoint(last_ckpt, last_ckpt.parent)
+    if resume:
+        warnings.warn(
+            f"--resume: no checkpoint at {last_ckpt}; starting from scratch", stacklevel=4
+        )
+    _clear_earlier_run(out_dir)
+    return None
 
 
 def _training_plugins(
@@ -475,7 +481,7 @@ def _clear_earlier_run(out_dir: Path) -> None:
     warnings.warn(
         f"{out_dir} holds an earlier run: its metrics and checkpoints are replaced (pass "
         "resume=True / --resume to continue it instead)",
-        stacklevel=3,
+        stacklevel=5,
     )
     for path in earlier:
         if path.is_dir():

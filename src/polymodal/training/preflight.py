@@ -3,7 +3,7 @@
 Duplicate sample ids, a patient (group) in two splits, split values that are not
 train/val/test, unusable targets, an empty training split: ``validate`` calls these blocking,
 and a model trained on such a cohort has leaked or meaningless validation scores. ``fit`` runs
-the same checks (every check that opens no file, so it costs a fraction of a second) and
+the same checks (every one that opens no file, so the pre-flight reads the manifest only) and
 refuses with the same findings, unless the caller passes ``allow_blocking`` explicitly, which
 the run folder records.
 """
@@ -60,6 +60,6 @@ def check_blocking(cohort: Cohort, *, allow_blocking: bool = False) -> list[str]
             "(allow_blocking=True) to train anyway; the override is recorded in run.json."
         )
     warnings.warn(
-        f"{message}\ntraining anyway (allow_blocking); recorded in run.json", stacklevel=3
+        f"{message}\ntraining anyway (allow_blocking); recorded in run.json", stacklevel=4
     )
     return list(report.blocking)
