@@ -225,6 +225,23 @@ def test_mutated_valid_spec(folder, mutations):
                 parent[f"extra_{len(parent)}"] = value
             else:
                 parent.append(value)
-        except (KeyError, IndexError, TypeError):
+        except (KeyError, IndexError, TypeError, AttributeError):
             continue  # an earlier mutation removed or retyped this path
     _load_or_refuse(folder, yaml.safe_dump(spec, allow_unicode=True))
+
+
+VALID_TEXT = yaml.safe_dump(VALID_SPEC, sort_keys=False)
+edit = st.tuples(
+    st.integers(0, len(VALID_TEXT)),
+    st.integers(0, 12),
+    st.sampled_from(TOKENS) | st.text(max_size=4),
+)
+
+
+@given(st.lists(edit, min_size=1, max_size=5))
+def test_edited_valid_spec_text(folder, edits):
+    """A spec file a person mistyped: pieces of the valid text replaced by other text."""
+    text = VALID_TEXT
+    for position, length, insert in edits:
+        text = text[:position] + insert + text[position + length :]
+    _load_or_refuse(folder, text)
