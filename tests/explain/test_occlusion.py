@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from polymodal.errors import ModelError
 from polymodal.explain import ExplainResult, explain_model
@@ -80,3 +81,19 @@ def _write(frame: pd.DataFrame, path: Path) -> Path:
 def test_an_unknown_task_names_the_targets(key_model: Path, key_cohort: Path) -> None:
     with pytest.raises(ModelError, match="unknown task 'risk'; the model's targets are: label"):
         explain_model(key_model, key_cohort.parent / "manifest.csv", "risk", max_samples=2)
+
+
+def test_non_finite_weights_are_refused_naming_the_tensor(
+    key_model: Path, key_cohort: Path
+) -> None:
+    """Effects measured against a NaN prediction would rank elements by nothing: explain stops."""
+    from polymodal.model_folder import load_model_folder
+
+    loaded = load_model_folder(key_model)
+    name, weight = next(
+        (n, p) for n, p in loaded.model.named_parameters() if n.startswith("heads.")
+    )
+    with torch.no_grad():
+        weight.fill_(float("nan"))
+    with pytest.raises(ModelError, match=rf"not finite.*{name}"):
+        explain_model(loaded, key_cohort.parent / "manifest.csv", "label", max_samples=3)

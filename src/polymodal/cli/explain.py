@@ -31,6 +31,11 @@ def explain(
         4, "--overlays", min=0, help="PNG region maps for the first N samples with images."
     ),
     device: str = typer.Option("cpu", help="Where the model runs, e.g. cpu or cuda."),
+    root: Path | None = typer.Option(
+        None,
+        "--root",
+        help="Folder the rows' relative file paths resolve against (default: MANIFEST's folder).",
+    ),
 ) -> None:
     """Rank data elements (modalities, fields, sentences, image regions) by their effect on a task.
 
@@ -49,6 +54,7 @@ def explain(
         overlays=overlays,
         device=device,
         progress=True,
+        root=root,
     )
     written = result.save(out)
     for note in result.notes:

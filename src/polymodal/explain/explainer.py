@@ -45,6 +45,7 @@ from polymodal.explain.rollout import (
 )
 from polymodal.explain.token_map import TokenMapper
 from polymodal.model_folder import LoadedModel, load_model_folder
+from polymodal.prediction_checks import NonFiniteGuard
 
 Method = Literal["occlusion", "rollout", "both"]
 METHODS = ("occlusion", "rollout", "both")
@@ -141,6 +142,7 @@ def explain_model(
     device: str | torch.device = "cpu",
     seed: int = 0,
     progress: bool = False,
+    root: Path | str | None = None,
 ) -> ExplainResult:
     """Rank the data elements of a manifest's rows by their effect on ``task``'s prediction.
 
@@ -156,6 +158,11 @@ def explain_model(
         device: where the model runs.
         seed: seed of the row subset and of the bootstrap.
         progress: show a progress bar over the samples.
+        root: folder that the rows' relative file paths resolve against (default: the folder of
+            ``manifest``, or the spec's data root when ``manifest`` is None).
+
+    Raises:
+        ModelError: the model's prediction for some explained row is NaN or infinite.
     """
     if method not in METHODS:
         raise ModelError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -168,6 +175,7 @@ def explain_model(
         loaded.spec,
         manifest_override=None if manifest is None else Path(manifest),
         for_inference=True,
+        root=root,
     )
     notes: list[str] = []
     use_rollout = method in ("rollout", "both")
@@ -192,6 +200,7 @@ def explain_model(
         sample_rows, description = explainer.explain_row(int(position), count < overlays)
         rows.extend(sample_rows)
         descriptions.add(description)
+    explainer.guard.check(loaded)
     per_sample = pd.DataFrame(rows, columns=PER_SAMPLE_COLUMNS)
     methods = tuple(
         m for m, on in (("occlusion", explainer.occlude), ("rollout", use_rollout)) if on
@@ -233,6 +242,8 @@ class _Explainer:
         self.mapper = TokenMapper(self.model, self.prep)
         self.region_maps: list[RegionMap] = []
         self.issues: list[DataIssue] = []
+        # Effects measured against a NaN prediction would rank elements by nothing.
+        self.guard = NonFiniteGuard()
 
     @torch.no_grad()
     def explain_row(self, position: int, with_maps: bool) -> tuple[list[dict[str, Any]], str]:
@@ -274,6 +285,7 @@ class _Explainer:
                     )
         else:
             predictions, _ = scorer.baseline()
+        self.guard.add([sample["id"]], {self.task: predictions}, torch.ones(1, dtype=torch.bool))
         reference = reference_index(self.kind, predictions)
         prediction = float(task_score(self.kind, predictions, reference)[0])
         info = self.loaded.target_infos[self.task]
