@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from polymodal.cli import main
@@ -57,38 +58,62 @@ class Killed(Exception):
     """Stands for the process dying mid-epoch: nothing after it runs."""
 
 
+@pytest.fixture(scope="module")
+def augmented_spec_path(tmp_path_factory: pytest.TempPathFactory, cohort_spec_path: Path) -> Path:
+    """The tiny cohort with random augmentation of its lesion images."""
+    folder = tmp_path_factory.getbasetemp() / "resume_augmented_cohort"
+    if not folder.is_dir():
+        shutil.copytree(cohort_spec_path.parent, folder)
+        spec = yaml.safe_load((folder / "spec.yaml").read_text())
+        spec["modalities"]["lesion"]["augment"] = True
+        (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
+    return folder / "spec.yaml"
+
+
+@pytest.mark.parametrize("workers", [0, 1])
 def test_resume_after_a_kill_gives_the_uninterrupted_runs_weights_and_metrics(
-    cohort_spec_path: Path,
+    augmented_spec_path: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     deterministic_restored,
+    workers: int,
 ) -> None:
-    # The tiny model drops modalities at random (modality_dropout 0.25), shuffles and has
-    # dropout: all of it must be drawn again exactly as the uninterrupted run drew it.
-    epochs = "train.max_epochs=3"
-    whole = _fit(cohort_spec_path, tmp_path / "whole", epochs)
+    # Shuffling, image augmentation (in the loader's worker process with workers=1), modality
+    # dropout (0.25) and dropout: all must be drawn again as the uninterrupted run drew them.
+    settings = ("train.max_epochs=2", f"train.num_workers={workers}")
+    whole = _fit(augmented_spec_path, tmp_path / "whole", *settings)
 
     out = tmp_path / "killed"
     original_step = PolymodalModule.training_step
 
-    def dies_in_the_third_epoch(self, batch, batch_idx):
-        if self.current_epoch == 2 and batch_idx == 1:
+    def dies_in_the_second_epoch(self, batch, batch_idx):
+        if self.current_epoch == 1 and batch_idx == 1:
             raise Killed
         return original_step(self, batch, batch_idx)
 
     with monkeypatch.context() as patch:
-        patch.setattr(PolymodalModule, "training_step", dies_in_the_third_epoch)
+        patch.setattr(PolymodalModule, "training_step", dies_in_the_second_epoch)
         with pytest.raises(Killed):
-            _fit(cohort_spec_path, out, epochs)
+            _fit(augmented_spec_path, out, *settings)
     last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert last["epoch"] == 1  # the end of the second epoch: what a kill leaves behind
+    assert last["epoch"] == 0  # the end of the first epoch: what a kill leaves behind
 
-    resumed = _fit(cohort_spec_path, out, epochs, resume=True)
-    assert resumed.epochs_run == whole.epochs_run == 3
-    first = load_file(str(whole.model_dir / "model.safetensors"))
-    again = load_file(str(resumed.model_dir / "model.safetensors"))
-    assert first.keys() == again.keys()
-    assert [k for k in first if not torch.equal(first[k], again[k])] == []
+    resumed = _fit(augmented_spec_path, out, *settings, resume=True)
+    assert resumed.epochs_run == whole.epochs_run == 2
+    # The weights of the last epoch (last.ckpt) and of the exported best one.
+    for name in ("last.ckpt", "best.ckpt"):
+        first, again = (
+            torch.load(run / "checkpoints" / name, map_location="cpu", weights_only=True)
+            for run in (tmp_path / "whole", out)
+        )
+        differing = [
+            k
+            for k in first["state_dict"]
+            if not torch.equal(first["state_dict"][k], again["state_dict"][k])
+        ]
+        assert differing == [], name
+    exported = [load_file(str(r.model_dir / "model.safetensors")) for r in (whole, resumed)]
+    assert all(torch.equal(exported[0][k], exported[1][k]) for k in exported[0])
     pd.testing.assert_frame_equal(_validation_metrics(out), _validation_metrics(tmp_path / "whole"))
     assert resumed.best_score == whole.best_score
 

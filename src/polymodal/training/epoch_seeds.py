@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -41,17 +41,22 @@ class SeedEachEpoch(L.Callback):
 
     Args:
         seed: ``train.seed``.
-        loader_generator: the training DataLoader's ``generator``, which seeds its workers when
-            the epoch's iterator is created. Lightning creates the first epoch's iterator before
-            ``on_train_epoch_start``; so it is seeded here for ``first_epoch`` (0, or the epoch a
-            resumed run starts with) and reseeded at each later epoch's start.
-        first_epoch: the first epoch this run trains.
+        loader: the training DataLoader; its ``generator`` seeds its workers when an epoch's
+            iterator is created, and its sampler has ``set_epoch``. Lightning creates the first
+            epoch's iterator (and worker processes take their first rows from the sampler)
+            before ``on_train_epoch_start`` and before it sets the sampler's epoch: both are
+            prepared here for ``first_epoch``; Lightning's later iterators come after both.
+        first_epoch: the first epoch this run trains (0, or the epoch a resumed run starts with).
     """
 
-    def __init__(self, seed: int, loader_generator: torch.Generator, first_epoch: int = 0) -> None:
+    def __init__(self, seed: int, loader: DataLoader, first_epoch: int = 0) -> None:
+        if loader.generator is None:
+            raise ValueError("the training DataLoader needs a generator of its own")
         self.seed = seed
-        self.loader_generator = loader_generator
-        loader_generator.manual_seed(epoch_seed(seed, first_epoch))
+        self.loader_generator = loader.generator
+        self.loader_generator.manual_seed(epoch_seed(seed, first_epoch))
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(first_epoch)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         seed = epoch_seed(self.seed, trainer.current_epoch)

@@ -249,7 +249,7 @@ def _fit_locked(
         save_top_k=1,
         enable_version_counter=False,
     )
-    seeds = SeedEachEpoch(cfg.seed, train_loader.generator, first_epoch or 0)
+    seeds = SeedEachEpoch(cfg.seed, train_loader, first_epoch or 0)
     trainer = _trainer(
         cfg, out_dir, best_checkpoint, seeds, monitor, mode, len(train_loader), progress
     )

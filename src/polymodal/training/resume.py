@@ -21,7 +21,9 @@ COMPARED_SECTIONS = ("model", "train", "distill", "modulation", "intervention_lo
 MAY_CHANGE_ON_RESUME = frozenset(
     {
         "train.max_epochs",  # train longer (or stop sooner)
-        "train.num_workers",  # loader processes: same batches, see polymodal.training.epoch_seeds
+        # Loader processes: the same rows in the same order; augmentation is drawn in the
+        # workers, so it repeats exactly only with the same number of them.
+        "train.num_workers",
         "train.accelerator",  # another device
         "train.cache",  # the sample cache holds the same decoded values
         "train.cache_dir",
