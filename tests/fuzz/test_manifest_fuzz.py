@@ -54,6 +54,14 @@ MULTITASK_SPEC = {
         },
         "count": {"kind": "digits", "column": "age", "num_digits": 2},
     },
+    # Every file-based kind, on cells that rarely name a file (and sometimes a folder or NUL).
+    "modalities": {
+        **SPEC["modalities"],
+        "note": {"kind": "text", "column": "note", "source": "file", "path_template": "n/{}.txt"},
+        "ct": {"kind": "volume", "column": "scan", "size": [2, 2, 2]},
+        "vitals": {"kind": "series", "column": "patient", "channels": ["hr"]},
+        "history": {"kind": "text", "from_columns": ["sex", "age"]},
+    },
 }
 RECIPE_SPEC = {**SPEC, "split": {"recipe": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 1}}}
 
