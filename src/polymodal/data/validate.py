@@ -344,8 +344,9 @@ def validate_cohort(
         workers: threads that open files (default: twice the CPU count, at most 8).
         show_progress: draw a rich progress bar on stderr while files are opened.
         read_files: False runs every check that opens no file (ids, splits, targets, tabular
-            values, clinical text, leakage, training rows) and counts a file-based modality as
-            available wherever its cell is non-blank; ``fit`` uses it as a fast pre-flight.
+            values, clinical text, leakage, training rows, file paths inside the cohort root)
+            and counts a file-based modality as available wherever its cell is non-blank and
+            its path allowed; ``fit`` uses it as a fast pre-flight.
     """
     if on_error not in ("fail", "skip-modality"):
         raise ValueError(f"on_error must be 'fail' or 'skip-modality', got {on_error!r}")
