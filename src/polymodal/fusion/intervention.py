@@ -39,6 +39,7 @@ from typing import Any
 
 import timm
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
@@ -382,7 +383,14 @@ def _single_model_adapters(
 
     if (source / "adapter_config.json").is_file():
         read_adapter_config(source)  # a clear error for a foreign or broken folder
-        return load_file(str(source / WEIGHTS_FILE)), {}, str(source)
+        try:
+            adapters = load_file(str(source / WEIGHTS_FILE))
+        except (SafetensorError, OSError) as err:
+            raise ModelError(
+                f"init_from: {source / WEIGHTS_FILE} is not a readable safetensors file ({err}); "
+                "save the adapters again with save_adapters"
+            ) from None
+        return adapters, {}, str(source)
     if not (source / "config.json").is_file():
         raise ModelError(
             f"init_from: {source} is neither a polymodal model folder (config.json) nor an "

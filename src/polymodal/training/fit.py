@@ -409,6 +409,10 @@ def _train(
         warnings.filterwarnings("ignore", message=".*Experiment logs directory.*not empty.*")
         # Lightning's own use of a torch API that torch has deprecated: nothing a user can fix.
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+        # Frozen parts are in eval mode on purpose (polymodal.freezing keeps them there).
+        warnings.filterwarnings(
+            "ignore", message=r".*module\(s\) in eval mode at the start of training.*"
+        )
         try:
             trainer.fit(
                 module,
