@@ -8,6 +8,7 @@ and repeated ids are warned about, and non-finite model outputs are an error nam
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from polymodal.prediction_checks import (
     warn_unseen_categories,
 )
 from polymodal.training.predictions import PredictionCollector
+from polymodal.tta import average_predictions, tta_views, viewing
 
 
 class Predictor:
@@ -40,6 +42,11 @@ class Predictor:
 
     ``prompts`` (a model with the ``prompted`` core only) asks a task in other words than the
     ones it was trained with, e.g. ``{"cancer": "How likely is lung cancer within six years?"}``.
+
+    ``tta=True`` (test-time augmentation) predicts every image in each of its dihedral views (8
+    for square images, the 4 that keep the shape otherwise) and averages the heads'
+    probabilities (not the logits) over the views: see :mod:`polymodal.tta`. It costs one model
+    pass per view; meant for images with no preferred orientation.
     """
 
     def __init__(
@@ -49,10 +56,13 @@ class Predictor:
         device: str | torch.device = "cpu",
         batch_size: int = 64,
         prompts: Mapping[str, str] | None = None,
+        tta: bool = False,
     ) -> None:
         self.loaded = loaded
         self.device = torch.device(device)
         self.batch_size = batch_size
+        # The dihedral views each batch is predicted in (None: the images as they are).
+        self.views: tuple[int | None, ...] = tta_views(loaded.model) if tta else (None,)
         if prompts:
             set_prompt = getattr(loaded.model.core, "set_prompt", None)
             if set_prompt is None:
@@ -72,13 +82,20 @@ class Predictor:
         device: str | torch.device = "cpu",
         batch_size: int = 64,
         prompts: Mapping[str, str] | None = None,
+        tta: bool = False,
     ) -> Predictor:
         return cls(
             load_model_folder(folder, device=device),
             device=device,
             batch_size=batch_size,
             prompts=prompts,
+            tta=tta,
         )
+
+    @property
+    def tta(self) -> bool:
+        """Whether predictions are averaged over the images' dihedral views."""
+        return self.views != (None,)
 
     @property
     def modalities(self) -> list[str]:
@@ -142,15 +159,22 @@ class Predictor:
             iterator = track(loader, description="predicting", total=len(loader))
         for batch in iterator:
             batch = to_device(batch, self.device)
-            encoded, availability = model.encode(batch)
+            passes: dict[tuple[str, ...], list] = {subset: [] for subset in collectors}
+            has_data: dict[tuple[str, ...], torch.Tensor] = {}
+            for view in self.views:
+                with nullcontext() if view is None else viewing(model, view):
+                    encoded, availability = model.encode(batch)
+                for subset in collectors:
+                    masked = {
+                        m: a if m in subset else torch.zeros_like(a)
+                        for m, a in availability.items()
+                    }
+                    logits = model.fuse(encoded, masked)["logits"]
+                    passes[subset].append(model.predictions_from_logits(logits))
+                    has_data[subset] = torch.stack([a.bool() for a in masked.values()]).any(0)
             for subset, collector in collectors.items():
-                masked = {
-                    m: a if m in subset else torch.zeros_like(a) for m, a in availability.items()
-                }
-                logits = model.fuse(encoded, masked)["logits"]
-                predictions = model.predictions_from_logits(logits)
-                has_data = torch.stack([a.bool() for a in masked.values()]).any(0)
-                guard.add(batch["ids"], predictions, has_data)
+                predictions = average_predictions(passes[subset])  # over the views
+                guard.add(batch["ids"], predictions, has_data[subset])
                 collector.add(batch, predictions)
             for m in self.modalities:
                 available[m].append(batch["available"][m].cpu().numpy())

@@ -40,6 +40,9 @@ def evaluate_model(
         modalities: restrict the matrix to subsets of these modalities (default: all).
         n_boot: bootstrap resamples (by patient group) for the 95 % intervals.
         specificity: the specificity at which sensitivity is reported.
+
+    Test-time augmentation is the predictor's (``Predictor.load(..., tta=True)``); the result's
+    settings record the views averaged (``tta_views``).
     """
     if split not in SPLITS:
         raise PolymodalError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
@@ -60,6 +63,8 @@ def evaluate_model(
             "specificity": specificity,
             "seed": seed,
             "population": "all labelled rows of the split; modalities outside a subset masked",
+            # Test-time augmentation: the dihedral views whose probabilities were averaged.
+            "tta_views": list(predictor.views) if predictor.tta else None,
         }
     )
     collectors, _ = predictor.collect_subsets(cohort, plan, split=split, progress=progress)
