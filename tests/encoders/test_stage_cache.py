@@ -205,3 +205,30 @@ def test_resnet_stages_cut_and_train_like_efficientnet() -> None:
         {"pixels": torch.randn(2, 1, 3, 32, 32), "view_mask": torch.ones(2, 1, dtype=torch.bool)}
     )
     assert tokens.shape == (2, model.num_tokens, 16) and mask.all()
+
+
+def test_a_copy_of_the_model_shares_the_cache_rather_than_duplicating_it() -> None:
+    """A weight EMA deep-copies the model: the copy finds the same cache again."""
+    import copy
+
+    model = encoder().eval()
+    inputs = {
+        "pixels": torch.randn(2, 1, 3, 32, 32),
+        "view_mask": torch.ones(2, 1, dtype=torch.bool),
+    }
+    model(inputs)
+    twin = copy.deepcopy(model)
+    assert twin._stage_cache is None
+    torch.testing.assert_close(twin(inputs)[0], model(inputs)[0])
+    assert twin._stage_cache is model._stage_cache and model._stage_cache.misses == 2
+
+
+def test_prefix_outputs_cached_in_a_training_step_equal_a_fresh_eval_mode_forward() -> None:
+    model = encoder(backbone="efficientnet_lite0").train()  # as the trainer leaves it
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    views = torch.tensor([0, 1, 4, 7])
+    cached = model.prefix_features(images, views)
+    reference = encoder(backbone="efficientnet_lite0").eval()  # same seed, same weights
+    in_views = torch.cat([by_hand(images[i : i + 1], int(v)) for i, v in enumerate(views)])
+    expected = fresh_prefix(reference, in_views)
+    assert torch.equal(cached, expected)

@@ -265,8 +265,8 @@ class ImageTimmEncoder(nn.Module):
             (:mod:`polymodal.encoders.stage_cache`), so an epoch runs only the trainable stages.
             Models built on the same frozen weights share the cache. ``fit`` also keeps it on
             disk beside its sample cache, so later runs skip the frozen part. Needs the spec's
-            ``augment: false`` (an augmented image is a new image every epoch); ``dihedral``
-            is the augmentation that survives caching.
+            ``augment: false`` and no ``train.mixup``/``cutmix`` (an augmented or mixed image is
+            a new image every step); ``dihedral`` is the augmentation that survives caching.
         dihedral: train on a random one of the image's dihedral views (right-angle rotations
             and mirrors, :mod:`polymodal.data.views`) per sample and step, drawn from torch's
             generator (which ``fit`` seeds per epoch: runs repeat). All 8 views for square
@@ -378,6 +378,13 @@ class ImageTimmEncoder(nn.Module):
         self._feature_cache = None
         self._stage_cache = None
         super()._load_from_state_dict(*args, **kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy (e.g. the weight EMA's deepcopy) finds the shared cache of its weights again
+        # rather than duplicating gigabytes of cached tensors.
+        state = dict(self.__dict__)
+        state["_feature_cache"] = state["_stage_cache"] = None
+        return state
 
     def _freeze_backbone(self) -> None:
         """Frozen parts get no gradient and stay in eval mode (BatchNorm statistics, dropout)

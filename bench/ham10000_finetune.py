@@ -1,0 +1,225 @@
+"""HAM10000, image only, on a CPU: partial fine-tuning with cached frozen stages (issue 12, item 3).
+
+The recipe: the packaged ImageNet EfficientNet-Lite0 (or Lite1/Lite2) at HAM10000's native
+150×200 (H×W); the stem and the first ``--frozen-stages`` stages frozen, their output cached as
+float16 once per image and dihedral view (the 4 views that keep a 150×200 image's shape:
+identity, 180°, horizontal and vertical mirror), so an epoch runs only the last stages, the
+projection and the head; each training sample gets a random one of its views (seeded). Trains
+on `train`, selects the epoch on `val` balanced accuracy and reports on `val` (HAM10000's
+official test part is not in ../shared/data), without and with test-time augmentation over the
+same views, with 95 % bootstrap CIs resampled by lesion (polymodal's evaluate).
+
+Usage::
+
+    python bench/ham10000_finetune.py --quick            # 200 images, 1 epoch: does it run?
+    python bench/ham10000_finetune.py                    # the full recipe (2 cores)
+    python bench/ham10000_finetune.py --timing           # seconds per image / per step, 1 thread
+
+Skips (exit 0) when ../shared/data/ham10000 is absent. Prints the metrics and writes
+``<out>/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from polymodal.data.manifest import load_cohort
+from polymodal.data.spec import parse_spec
+from polymodal.encoders import create_encoder
+from polymodal.evaluation.evaluate import evaluate_model
+from polymodal.predictor import Predictor
+from polymodal.training.fit import fit
+from polymodal.training.run_config import load_run_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SPEC = REPO_ROOT / "configs" / "ham10000.yaml"
+DATA = REPO_ROOT.parent / "shared" / "data" / "ham10000"
+IMAGE = "skin"
+SIZE = (150, 200)  # HAM10000's JPEGs are 200 wide, 150 high
+BACKBONES = {
+    "lite0": ("efficientnet_lite0", "package:efficientnet-lite0"),
+    "lite1": ("efficientnet_lite1", "package:efficientnet-lite1"),
+    "lite2": ("efficientnet_lite2", "package:efficientnet-lite2"),
+}
+
+
+def image_only_spec(out: Path, quick: bool) -> object:
+    """configs/ham10000.yaml without the clinical table, at native size; ``quick``: a class-
+    stratified 200-image subset (147 train, 49 val) written beside the run."""
+    spec = yaml.safe_load(SPEC.read_text())
+    spec["modalities"] = {IMAGE: {**spec["modalities"][IMAGE], "size": list(SIZE)}}
+    manifest = DATA / "metadata.csv"
+    if quick:
+        rows = pd.read_csv(manifest)
+        per_class = {"train": 21, "val": 7}
+        subset = pd.concat(
+            rows[rows["split"] == split].groupby("dx").head(n) for split, n in per_class.items()
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        manifest = out / "metadata_quick.csv"
+        subset.to_csv(manifest, index=False)
+    spec["manifest"] = str(manifest)
+    spec["root"] = str(DATA)  # images resolve in the data folder, wherever the subset lives
+    return parse_spec(spec, base_dir=SPEC.parent, source=str(SPEC))
+
+
+def image_encoder(args: argparse.Namespace) -> str:
+    backbone, pretrained = BACKBONES[args.backbone]
+    return (
+        f"model.encoders.{IMAGE}={{name: image_timm, options: {{backbone: {backbone}, "
+        f"pretrained: '{pretrained}', freeze: 'stages:{args.frozen_stages}', "
+        "feature_cache: true, dihedral: true}}"
+    )
+
+
+def timing(args: argparse.Namespace) -> None:
+    """Seconds per image of the frozen prefix and per training step of the suffix, 1 thread."""
+    torch.set_num_threads(1)
+    backbone, pretrained = BACKBONES[args.backbone]
+    encoder = create_encoder(
+        "image_timm",
+        input_info={"kind": "image", "channels": 3, "size": list(SIZE), "views": 1},
+        dim=128,
+        backbone=backbone,
+        pretrained=pretrained,
+        freeze=f"stages:{args.frozen_stages}",
+    )
+    head = torch.nn.Linear(128, 7)
+    images = torch.randn(args.batch_size, 3, *SIZE)
+    views = torch.zeros(args.batch_size, dtype=torch.long)
+    encoder._prefix(images[:2], views[:2])  # warm-up
+    started = time.perf_counter()
+    prefix = encoder._prefix(images, views)
+    per_image = (time.perf_counter() - started) / args.batch_size
+    trainable = [p for p in [*encoder.parameters(), *head.parameters()] if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-3)
+    labels = torch.randint(7, (args.batch_size,))
+    encoder.train()
+
+    def step() -> None:
+        features = run_suffix(encoder, prefix)
+        loss = torch.nn.functional.cross_entropy(head(features.mean(1)), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up
+    started = time.perf_counter()
+    for _ in range(3):
+        step()
+    per_step = (time.perf_counter() - started) / 3
+    print(
+        f"{backbone} at {SIZE[0]}×{SIZE[1]}, frozen stages {args.frozen_stages}, 1 thread, "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs:\n"
+        f"  frozen prefix: {per_image:.4f} s per image (batch {args.batch_size}, one view)\n"
+        f"  suffix training step (batch {args.batch_size}): {per_step:.3f} s "
+        f"({per_step / args.batch_size:.4f} s per image)"
+    )
+
+
+def run_suffix(encoder, prefix: torch.Tensor) -> torch.Tensor:
+    """The trainable stages and projection on cached prefix outputs -> (B, N, D) tokens."""
+    from polymodal.encoders.stages import run_modules
+
+    features = run_modules(encoder.backbone, encoder.split.suffix, prefix.float())
+    return encoder.proj(encoder._as_tokens(features))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="200 images, 1 epoch")
+    parser.add_argument("--timing", action="store_true", help="only time prefix and suffix")
+    parser.add_argument("--backbone", choices=sorted(BACKBONES), default="lite0")
+    parser.add_argument("--frozen-stages", type=int, default=5, help="K of freeze 'stages:K'")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--patience", type=int, default=5, help="early-stopping patience")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "bench_ham10000_finetune")
+    args = parser.parse_args()
+    if args.timing:
+        timing(args)
+        return
+    if not DATA.is_dir():
+        print(f"skipped: HAM10000 not found at {DATA}")
+        return
+    if args.quick:
+        args.epochs, args.n_boot, args.out = 1, 50, args.out.with_name(args.out.name + "_quick")
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    spec = image_only_spec(args.out, args.quick)
+    cohort = load_cohort(spec)
+    run = load_run_config(
+        None,
+        [
+            "model.core=single",
+            f"model.core_options.modality={IMAGE}",
+            image_encoder(args),
+            "model.dim=128",
+            f"train.max_epochs={args.epochs}",
+            f"train.batch_size={args.batch_size}",
+            f"train.lr={args.lr}",
+            f"train.label_smoothing={args.label_smoothing}",
+            f"train.early_stopping_patience={args.patience}",
+            "train.monitor=val/dx/balanced_accuracy",
+            f"train.cache_dir={args.out / 'cache'}",
+        ],
+    )
+    result = fit(
+        spec,
+        args.out / "run",
+        model_config=run.model,
+        train_config=run.train,
+        cohort=cohort,
+        progress=False,
+    )
+    fit_seconds = time.perf_counter() - started
+    rows = {}
+    for name, tta in (("one view", False), ("TTA, 4 views", True)):
+        evaluation = evaluate_model(
+            Predictor.load(result.model_dir, tta=tta),
+            cohort,
+            split="val",
+            subsets=False,
+            n_boot=args.n_boot,
+            progress=False,
+        )
+        metrics = evaluation.targets["dx"].subsets[0].metrics
+        rows[name] = {k: metrics[k] for k in ("balanced_accuracy", "auroc_macro")}
+    print(
+        f"HAM10000 val ({len(cohort.indices('val'))} images), {args.backbone} stages:"
+        f"{args.frozen_stages}, {result.epochs_run} epoch(s), fit {fit_seconds / 60:.1f} min, "
+        f"{args.threads} thread(s), {platform.machine()}, {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f}"
+    )
+    for name, metrics in rows.items():
+        cells = ", ".join(
+            f"{k} {ci.point:.3f} ({ci.low:.3f}–{ci.high:.3f})" for k, ci in metrics.items()
+        )
+        print(f"  {name}: {cells}")
+    summary = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "epochs_run": result.epochs_run,
+        "fit_seconds": fit_seconds,
+        "metrics": {
+            name: {k: [ci.point, ci.low, ci.high] for k, ci in m.items()}
+            for name, m in rows.items()
+        },
+    }
+    (args.out / "results.json").write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
