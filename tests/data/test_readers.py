@@ -262,3 +262,14 @@ def test_series_errors_name_the_column_and_row(tmp_path):
         read_series(text_value, cfg)
     with pytest.raises(ReadError, match="file not found"):
         read_series(tmp_path / "nope.csv", cfg)
+
+
+def test_parquet_series_with_damaged_pandas_metadata_is_a_read_error(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"t": [0.0, 1.0], "hr": [70.0, 71.0]})
+    pq.write_table(table.replace_schema_metadata({b"pandas": b"{}"}), tmp_path / "s.parquet")
+    cfg = SeriesModality(kind="series", column="s", time_column="t", channels=["hr"])
+    with pytest.raises(ReadError, match="not a readable CSV/Parquet table"):
+        read_series(tmp_path / "s.parquet", cfg)

@@ -83,17 +83,12 @@ def _decode_pil(path: Path, max_pixels: int) -> tuple[np.ndarray, float]:
 def _decode_dicom(path: Path, max_pixels: int) -> tuple[np.ndarray, tuple[float, float]]:
     """Pixels ``(H, W, C)`` float32 after rescale slope/intercept, and their possible range."""
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     try:
-        ds = pydicom.dcmread(path)
-    except (InvalidDicomError, OSError, ValueError, EOFError) as err:
-        raise ReadError(f"not a readable DICOM file: {err}", path) from None
-    try:
-        return _dicom_pixels(ds, path, max_pixels)
+        return _dicom_pixels(pydicom.dcmread(path), path, max_pixels)
     except ReadError:
         raise
-    except Exception as err:  # pydicom parses elements lazily and raises many types for bad ones
+    except Exception as err:  # pydicom raises many types for a damaged file or element
         raise ReadError(f"not a readable DICOM file: {type(err).__name__}: {err}", path) from None
 
 
@@ -196,6 +191,8 @@ def read_image(path: Path, cfg: ImageModality) -> np.ndarray:
     else:
         array, full_scale = _decode_pil(path, cfg.max_pixels)
         value_range = (0.0, full_scale)
+    if array.size == 0:
+        raise ReadError(f"the image holds no pixels (shape {array.shape[:2]})", path)
     require_finite(array, "pixels", path)
     array = _to_channels(array, cfg.channels)  # (H, W, C)
     chw = np.ascontiguousarray(array.transpose(2, 0, 1))  # (C, H, W)

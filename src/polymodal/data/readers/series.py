@@ -48,8 +48,20 @@ def _read_frame(path: Path, max_rows: int) -> pd.DataFrame:
             return frame
     except pd.errors.EmptyDataError:
         raise ReadError("the series file is empty (no header)", path) from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError, EOFError) as err:
-        # pyarrow's errors for a damaged Parquet file are ValueError/OSError subclasses.
+    except (
+        pd.errors.ParserError,
+        UnicodeDecodeError,
+        OSError,
+        ValueError,
+        EOFError,
+        KeyError,
+        TypeError,
+        IndexError,
+        NotImplementedError,
+    ) as err:
+        # pyarrow's errors for a damaged Parquet file subclass these builtins (ArrowInvalid is
+        # a ValueError, ArrowKeyError a KeyError...), and pandas raises KeyError/TypeError for
+        # damaged pandas metadata in it.
         raise ReadError(f"not a readable CSV/Parquet table: {err}", path) from None
     raise ReadError(f"unsupported series format {path.suffix!r}; use .csv, .tsv or .parquet", path)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import tokenize
 import warnings
 import zipfile
 import zlib
@@ -52,6 +53,24 @@ def _squeeze_to_3d(array_shape: tuple[int, ...]) -> tuple[int, ...] | None:
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
     return shape if len(shape) == 3 else None
+
+
+# What numpy and zipfile raise for a damaged header, archive or data block (the header is a
+# Python literal: a damaged one fails to tokenize or parse; zipfile raises NotImplementedError
+# for an unknown compression method and RuntimeError for an encrypted member).
+_NUMPY_FILE_ERRORS = (
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    TypeError,
+    OSError,
+    EOFError,
+    KeyError,
+    SyntaxError,
+    tokenize.TokenError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
 
 
 def _npy_shape(handle: IO[bytes]) -> tuple[int, ...]:
@@ -99,17 +118,9 @@ def _load_numpy(path: Path, cfg: VolumeModality) -> MetaTensor:
         shape = _squeeze_to_3d(array.shape)
         if shape is None:
             raise ReadError(_dimension_error(array.shape), path)
-        voxels = np.array(array, dtype=np.float32).reshape(shape)  # a copy: reads the data
-    except (
-        ValueError,
-        TypeError,
-        OSError,
-        EOFError,
-        KeyError,
-        zipfile.BadZipFile,
-        zlib.error,
-    ) as err:
-        # numpy and zipfile raise these for a damaged header, archive or data block.
+        with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN are reported later
+            voxels = np.array(array, dtype=np.float32).reshape(shape)  # a copy: reads the data
+    except _NUMPY_FILE_ERRORS as err:
         raise ReadError(f"not a readable numpy file: {err}", path) from None
     affine = torch.diag(torch.tensor([*cfg.default_spacing, 1.0], dtype=torch.float64))
     return MetaTensor(torch.from_numpy(voxels), affine=affine)
@@ -232,6 +243,8 @@ def _load(path: Path, cfg: VolumeModality) -> MetaTensor:
 
 def _check_source(image: MetaTensor, cfg: VolumeModality, path: Path) -> None:
     """Finite voxels and geometry, and a voxel count within ``cfg.max_voxels``."""
+    if image.numel() == 0:
+        raise ReadError(f"the volume holds no voxels (shape {tuple(image.shape[1:])})", path)
     refuse_over_limit(image.numel(), cfg.max_voxels, "voxels", "max_voxels", path)
     hint = (
         "check the RescaleSlope/RescaleIntercept of its files"
