@@ -208,6 +208,26 @@ def test_modalities_subset_marks_others_unavailable_without_reading(cohort, prep
         CohortDataset(cohort, prep, "train", modalities=["mri"])
 
 
+def test_volume_and_series_outside_the_root_are_skipped_like_unreadable_files(tmp_path):
+    root = tmp_path / "cohort"
+    root.mkdir()
+    cohort = make_cohort(root)
+    prep = Preprocessor.fit(cohort)
+    for name in ("ct.nii.gz", "vitals.csv"):
+        (tmp_path / name).write_bytes((root / ("a." + name.split(".", 1)[1])).read_bytes())
+    cells = {**cohort.frame.iloc[0].to_dict(), "ct_path": "../ct.nii.gz"}
+    cells["vitals_path"] = str(tmp_path / "vitals.csv")  # absolute, outside the root too
+    issues: list = []
+    sample = encode_row(prep, cells, row_id="a", resolve=cohort.resolve_path, issues=issues)
+    assert sample["available"]["ct"] is False and sample["available"]["vitals"] is False
+    assert sample["available"]["xray"] is True
+    found = {(i.modality, i.column): i.reason for i in issues}
+    assert found.keys() == {("ct", "ct_path"), ("vitals", "vitals_path")}
+    assert all("outside the cohort root" in reason for reason in found.values())
+    with pytest.raises(ReadError, match=r"row 'a', 'ct' \(column 'ct_path'\).*outside"):
+        encode_row(prep, cells, row_id="a", resolve=cohort.resolve_path, on_error="fail")
+
+
 def test_split_none_is_every_row(cohort, prep):
     assert [s["id"] for s in CohortDataset(cohort, prep, None)] == list("abcdef")
 

@@ -1,7 +1,9 @@
 """The cohort as a torch Dataset of samples laid out as in :mod:`polymodal.data.batch`.
 
 A modality is unavailable for a row when its cells are blank or missing markers, when it is
-left out with ``modalities=``, or (``on_error="skip-modality"``) when its file cannot be read.
+left out with ``modalities=``, or (``on_error="skip-modality"``) when its file cannot be used:
+unreadable, outside the cohort root, too large for the modality's limits, or holding NaN or
+infinite values (the readers refuse those, so no non-finite value reaches a model input).
 Every unreadable file or unusable value becomes a :class:`DataIssue` in ``dataset.issues`` and
 a logged warning, so a caller can report it: nothing is dropped silently.
 """
@@ -75,13 +77,25 @@ class _Row:
         )
 
     def load(
-        self, prep: Preprocessor, name: str, path: Path, decode: Callable[[], dict], column: str
+        self,
+        prep: Preprocessor,
+        name: str,
+        cell: str,
+        template: str | None,
+        decode: Callable[[Path], dict],
+        column: str,
     ) -> dict[str, torch.Tensor] | None:
-        """Decoded + preprocessed tensors of one file (through the cache), None if unreadable."""
-        if self.cache is None:
-            return self.read(decode, modality=name, column=column)
-        load = partial(self.cache.load_or_compute, path, prep.fingerprint(name), decode)
-        return self.read(load, modality=name, column=column)
+        """Decoded + preprocessed tensors of the file a cell names (through the cache), None
+        if it cannot be used: resolving the path (e.g. outside the cohort root) and decoding
+        it (e.g. NaN voxels, a damaged file) fail the same way, as one recorded issue."""
+
+        def resolve_and_decode() -> dict[str, torch.Tensor]:
+            path = self.resolve(cell, template)
+            if self.cache is None:
+                return decode(path)
+            return self.cache.load_or_compute(path, prep.fingerprint(name), partial(decode, path))
+
+        return self.read(resolve_and_decode, modality=name, column=column)
 
 
 def _encode_modality(
@@ -118,9 +132,8 @@ def _encode_modality(
             cell = cells.get(column, "")
             view = None
             if not is_blank(cell):
-                path = row.resolve(cell, cfg.path_template)
-                decode = partial(_decode_image, path, cfg)
-                view = row.load(prep, name, path, decode, column)
+                decode = partial(_decode_image, cfg=cfg)
+                view = row.load(prep, name, cell, cfg.path_template, decode, column)
             views.append(None if view is None else view["pixels"])
         if all(v is None for v in views):
             return None
@@ -128,12 +141,11 @@ def _encode_modality(
     cell = cells.get(cfg.column, "")
     if is_blank(cell):
         return None
-    path = row.resolve(cell, cfg.path_template)
     if isinstance(cfg, VolumeModality):
-        decode = partial(_decode_volume, prep, name, path, cfg)
+        decode = partial(_decode_volume, prep=prep, name=name, cfg=cfg)
     else:
-        decode = partial(_decode_series, prep, name, path, cfg)
-    return row.load(prep, name, path, decode, cfg.column)
+        decode = partial(_decode_series, prep=prep, name=name, cfg=cfg)
+    return row.load(prep, name, cell, cfg.path_template, decode, cfg.column)
 
 
 def _clinical_text(name: str, cfg: TextModality, cells: Mapping[str, str], row: _Row) -> str | None:
@@ -154,13 +166,13 @@ def _decode_image(path: Path, cfg: ImageModality) -> dict[str, torch.Tensor]:
 
 
 def _decode_volume(
-    prep: Preprocessor, name: str, path: Path, cfg: VolumeModality
+    path: Path, prep: Preprocessor, name: str, cfg: VolumeModality
 ) -> dict[str, torch.Tensor]:
     return prep.transform_volume(name, *readers.read_volume(path, cfg))
 
 
 def _decode_series(
-    prep: Preprocessor, name: str, path: Path, cfg: SeriesModality
+    path: Path, prep: Preprocessor, name: str, cfg: SeriesModality
 ) -> dict[str, torch.Tensor]:
     return prep.transform_series(name, *readers.read_series(path, cfg))
 
