@@ -71,6 +71,15 @@ class Head(nn.Module, ABC):
 class PerSampleHead(Head):
     """A head whose loss is a (weighted) mean of independent per-sample losses."""
 
+    # Label smoothing ε of the cross-entropy kinds (binary, multiclass, multilabel), set by the
+    # training loop from ``train.label_smoothing``. Applied in training mode only: validation
+    # losses stay the plain cross-entropy. Other kinds ignore it.
+    label_smoothing: float = 0.0
+
+    def smoothing(self) -> float:
+        """The ε this loss applies now: ``label_smoothing`` in training mode, else 0."""
+        return self.label_smoothing if self.training else 0.0
+
     @abstractmethod
     def per_sample_loss(self, logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         """Loss and weight of each sample, both ``(B,)``; ``target`` is already sanitised."""
@@ -110,7 +119,8 @@ class BinaryHead(PerSampleHead):
 
     def per_sample_loss(self, logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         target = target.to(logits.dtype)
-        values = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        soft = target * (1 - self.smoothing()) + self.smoothing() / 2
+        values = F.binary_cross_entropy_with_logits(logits, soft, reduction="none")
         if self.class_weights is None:
             return values, torch.ones_like(values)
         return values, self.class_weights.to(logits.dtype)[target.long()]
@@ -131,7 +141,7 @@ class MulticlassHead(PerSampleHead):
 
     def per_sample_loss(self, logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         target = target.long()
-        values = F.cross_entropy(logits, target, reduction="none")
+        values = F.cross_entropy(logits, target, reduction="none", label_smoothing=self.smoothing())
         if self.class_weights is None:
             return values, torch.ones_like(values)
         return values, self.class_weights.to(logits.dtype)[target]
@@ -150,9 +160,8 @@ class MultilabelHead(PerSampleHead):
         super().__init__(in_dim=in_dim, n_outputs=n_labels)
 
     def per_sample_loss(self, logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        values = F.binary_cross_entropy_with_logits(
-            logits, target.to(logits.dtype), reduction="none"
-        ).mean(dim=-1)
+        soft = target.to(logits.dtype) * (1 - self.smoothing()) + self.smoothing() / 2
+        values = F.binary_cross_entropy_with_logits(logits, soft, reduction="none").mean(dim=-1)
         return values, torch.ones_like(values)
 
     def predict(self, logits: Tensor) -> dict[str, Tensor]:

@@ -9,7 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class TrainConfig(BaseModel):
-    """How to train. Defaults suit a small cohort on a CPU; raise epochs and batch for real data."""
+    """How to train. Defaults suit a small cohort on a CPU; raise epochs and batch for real data.
+
+    Fine-tuning recipe keys (all off by default; ``configs/finetune_gpu.yaml`` turns them on):
+
+    * ``layer_decay``: layer-wise lr decay of timm backbones (:mod:`polymodal.training.param_groups`).
+    * ``ema_decay``: validate, select and export an exponential moving average of the weights
+      (:mod:`polymodal.training.ema`).
+    * ``label_smoothing``: binary, multiclass and multilabel losses only.
+    * ``mixup`` / ``cutmix`` / ``mix_prob``: batch-level mixing of the image inputs and the
+      labels of one classification target (:mod:`polymodal.training.mixing`).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -20,7 +30,52 @@ class TrainConfig(BaseModel):
     lr: float = Field(
         1e-3, gt=0, description="Peak learning rate (after warm-up; the cyclic schedule's max)."
     )
-    weight_decay: float = Field(0.01, ge=0)
+    weight_decay: float = Field(
+        0.01, ge=0, description="AdamW/SGD weight decay; never on biases and 1-D tensors (norms)."
+    )
+    layer_decay: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Layer-wise lr decay d for the timm backbones (image_timm and any encoder "
+        "holding a timm model): encoders' projections, fusion core and heads train at lr, the "
+        "backbone's last block (with its final norm / conv_head) at lr·d, the one before at "
+        "lr·d², …, the stem lowest; blocks as timm's group_matcher orders them. The warm-up and "
+        "cosine (or cyclic) schedule scale every group alike. None: every parameter at lr.",
+    )
+    ema_decay: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Keep an exponential moving average of the weights (decay per optimiser "
+        "step, warmed up as min(d, (1+n)/(10+n)) over the first n updates) and use it for "
+        "validation, checkpoint selection and the exported model. None: the raw weights.",
+    )
+    label_smoothing: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Label smoothing ε of the training loss of binary, multiclass and multilabel "
+        "targets (other kinds are not smoothed; an error when no target is of those kinds). "
+        "The validation loss is unsmoothed.",
+    )
+    mixup: float = Field(
+        0.0,
+        ge=0,
+        description="Mixup α (λ ~ Beta(α, α)) of the image inputs and the labels; 0 = off.",
+    )
+    cutmix: float = Field(
+        0.0,
+        ge=0,
+        description="CutMix α: a box of area 1−λ pasted from the paired image; 0 = off. With "
+        "mixup too, each mixed batch is one or the other, evenly.",
+    )
+    mix_prob: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Probability that a training batch is mixed (mixup/cutmix).",
+    )
     optimizer: Literal["adamw", "sgd"] = Field(
         "adamw", description="'adamw', or 'sgd' with momentum (the EI recipe)."
     )

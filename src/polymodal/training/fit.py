@@ -43,8 +43,10 @@ from polymodal.run_lock import RunLock
 from polymodal.training.checkpoints import load_best_weights, verify_resume_checkpoint
 from polymodal.training.config import TrainConfig
 from polymodal.training.distill import Distillation, DistillationConfig
+from polymodal.training.ema import WeightEMA
 from polymodal.training.epoch_seeds import EpochShuffle, SeedEachEpoch
 from polymodal.training.intervention_loss import InterventionLoss, InterventionLossConfig
+from polymodal.training.mixing import BatchMixing
 from polymodal.training.modulation import GradientModulation, ModulationConfig
 from polymodal.training.module import PolymodalModule, TrainingPlugin, resolve_monitor
 from polymodal.training.preflight import check_blocking
@@ -237,8 +239,20 @@ def _fit_locked(
     train_loader = make_loader(train_ds, cfg, shuffle=True, sampler=sampler)
     val_loader = make_loader(val_ds, cfg, shuffle=False)
 
+    mixing = BatchMixing.from_config(
+        cfg,
+        model=model,
+        input_kinds={m: info["kind"] for m, info in input_infos.items()},
+        target_infos=target_infos,
+        plugins=plugin_configs,
+    )
     module = PolymodalModule(
-        model, target_infos, cfg, steps_per_epoch=len(train_loader), plugins=plugins
+        model,
+        target_infos,
+        cfg,
+        steps_per_epoch=len(train_loader),
+        plugins=plugins,
+        mixing=mixing,
     )
     monitor, mode = resolve_monitor(cfg, target_infos)
     best_checkpoint = ModelCheckpoint(
@@ -363,6 +377,9 @@ def _trainer(
         LearningRateMonitor(logging_interval="epoch"),
         EpochTimer(),
     ]
+    if cfg.ema_decay is not None:
+        # Validation, the best checkpoint and the export see the average; last.ckpt keeps both.
+        callbacks.append(WeightEMA(cfg.ema_decay))
     if cfg.early_stopping_patience:
         callbacks.append(
             EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping_patience)

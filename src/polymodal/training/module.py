@@ -17,9 +17,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from polymodal.errors import PolymodalError
 from polymodal.freezing import settle_frozen_modes
 from polymodal.model import MultimodalModel
 from polymodal.training.config import TrainConfig
+from polymodal.training.mixing import CROSS_ENTROPY_KINDS, BatchMixing
+from polymodal.training.param_groups import parameter_groups
 from polymodal.training.predictions import PredictionCollector
 
 # The metric that decides "better" for each target kind, and whether higher is better.
@@ -85,10 +88,12 @@ def cyclic_schedule(
     epochs of iterations, falls back as fast, and each later cycle's amplitude is
     ``cfg.cyclic_decay`` times the one before.
     """
+    # Per-group bounds: layer-wise lr decay scales both (``lr_scale``, 1 without it).
+    scales = [group.get("lr_scale", 1.0) for group in optimizer.param_groups]
     return torch.optim.lr_scheduler.CyclicLR(
         optimizer,
-        base_lr=cfg.cyclic_base_lr,
-        max_lr=cfg.lr,
+        base_lr=[cfg.cyclic_base_lr * scale for scale in scales],
+        max_lr=[cfg.lr * scale for scale in scales],
         step_size_up=max(1, round(cfg.cyclic_step_epochs * steps_per_epoch)),
         scale_fn=AmplitudeDecay(cfg.cyclic_decay),
         scale_mode="cycle",
@@ -138,10 +143,14 @@ class PolymodalModule(L.LightningModule):
     Args:
         model: the encoders + fusion core + heads.
         target_infos: ``{target: info}`` from the fitted preprocessing state.
-        train_config: optimiser and schedule settings.
+        train_config: optimiser and schedule settings (with ``layer_decay`` the optimiser's
+            groups of :func:`polymodal.training.param_groups.parameter_groups`; with
+            ``label_smoothing`` the classification heads' training losses are smoothed).
         steps_per_epoch: optimiser steps per epoch (for the warm-up length).
         plugins: training additions, e.g. :class:`polymodal.training.distill.Distillation` and
             :class:`polymodal.training.modulation.GradientModulation`.
+        mixing: mixup/CutMix of the training batches
+            (:meth:`polymodal.training.mixing.BatchMixing.from_config`); None: no mixing.
     """
 
     def __init__(
@@ -151,6 +160,7 @@ class PolymodalModule(L.LightningModule):
         train_config: TrainConfig,
         steps_per_epoch: int,
         plugins: Sequence[TrainingPlugin] = (),
+        mixing: BatchMixing | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -158,7 +168,10 @@ class PolymodalModule(L.LightningModule):
         self.train_config = train_config
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.plugins = nn.ModuleList(plugins)
+        self.mixing = mixing
         self._val = PredictionCollector(target_infos)
+        if train_config.label_smoothing > 0:
+            smooth_labels(model, target_infos, train_config.label_smoothing)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         return self.model(batch)
@@ -179,11 +192,19 @@ class PolymodalModule(L.LightningModule):
         return min(1.0, self.trainer.global_step / total)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        mix = None
+        if self.mixing is not None:
+            batch, mix = self.mixing(batch)
         # The steps of model.forward, spelled out so the plugins can see the encoded streams.
         encoded, availability = self.model.encode(batch)
         availability = self.model.drop_modalities(availability)
         outputs = self.model.fuse(encoded, availability)
         total, per_target = self.model.loss(batch, outputs)
+        if mix is not None:
+            # λ·loss(own labels) + (1 − λ)·loss(partners' labels): the mixed label's loss.
+            other_total, other = self.model.loss(mix.partner_targets(batch), outputs)
+            total = mix.lam * total + (1 - mix.lam) * other_total
+            per_target = {t: mix.lam * v + (1 - mix.lam) * other[t] for t, v in per_target.items()}
         bs = len(batch["ids"])
         for name, value in per_target.items():
             self.log(f"train/{name}/loss", value, batch_size=bs)
@@ -234,17 +255,11 @@ class PolymodalModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.train_config
-        decay, no_decay = [], []
-        # The plugins' own parameters (auxiliary heads, projections) train too.
-        for name, param in self.named_parameters():
-            if not param.requires_grad:
-                continue
-            # Norms, biases and embeddings-like 1-D tensors are not weight-decayed.
-            (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
-        groups = [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
+        # The plugins' own parameters (auxiliary heads, projections) train too. Norms, biases
+        # and other 1-D tensors are not weight-decayed.
+        groups = parameter_groups(
+            self, lr=cfg.lr, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay
+        )
         if cfg.optimizer == "sgd":
             optimizer: torch.optim.Optimizer = torch.optim.SGD(
                 groups, lr=cfg.lr, momentum=cfg.momentum
@@ -261,6 +276,7 @@ class PolymodalModule(L.LightningModule):
             }
         total = int(self.trainer.estimated_stepping_batches)
         warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
+        # One multiplier for every group: layer-wise ratios hold through warm-up and decay.
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
             lambda step: warmup_cosine(
@@ -271,3 +287,21 @@ class PolymodalModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+
+def smooth_labels(model: nn.Module, target_infos: dict[str, dict], epsilon: float) -> None:
+    """Set label smoothing ``epsilon`` on the heads of the binary, multiclass and multilabel
+    targets (their training losses; other kinds are not smoothed).
+
+    Raises:
+        PolymodalError: no target is of those kinds.
+    """
+    smoothed = [t for t, info in target_infos.items() if info.get("kind") in CROSS_ENTROPY_KINDS]
+    if not smoothed:
+        kinds = ", ".join(f"{t} ({info.get('kind')})" for t, info in target_infos.items())
+        raise PolymodalError(
+            f"train.label_smoothing={epsilon} applies to binary, multiclass and multilabel "
+            f"targets, and this run has none ({kinds or 'no targets'}); set it to 0"
+        )
+    for target in smoothed:
+        model.heads[target].label_smoothing = epsilon
