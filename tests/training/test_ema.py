@@ -87,3 +87,21 @@ def test_resume_of_the_fine_tuning_recipe_gives_the_uninterrupted_runs_average_a
     exported = [load_file(str(r.model_dir / "model.safetensors")) for r in (whole, resumed)]
     assert all(torch.equal(exported[0][k], exported[1][k]) for k in exported[0])
     pd.testing.assert_frame_equal(_validation_metrics(out), _validation_metrics(tmp_path / "whole"))
+
+
+def test_a_frozen_backbones_weights_and_statistics_pass_through_the_average_unchanged(
+    cohort_spec_path: Path, tmp_path: Path
+) -> None:
+    frozen = (
+        "model.encoders.lesion={name: image_timm, options: {backbone: test_resnet, freeze: all}}"
+    )
+    result = _fit(cohort_spec_path, tmp_path / "run", "train.max_epochs=1", frozen, *EMA)
+    raw = _checkpoint(tmp_path / "run", "best.ckpt")["current_model_state"]
+    exported = load_file(str(result.model_dir / "model.safetensors"))
+    backbone = [k for k in exported if k.startswith("encoders.lesion.backbone.")]
+    assert any("running_mean" in k for k in backbone)
+    assert all(torch.equal(exported[k], raw[f"model.{k}"]) for k in backbone)
+    # The trained parts are averaged, so they differ from the raw weights.
+    assert not torch.equal(
+        exported["heads.label.proj.weight"], raw["model.heads.label.proj.weight"]
+    )

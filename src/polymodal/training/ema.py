@@ -12,6 +12,8 @@ What is averaged: every floating-point parameter and buffer of the training modu
 running statistics included (they follow the averaged weights, as in timm's ``ModelEmaV3``).
 Integer buffers (BatchNorm's batch counter) are copied. Frozen parts never change, and the update
 is a ``lerp``, which leaves a value that equals its target bit for bit: their average is them.
+The average is a copy of the whole training module (a distillation teacher too): memory for one
+more model, on the training device.
 """
 
 from __future__ import annotations
