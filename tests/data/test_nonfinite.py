@@ -176,6 +176,12 @@ def _tabular_cohort(tmp_path, ages: list[str]):
     return load_cohort(parse_spec(spec, base_dir=tmp_path))
 
 
+def test_an_infinite_training_value_is_refused_naming_its_row(tmp_path):
+    cohort = _tabular_cohort(tmp_path, ["40", "inf", "1e999", "50"])
+    with pytest.raises(ReadError, match=r"not a finite number: 'r1' \('inf'\), 'r2' \('1e999'\)"):
+        Preprocessor.fit(cohort)
+
+
 def test_training_values_whose_mean_overflows_are_refused_when_fitting(tmp_path):
     cohort = _tabular_cohort(tmp_path, ["1.7e308", "1.7e308", "1.7e308", "40"])
     with pytest.raises(ReadError, match=r"modality 'labs': the training values are too large"):

@@ -111,8 +111,9 @@ def _numbers(rows: pd.DataFrame, ids: pd.Series, column: str, missing: Sequence[
             bad.append(f"{row_id!r} ({cell!r})")
     if bad:
         raise ReadError(
-            f"column {column!r}: {len(bad)} training row(s) hold a value that is not a number: "
-            f"{', '.join(bad[:5])}; fix the values (or list a missing marker in missing_values)"
+            f"column {column!r}: {len(bad)} training row(s) hold a value that is not a finite "
+            f"number: {', '.join(bad[:5])}; fix the values (or list a missing marker in "
+            "missing_values)"
         )
     return np.asarray(values, dtype=np.float64)
 
