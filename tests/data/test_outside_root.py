@@ -138,12 +138,6 @@ def test_an_image_outside_the_root_is_never_decoded(tmp_path: Path) -> None:
     assert report.skipped["xray"] == ["a"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ReadError,
-    reason="data/dataset.py resolves image, volume and series paths outside row.read, so the "
-    "ReadError escapes instead of skipping the modality; remove this mark once it resolves there",
-)
 def test_a_sample_goes_on_without_an_image_outside_the_root(tmp_path: Path) -> None:
     cohort = image_cohort(tmp_path)
     dataset = CohortDataset(cohort, Preprocessor.fit(cohort), "train")
