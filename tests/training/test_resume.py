@@ -200,6 +200,16 @@ def test_config_differences_ignore_the_keys_that_may_change_and_name_the_rest() 
     assert {"train.max_epochs", "train.num_workers"} <= MAY_CHANGE_ON_RESUME
 
 
+def test_a_key_added_since_the_run_was_saved_counts_as_its_default() -> None:
+    """A run saved before ``train.layer_decay`` existed resumes when the key keeps its default,
+    and is refused when the new config sets it."""
+    saved = {"train": {"lr": 0.001}}
+    assert config_differences(saved, {"train": {"lr": 0.001, "layer_decay": None}}) == []
+    assert config_differences(saved, {"train": {"lr": 0.001, "layer_decay": 0.75}}) == [
+        "train.layer_decay: null → 0.75"
+    ]
+
+
 @pytest.mark.parametrize("kind", ["shuffle", "weighted"])
 def test_an_epochs_draws_depend_on_seed_and_epoch_only(kind: str) -> None:
     def sampler():

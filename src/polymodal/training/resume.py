@@ -42,18 +42,44 @@ def flatten(section: Any, prefix: str) -> dict[str, Any]:
     return flat
 
 
+def _field_defaults() -> dict[str, Any]:
+    """``{"train.lr": default}`` for the top-level fields of the compared sections' configs, as
+    JSON values: a run saved before a field existed trained with its default."""
+    from polymodal.training.run_config import RunConfig
+
+    defaults: dict[str, Any] = {}
+    for section in COMPARED_SECTIONS:
+        annotation = RunConfig.model_fields[section].annotation
+        config_class = next(
+            (
+                a
+                for a in (annotation, *getattr(annotation, "__args__", ()))
+                if hasattr(a, "model_fields")
+            ),
+            None,
+        )
+        for name, field in getattr(config_class, "model_fields", {}).items():
+            if not field.is_required() and field.default_factory is None:
+                defaults[f"{section}.{name}"] = json.loads(json.dumps(field.default, default=str))
+    return defaults
+
+
 def config_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """``"key: saved → new"`` for every compared key whose value differs, values as JSON."""
+    """``"key: saved → new"`` for every compared key whose value differs, values as JSON.
+
+    A key absent from the saved run (added to polymodal since) counts as its default.
+    """
     old_flat: dict[str, Any] = {}
     new_flat: dict[str, Any] = {}
     for name in COMPARED_SECTIONS:
         old_flat.update(flatten(saved.get(name), name) if saved.get(name) is not None else {})
         new_flat.update(flatten(new.get(name), name) if new.get(name) is not None else {})
+    defaults = _field_defaults()
     differences = []
     for key in sorted(old_flat.keys() | new_flat.keys()):
         if key in MAY_CHANGE_ON_RESUME:
             continue
-        before, after = old_flat.get(key, _ABSENT), new_flat.get(key, _ABSENT)
+        before, after = old_flat.get(key, defaults.get(key, _ABSENT)), new_flat.get(key, _ABSENT)
         if before != after:
             differences.append(f"{key}: {_shown(before)} → {_shown(after)}")
     return differences
