@@ -1,4 +1,6 @@
-"""HAM10000, image only, on a CPU: partial fine-tuning with cached frozen stages (issue 12, item 3).
+"""HAM10000 on a CPU: the recipes configs/ham10000_cpu_image.yaml (image only) and
+configs/ham10000_cpu.yaml (image + clinical table, synergy), partial fine-tuning with cached
+frozen stages.
 
 The recipe: the packaged ImageNet EfficientNet-Lite0 (or Lite1/Lite2) at HAM10000's native
 150×200 (H×W); the stem and the first ``--frozen-stages`` stages frozen, their output cached as
@@ -12,7 +14,8 @@ same views, with 95 % bootstrap CIs resampled by lesion (polymodal's evaluate).
 Usage::
 
     python bench/ham10000_finetune.py --quick            # 200 images, 1 epoch: does it run?
-    python bench/ham10000_finetune.py                    # the full recipe (2 cores)
+    python bench/ham10000_finetune.py                    # the image-only recipe (2 cores)
+    python bench/ham10000_finetune.py --model synergy    # the fused recipe
     python bench/ham10000_finetune.py --timing           # seconds per image / per step, 1 thread
 
 Skips (exit 0) when ../shared/data/ham10000 is absent. Prints the metrics and writes
@@ -42,6 +45,10 @@ from polymodal.training.run_config import load_run_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEC = REPO_ROOT / "configs" / "ham10000.yaml"
+RECIPES = {
+    "image": REPO_ROOT / "configs" / "ham10000_cpu_image.yaml",
+    "synergy": REPO_ROOT / "configs" / "ham10000_cpu.yaml",
+}
 DATA = REPO_ROOT.parent / "shared" / "data" / "ham10000"
 IMAGE = "skin"
 SIZE = (150, 200)  # HAM10000's JPEGs are 200 wide, 150 high
@@ -52,11 +59,11 @@ BACKBONES = {
 }
 
 
-def image_only_spec(out: Path, quick: bool) -> object:
-    """configs/ham10000.yaml without the clinical table, at native size; ``quick``: a class-
-    stratified 200-image subset (147 train, 49 val) written beside the run."""
+def cohort_spec(out: Path, quick: bool) -> object:
+    """configs/ham10000.yaml (native 150×200 images); ``quick``: a class-stratified 200-image
+    subset (147 train, 49 val) written beside the run."""
     spec = yaml.safe_load(SPEC.read_text())
-    spec["modalities"] = {IMAGE: {**spec["modalities"][IMAGE], "size": list(SIZE)}}
+    assert tuple(spec["modalities"][IMAGE]["size"]) == SIZE, "the recipe assumes native size"
     manifest = DATA / "metadata.csv"
     if quick:
         rows = pd.read_csv(manifest)
@@ -72,13 +79,19 @@ def image_only_spec(out: Path, quick: bool) -> object:
     return parse_spec(spec, base_dir=SPEC.parent, source=str(SPEC))
 
 
-def image_encoder(args: argparse.Namespace) -> str:
+def recipe_overrides(args: argparse.Namespace) -> list[str]:
+    """What this run changes in the recipe file (nothing, with the defaults)."""
     backbone, pretrained = BACKBONES[args.backbone]
-    return (
-        f"model.encoders.{IMAGE}={{name: image_timm, options: {{backbone: {backbone}, "
-        f"pretrained: '{pretrained}', freeze: 'stages:{args.frozen_stages}', "
-        "feature_cache: true, dihedral: true}}"
-    )
+    options = f"model.encoders.{IMAGE}.options"
+    overrides = [
+        f"{options}.backbone={backbone}",
+        f"{options}.pretrained='{pretrained}'",
+        f"{options}.freeze='stages:{args.frozen_stages}'",
+        f"train.cache_dir={args.cache_dir}",
+    ]
+    if args.epochs is not None:
+        overrides.append(f"train.max_epochs={args.epochs}")
+    return overrides
 
 
 def timing(args: argparse.Namespace) -> None:
@@ -140,15 +153,19 @@ def main() -> None:
     parser.add_argument("--timing", action="store_true", help="only time prefix and suffix")
     parser.add_argument("--backbone", choices=sorted(BACKBONES), default="lite0")
     parser.add_argument("--frozen-stages", type=int, default=5, help="K of freeze 'stages:K'")
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--label-smoothing", type=float, default=0.1)
-    parser.add_argument("--patience", type=int, default=5, help="early-stopping patience")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="sample + stage cache")
+    parser.add_argument("--model", choices=sorted(RECIPES), default="image", help="recipe")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
+    parser.add_argument("--batch-size", type=int, default=32, help="--timing only")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--n-boot", type=int, default=1000)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "bench_ham10000_finetune")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default: runs/bench_ham10000_<model>"
+    )
     args = parser.parse_args()
+    args.out = args.out or REPO_ROOT / "runs" / f"bench_ham10000_{args.model}"
+    # One cache for both recipes: the second run reads the first one's frozen-stage outputs.
+    args.cache_dir = args.cache_dir or args.out.parent / "bench_ham10000_cache"
     if args.timing:
         timing(args)
         return
@@ -159,24 +176,9 @@ def main() -> None:
         args.epochs, args.n_boot, args.out = 1, 50, args.out.with_name(args.out.name + "_quick")
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    spec = image_only_spec(args.out, args.quick)
+    spec = cohort_spec(args.out, args.quick)
     cohort = load_cohort(spec)
-    run = load_run_config(
-        None,
-        [
-            "model.core=single",
-            f"model.core_options.modality={IMAGE}",
-            image_encoder(args),
-            "model.dim=128",
-            f"train.max_epochs={args.epochs}",
-            f"train.batch_size={args.batch_size}",
-            f"train.lr={args.lr}",
-            f"train.label_smoothing={args.label_smoothing}",
-            f"train.early_stopping_patience={args.patience}",
-            "train.monitor=val/dx/balanced_accuracy",
-            f"train.cache_dir={args.out / 'cache'}",
-        ],
-    )
+    run = load_run_config(RECIPES[args.model], recipe_overrides(args))
     result = fit(
         spec,
         args.out / "run",
@@ -199,7 +201,7 @@ def main() -> None:
         metrics = evaluation.targets["dx"].subsets[0].metrics
         rows[name] = {k: metrics[k] for k in ("balanced_accuracy", "auroc_macro")}
     print(
-        f"HAM10000 val ({len(cohort.indices('val'))} images), {args.backbone} stages:"
+        f"HAM10000 val ({len(cohort.indices('val'))} images), {args.model}, {args.backbone} stages:"
         f"{args.frozen_stages}, {result.epochs_run} epoch(s), fit {fit_seconds / 60:.1f} min, "
         f"{args.threads} thread(s), {platform.machine()}, {os.cpu_count()} CPUs, load average "
         f"{os.getloadavg()[0]:.1f}"
