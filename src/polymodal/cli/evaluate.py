@@ -42,7 +42,9 @@ def evaluate(
     from polymodal.data.spec import load_spec
     from polymodal.evaluation.evaluate import evaluate_model
     from polymodal.predictor import Predictor
+    from polymodal.runtime import setup_process
 
+    setup_process()  # threads for this process, allocator buffers kept across batches
     predictor = Predictor.load(model_dir)
     cohort_spec = load_spec(spec) if spec is not None else predictor.loaded.spec
     # Another table is other patients: a same-named file beside the training data is not theirs.

@@ -44,7 +44,9 @@ def explain(
     from rich.table import Table
 
     from polymodal.explain import explain_model
+    from polymodal.runtime import setup_process
 
+    setup_process()  # threads for this process, allocator buffers kept across batches
     result = explain_model(
         model_dir,
         manifest,

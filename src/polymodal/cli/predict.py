@@ -42,7 +42,9 @@ def predict(
     without data, repeated ids and unseen categories are warned about.
     """
     from polymodal.predictor import Predictor
+    from polymodal.runtime import setup_process
 
+    setup_process()  # threads for this process, allocator buffers kept across batches
     predictor = Predictor.load(model_dir, batch_size=batch_size, prompts=_parse_prompts(prompt))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)

@@ -125,6 +125,12 @@ class TrainConfig(BaseModel):
     )
     seed: int = 0
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    num_threads: int | None = Field(
+        None,
+        ge=1,
+        description="Torch threads of the training process. None: cores // (1 + num_workers), "
+        "or the POLYMODAL_NUM_THREADS environment variable when set (see polymodal.runtime).",
+    )
     accelerator: str = "auto"
     deterministic: bool = False
     cache: bool = Field(

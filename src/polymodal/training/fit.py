@@ -27,11 +27,10 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from polymodal.config import ModelConfig
 from polymodal.data.cache import SampleCache
-from polymodal.data.collate import collate_samples
 from polymodal.data.dataset import CohortDataset
 from polymodal.data.manifest import Cohort, load_cohort
 from polymodal.data.preprocessing import Preprocessor
@@ -40,12 +39,14 @@ from polymodal.errors import PolymodalError
 from polymodal.model import MultimodalModel, build_model
 from polymodal.model_folder import save_model_folder
 from polymodal.run_lock import RunLock
+from polymodal.runtime import setup_process
 from polymodal.training.checkpoints import load_best_weights, verify_resume_checkpoint
 from polymodal.training.config import TrainConfig
 from polymodal.training.distill import Distillation, DistillationConfig
 from polymodal.training.ema import WeightEMA
-from polymodal.training.epoch_seeds import EpochShuffle, SeedEachEpoch
+from polymodal.training.epoch_seeds import SeedEachEpoch
 from polymodal.training.intervention_loss import InterventionLoss, InterventionLossConfig
+from polymodal.training.loaders import make_loader
 from polymodal.training.mixing import BatchMixing
 from polymodal.training.modulation import GradientModulation, ModulationConfig
 from polymodal.training.module import PolymodalModule, TrainingPlugin, resolve_monitor
@@ -64,32 +65,6 @@ class FitResult:
     epochs_run: int
     # Values or files that could not be used (the sample went on without them).
     data_issues: list = field(default_factory=list)
-
-
-def make_loader(
-    dataset: CohortDataset, cfg: TrainConfig, *, shuffle: bool, sampler: Sampler | None = None
-) -> DataLoader:
-    """A DataLoader with polymodal's collate; shuffling depends on (seed, epoch) only.
-
-    With a ``sampler`` (``train.sampling``) rows are drawn by it instead of shuffled.
-    """
-    if shuffle and sampler is None:
-        sampler = EpochShuffle(len(dataset), cfg.seed)
-    return DataLoader(
-        dataset,
-        batch_size=cfg.batch_size,
-        sampler=sampler,
-        num_workers=cfg.num_workers,
-        collate_fn=collate_samples,
-        # The training workers' seeds come from a generator of their own (see SeedEachEpoch).
-        generator=torch.Generator() if shuffle else None,
-        # Training workers start afresh each epoch, seeded from the generators SeedEachEpoch
-        # has just reset: their augmentation is the same after a resume.
-        persistent_workers=cfg.num_workers > 0 and not shuffle,
-        # A last training batch of one sample breaks BatchNorm (one value per channel on a 1×1
-        # feature map); shuffling leaves a different sample out of each epoch.
-        drop_last=shuffle and len(dataset) % cfg.batch_size == 1,
-    )
 
 
 def fit(
@@ -162,6 +137,7 @@ def _fit_locked(
 ) -> FitResult:
     """:func:`fit`, with ``out_dir`` locked for this process."""
     cfg = train_config
+    setup_process(cfg.num_workers, cfg.num_threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     cohort = cohort or load_cohort(spec)
     overridden = check_blocking(cohort, allow_blocking=allow_blocking)
