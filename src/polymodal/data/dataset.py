@@ -15,11 +15,10 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from monai.transforms import Compose, RandAffine, RandFlip
 from torch.utils.data import DataLoader, Dataset
 
 from polymodal.data import readers
@@ -46,6 +45,9 @@ from polymodal.data.spec import (
     target_columns,
 )
 from polymodal.errors import PolymodalError
+
+if TYPE_CHECKING:
+    from monai.transforms import Compose
 
 logger = logging.getLogger(__name__)
 
@@ -230,6 +232,10 @@ def encode_row(
 
 def _image_augmenter() -> Compose:
     """Light geometric augmentation of one view ``(C, H, W)``: flip, small rotation and zoom."""
+    # Imported here: importing MONAI takes seconds, and only an augmenting training set needs it
+    # (loading a model folder for prediction must not pay for it).
+    from monai.transforms import Compose, RandAffine, RandFlip
+
     return Compose(
         [
             RandFlip(prob=0.5, spatial_axis=1),
