@@ -7,7 +7,8 @@ Run folder layout (``OUT``)::
       run.json               the model and training config of this run
       cache/                 decoded, preprocessed files (second epoch decodes nothing)
       checkpoints/           best.ckpt and last.ckpt (Lightning, every epoch; used to resume)
-      logs/                  CSV metrics; tensorboard/ TensorBoard events
+      logs/                  CSV metrics; fit.log (progress lines: epochs, counts, ETA)
+      tensorboard/           TensorBoard events
       model/                 the exported model folder (see polymodal.model_folder)
       .polymodal.lock        held while a fit writes here (polymodal.run_lock)
 """
@@ -38,6 +39,7 @@ from polymodal.data.spec import CohortSpec
 from polymodal.errors import PolymodalError
 from polymodal.model import MultimodalModel, build_model
 from polymodal.model_folder import save_model_folder
+from polymodal.progress import is_terminal, log_to_file
 from polymodal.run_lock import RunLock
 from polymodal.runtime import setup_process
 from polymodal.training.checkpoints import load_best_weights, verify_resume_checkpoint
@@ -53,7 +55,7 @@ from polymodal.training.module import PolymodalModule, TrainingPlugin, resolve_m
 from polymodal.training.preflight import check_blocking
 from polymodal.training.resume import check_resume_config
 from polymodal.training.sampling import dataset_sampler
-from polymodal.training.timing import EpochTimer
+from polymodal.training.timing import EpochLog, EpochTimer
 
 
 @dataclass
@@ -101,7 +103,7 @@ def fit(
     ``polymodal validate`` calls blocking, unless ``allow_blocking`` (recorded in run.json).
     """
     out_dir = Path(out_dir)
-    with RunLock(out_dir):
+    with RunLock(out_dir), log_to_file(out_dir / "logs" / "fit.log"):
         return _fit_locked(
             spec,
             out_dir,
@@ -346,12 +348,17 @@ def _trainer(
         save_top_k=1,
         enable_version_counter=False,
     )
+    # A bar only on a terminal; in a log file it would be unreadable.
+    terminal = is_terminal()
+    progress = progress and terminal
     callbacks: list[L.Callback] = [
         best_checkpoint,
         last_checkpoint,
         seeds,
         LearningRateMonitor(logging_interval="epoch"),
         EpochTimer(),
+        # Output to a file gets plain progress lines within epochs instead of a bar.
+        EpochLog(monitor, batches=not terminal),
     ]
     if cfg.ema_decay is not None:
         # Validation, the best checkpoint and the export see the average; last.ckpt keeps both.
