@@ -4,7 +4,9 @@ An entry holds the tensors made from one file (an image view, a volume, a series
 by the file's **content** (blake2b of its bytes; a DICOM series folder hashes its files' names
 and bytes in sorted order) together with the preprocessing fingerprint of the modality (reader
 settings and fitted values). A moved file still hits; an edited file or a changed setting
-misses. Entries are safetensors files written to a temporary name and renamed into place, so
+misses. Each file is hashed once: :class:`polymodal.data.file_index.FileIndex`
+(``file_index.sqlite`` in the cache folder) remembers the hash under the file's size and
+modification time, and hashes again only when those change. Entries are safetensors files written to a temporary name and renamed into place, so
 two DataLoader workers writing the same key never leave half a file; an entry that cannot be
 read back is rebuilt.
 """
@@ -22,36 +24,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from polymodal.data.file_index import INDEX_NAME, FileIndex, content_hash
+
+__all__ = ["SampleCache", "content_hash"]
+
 logger = logging.getLogger(__name__)
-
-_CHUNK = 1 << 20
-
-
-def _file_stamp(path: Path) -> tuple[str, int, int]:
-    stat = path.stat()
-    return str(path), stat.st_size, stat.st_mtime_ns
-
-
-def _hash_file(digest: hashlib.blake2b, path: Path) -> None:
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-
-
-def content_hash(path: Path | str) -> str:
-    """blake2b of a file's bytes, or of a folder's files (relative names + bytes, sorted)."""
-    path = Path(path)
-    digest = hashlib.blake2b(digest_size=20)
-    if path.is_dir():
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            name = file.relative_to(path).as_posix().encode()
-            # The length prefix keeps (name, bytes) pairs from running into each other.
-            digest.update(len(name).to_bytes(8, "little") + name)
-            digest.update(file.stat().st_size.to_bytes(8, "little"))
-            _hash_file(digest, file)
-    else:
-        _hash_file(digest, path)
-    return digest.hexdigest()
 
 
 class SampleCache:
@@ -69,25 +46,20 @@ class SampleCache:
         self.hits = 0
         self.misses = 0
         self.rebuilt = 0
-        # Content hashes by (path, size, mtime): a file is read to hash it once per process.
-        self._hashes: dict[tuple, str] = {}
+        self.files = FileIndex(self.folder / INDEX_NAME)
 
     def __getstate__(self) -> dict:
-        # DataLoader workers start with fresh counters and memo.
-        return {**self.__dict__, "_hashes": {}, "hits": 0, "misses": 0, "rebuilt": 0}
+        # DataLoader workers start with fresh counters (the index opens its own connection).
+        return {**self.__dict__, "hits": 0, "misses": 0, "rebuilt": 0}
+
+    def content_key(self, path: Path | str) -> str:
+        """The content hash of ``path`` (a file or a DICOM series folder), from the file index."""
+        return self.files.content_key(path)
 
     def key(self, path: Path | str, fingerprint: str) -> str:
         """The entry key of ``path`` (a file or a DICOM series folder) under ``fingerprint``."""
-        path = Path(path)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file())
-            stamp: tuple = (str(path), *(_file_stamp(p) for p in files))
-        else:
-            stamp = _file_stamp(path)
-        if stamp not in self._hashes:
-            self._hashes[stamp] = content_hash(path)
         return hashlib.blake2b(
-            f"{self._hashes[stamp]}:{fingerprint}".encode(), digest_size=20
+            f"{self.content_key(path)}:{fingerprint}".encode(), digest_size=20
         ).hexdigest()
 
     def entry_path(self, key: str) -> Path:
