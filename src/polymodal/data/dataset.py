@@ -256,6 +256,8 @@ class CohortDataset(Dataset):
             unavailable for that row and records a :class:`DataIssue`; ``"fail"`` raises.
         modalities: use only these (the others are unavailable everywhere); None: all.
         augment: random flips/rotations of image modalities whose spec sets ``augment``.
+        augment_seed: with ``(epoch, index)`` items, a row's augmentation depends on
+            (augment_seed, epoch, index) only.
 
     Attributes:
         issues: problems met so far in this process, once per row, modality and column (each
@@ -272,6 +274,7 @@ class CohortDataset(Dataset):
         on_error: OnError = "skip-modality",
         modalities: Sequence[str] | None = None,
         augment: bool = False,
+        augment_seed: int = 0,
     ) -> None:
         if on_error not in ON_ERROR_CHOICES:
             raise PolymodalError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
@@ -298,6 +301,7 @@ class CohortDataset(Dataset):
         self._cells = cohort.frame.iloc[positions][present].to_dict("records")
         self._ids = cohort.ids.iloc[positions].tolist()
         self._groups = cohort.groups.iloc[positions].tolist()
+        self.augment_seed = augment_seed
         self._augmenters = {}
         if augment:
             self._augmenters = {
@@ -311,7 +315,12 @@ class CohortDataset(Dataset):
     def __len__(self) -> int:
         return len(self._cells)
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, index: int | tuple[int, int]) -> Sample:
+        """Row ``index``; ``(epoch, index)`` (from :class:`polymodal.training.loaders.EpochRows`)
+        also fixes the row's augmentation for that epoch."""
+        epoch = None
+        if isinstance(index, tuple):
+            epoch, index = index
         found: list[DataIssue] = []
         sample = encode_row(
             self.preprocessor,
@@ -332,8 +341,18 @@ class CohortDataset(Dataset):
                 logger.warning("%s; the sample goes on without it", issue)
         for name, augmenter in self._augmenters.items():
             if sample["available"][name]:
+                augmenter.set_random_state(seed=self._augment_seed(epoch, index))
                 self._augment_views(sample["inputs"][name], augmenter)
         return sample
+
+    def _augment_seed(self, epoch: int | None, index: int) -> int:
+        """The augmentation seed of a row: a pure function of (seed, epoch, row) when the epoch
+        is known, so it is the same in any worker, with persistent workers, and after a resume;
+        drawn from torch's generator otherwise (a plain index from a bare DataLoader)."""
+        if epoch is None:
+            return int(torch.randint(0, 2**31 - 1, ()).item())
+        entropy = [self.augment_seed % 2**64, epoch, index]
+        return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint32)[0] >> 1)
 
     def encoded_targets(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Every row's encoded labels without reading any file (for samplers and statistics).
@@ -368,8 +387,6 @@ class CohortDataset(Dataset):
 
     @staticmethod
     def _augment_views(fields: dict[str, torch.Tensor], augmenter: Compose) -> None:
-        # Seeded from torch so DataLoader workers (seeded apart by torch) draw differently.
-        augmenter.set_random_state(seed=int(torch.randint(0, 2**31 - 1, ()).item()))
         for view in torch.nonzero(fields["view_mask"]).flatten().tolist():
             out = augmenter(fields["pixels"][view])  # (C, H, W)
             fields["pixels"][view] = torch.as_tensor(out).as_subclass(torch.Tensor)

@@ -199,7 +199,13 @@ def _fit_locked(
         needed |= set(getattr(teacher, "modalities", ()))
     read = [m for m in preprocessor.modalities if m in needed]
     train_ds = CohortDataset(
-        cohort, preprocessor, "train", cache=cache, augment=True, modalities=read
+        cohort,
+        preprocessor,
+        "train",
+        cache=cache,
+        augment=True,
+        augment_seed=cfg.seed,
+        modalities=read,
     )
     val_ds = CohortDataset(cohort, preprocessor, "val", cache=cache, modalities=read)
     if len(train_ds) == 0:
