@@ -56,3 +56,14 @@ def test_log_to_file_gets_info_lines(tmp_path):
     logging.getLogger("polymodal.training.timing").info("after the block")
     text = path.read_text()
     assert "epoch 1/3: train loss 0.5" in text and "after the block" not in text
+
+
+def test_command_line_logging_is_installed_once(monkeypatch):
+    from polymodal.progress import log_to_stderr
+
+    root = logging.getLogger("polymodal")
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", logging.NOTSET)
+    log_to_stderr()
+    log_to_stderr()
+    assert len(root.handlers) == 1 and root.getEffectiveLevel() == logging.INFO

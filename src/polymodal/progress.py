@@ -167,3 +167,19 @@ def log_to_file(path: Path | str) -> Iterator[Path]:
         for handler in added:
             root.removeHandler(handler)
             handler.close()
+
+
+def log_to_stderr() -> None:
+    """INFO lines of the ``polymodal`` loggers on stderr (the command line's entry point calls
+    this once): progress, epochs and settings such as the thread count are seen on a terminal
+    and kept when stderr is redirected to a file."""
+    root = logging.getLogger("polymodal")
+    if any(getattr(h, "_polymodal_cli", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    handler.setLevel(logging.INFO)
+    handler._polymodal_cli = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)

@@ -35,6 +35,9 @@ def version() -> None:
 
 def main() -> None:
     """Entry point: run the app, turning user-input errors into a clear message."""
+    from polymodal.progress import log_to_stderr
+
+    log_to_stderr()
     try:
         app()
     except PolymodalError as err:
