@@ -26,6 +26,7 @@ from polymodal.data.batch import Sample
 from polymodal.data.cache import SampleCache
 from polymodal.data.collate import collate_samples
 from polymodal.data.manifest import Cohort
+from polymodal.data.pixel_store import pack_pixels, unpack_pixels
 from polymodal.data.preprocessing import (
     DataIssue,
     OnError,
@@ -134,9 +135,10 @@ def _encode_modality(
             cell = cells.get(column, "")
             view = None
             if not is_blank(cell):
-                decode = partial(_decode_image, cfg=cfg)
+                # Cached as 8-bit pixels where that is exact (polymodal.data.pixel_store).
+                decode = partial(_decode_image, cfg=cfg, pack=row.cache is not None)
                 view = row.load(prep, name, cell, cfg.path_template, decode, column)
-            views.append(None if view is None else view["pixels"])
+            views.append(None if view is None else unpack_pixels(view, cfg))
         if all(v is None for v in views):
             return None
         return row.read(prep.transform_image, name, views, modality=name, column=None)
@@ -163,8 +165,9 @@ def _clinical_text(name: str, cfg: TextModality, cells: Mapping[str, str], row: 
     return None if serialized is None else serialized.text
 
 
-def _decode_image(path: Path, cfg: ImageModality) -> dict[str, torch.Tensor]:
-    return {"pixels": torch.from_numpy(readers.read_image(path, cfg))}  # (C, H, W)
+def _decode_image(path: Path, cfg: ImageModality, pack: bool = False) -> dict[str, torch.Tensor]:
+    pixels = torch.from_numpy(readers.read_image(path, cfg))  # (C, H, W) float32
+    return pack_pixels(pixels, cfg) if pack else {"pixels": pixels}
 
 
 def _decode_volume(
