@@ -10,7 +10,7 @@ import pytest
 
 from polymodal.data.manifest import load_cohort, parse_number
 from polymodal.data.spec import SplitRecipe, parse_spec
-from polymodal.data.splits import assign_splits
+from polymodal.data.splits import SplitWarning, assign_splits
 from polymodal.errors import ManifestError, ReadError, SpecError
 
 
@@ -190,12 +190,38 @@ def test_recipe_split_is_grouped_stratified_seeded_and_near_the_fractions(tmp_pa
     assert not load_cohort(other_seed).split.equals(cohort.split)
 
 
+def test_a_repeated_column_name_is_refused_naming_the_columns(tmp_path):
+    """pandas would read the first 'age' and rename the second 'age.1' without a word."""
+    (tmp_path / "manifest.csv").write_text(
+        "id,patient,split,y,xray,age, age\na,p1,train,1,a,40,41\n"
+    )
+    with pytest.raises(ManifestError, match=r"more than once: 'age' \(columns 6, 7\)"):
+        load_cohort(make_spec(tmp_path))
+
+
+def test_header_spaces_and_a_trailing_separator_are_tolerated(tmp_path):
+    (tmp_path / "manifest.csv").write_text(
+        " id ,patient,split,y,xray,age,\na,p1,train,1,a,40,\nb,p2,val,0,,41,\n"
+    )
+    cohort = load_cohort(make_spec(tmp_path))
+    assert list(cohort.ids) == ["a", "b"]
+
+
+def test_a_manifest_that_is_not_utf8_says_how_to_save_it(tmp_path):
+    (tmp_path / "manifest.csv").write_bytes(
+        "id,patient,split,y,xray,age\na,Müller,train,1,a,40\n".encode("latin-1")
+    )
+    with pytest.raises(ManifestError, match=r"not UTF-8 text \(byte 0xfc.*save it as UTF-8"):
+        load_cohort(make_spec(tmp_path))
+
+
 def test_assign_splits_without_strata_and_with_one_group():
     groups = pd.Series([f"g{i % 50}" for i in range(200)])
     split = assign_splits(groups, None, SplitRecipe(train=0.8, val=0.2, test=0.0))
     assert set(split) == {"train", "val"}
     assert (split == "val").mean() == pytest.approx(0.2, abs=0.03)
-    single = assign_splits(pd.Series(["g"] * 5), None, SplitRecipe())
+    with pytest.warns(SplitWarning, match="1 group"):
+        single = assign_splits(pd.Series(["g"] * 5), None, SplitRecipe())
     assert set(single) == {"train"}
 
 

@@ -87,12 +87,37 @@ def _read_table(path: Path) -> pd.DataFrame:
         hint = _separator_hint(_header(path, sep))
         reason = str(err).strip()
         raise ManifestError(f"{path}: cannot read the manifest: {reason}{hint}") from None
-    except (UnicodeDecodeError, OSError, ValueError) as err:
+    except UnicodeDecodeError as err:
+        raise ManifestError(
+            f"{path}: the manifest is not UTF-8 text (byte {err.object[err.start]:#04x} at "
+            f"position {err.start}); save it as UTF-8 (in Excel: 'CSV UTF-8')"
+        ) from None
+    except (OSError, ValueError) as err:
         raise ManifestError(f"{path}: cannot read the manifest: {err}") from None
     if len(frame) == 0:
         raise ManifestError(f"{path}: the manifest has a header but no rows")
+    if not suffix.endswith((".parquet", ".pq")):
+        # pandas renames a repeated header 'age' to 'age.1' and would read the first silently.
+        frame.columns = _unique_header(path, sep, len(frame.columns))
     frame.columns = [str(c) for c in frame.columns]
     return frame.reset_index(drop=True)
+
+
+def _unique_header(path: Path, sep: str, n_columns: int) -> list[str]:
+    """The CSV header as written (surrounding spaces removed); a name on several columns is a
+    :class:`ManifestError`, since which of them a spec means cannot be told."""
+    raw = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False, sep=sep)
+    names = [str(c).strip() for c in raw.iloc[0].tolist()][:n_columns]
+    repeated = sorted({n for n in names if n and names.count(n) > 1})
+    if repeated:
+        where = {n: [i + 1 for i, m in enumerate(names) if m == n] for n in repeated}
+        listed = "; ".join(f"{n!r} (columns {', '.join(map(str, at))})" for n, at in where.items())
+        raise ManifestError(
+            f"{path}: the header names a column more than once: {listed}; rename or remove "
+            "the copies so that each name is one column"
+        )
+    # A blank header cell (e.g. a trailing separator) keeps pandas' 'Unnamed: N' name.
+    return [name or f"Unnamed: {i}" for i, name in enumerate(names)]
 
 
 def _header(path: Path, sep: str) -> list[str]:
