@@ -46,3 +46,15 @@ def test_bad_input_is_a_message_and_exit_status_2(
     stderr = capsys.readouterr().err
     assert "label_noise must be in [0, 1) (got 1.5)" in stderr
     assert "Traceback" not in stderr
+
+
+def test_an_error_message_keeps_brackets_from_the_users_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A message quoting an id or a path like 'scan[red]' prints it as written, not as markup."""
+    missing = tmp_path / "scan[red]" / "spec.yaml"
+    monkeypatch.setattr(sys, "argv", ["polymodal", "validate", str(missing)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert "scan[red]" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from polymodal.errors import PolymodalError
 
@@ -41,7 +42,9 @@ def main() -> None:
     try:
         app()
     except PolymodalError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        # The message quotes the user's values: '[...]' in an id or a path is text, not markup.
+        message = Text.assemble(("error:", "bold red"), " ", str(err))
+        err_console.print(message, highlight=False, soft_wrap=True)
         sys.exit(2)
 
 
