@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,10 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
-# Two cores are shared by two test workers: one thread each keeps them from fighting.
+# Two cores are shared by two test workers: one thread each keeps them from fighting. fit,
+# evaluate and predict choose their own thread count (polymodal.runtime); this is its override.
 torch.set_num_threads(1)
+os.environ.setdefault("POLYMODAL_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -154,7 +154,7 @@ class Predictor:
         model = self.loaded.model.eval()
         iterator = loader
         if progress:
-            from rich.progress import track
+            from polymodal.progress import track
 
             iterator = track(loader, description="predicting", total=len(loader))
         for batch in iterator:

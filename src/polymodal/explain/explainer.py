@@ -191,7 +191,7 @@ def explain_model(
     positions = _pick_rows(len(cohort), max_samples, seed)
     iterator: Any = positions
     if progress:
-        from rich.progress import track
+        from polymodal.progress import track
 
         iterator = track(positions, description="explaining", total=len(positions))
     rows: list[dict[str, Any]] = []

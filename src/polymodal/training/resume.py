@@ -21,8 +21,9 @@ COMPARED_SECTIONS = ("model", "train", "distill", "modulation", "intervention_lo
 MAY_CHANGE_ON_RESUME = frozenset(
     {
         "train.max_epochs",  # train longer (or stop sooner)
-        # Loader processes: the same rows in the same order; augmentation is drawn in the
-        # workers, so it repeats exactly only with the same number of them.
+        # Loader processes: the same rows in the same order, and a row's augmentation depends on
+        # (seed, epoch, row) only. (train.num_threads is compared: the thread count can change
+        # the order of floating-point sums.)
         "train.num_workers",
         "train.accelerator",  # another device
         "train.cache",  # the sample cache holds the same decoded values
