@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
+
+import pytest
 
 from polymodal.progress import PlainProgress, format_seconds, is_terminal, log_to_file, track
 
@@ -67,3 +70,27 @@ def test_command_line_logging_is_installed_once(monkeypatch):
     log_to_stderr()
     log_to_stderr()
     assert len(root.handlers) == 1 and root.getEffectiveLevel() == logging.INFO
+
+
+def test_the_stderr_handler_follows_stderr_after_a_redirect_closes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A command run under a redirect that later closes (a test's capture, a finished pipe) must
+    not make every later log line a 'Logging error' traceback."""
+    from polymodal.progress import log_to_stderr
+
+    root = logging.getLogger("polymodal")
+    before = list(root.handlers)
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    try:
+        log_to_stderr()
+        first.close()
+        second = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", second)
+        logging.getLogger("polymodal.test").info("after the redirect")
+        assert "after the redirect" in second.getvalue()
+        assert "Logging error" not in second.getvalue()
+    finally:
+        for handler in [h for h in root.handlers if h not in before]:
+            root.removeHandler(handler)

@@ -133,6 +133,20 @@ def track(
         progress.update()
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is logged, not the stream of the moment
+    the handler was made: a handler kept for the process must not write into a redirect (or a
+    test's capture) that has since been closed."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # StreamHandler.__init__ assigns it
+        pass
+
+
 def _has_handler(log: logging.Logger) -> bool:
     current: logging.Logger | None = log
     while current is not None:
@@ -152,7 +166,7 @@ def log_to_file(path: Path | str) -> Iterator[Path]:
     root = logging.getLogger("polymodal")
     added: list[logging.Handler] = [logging.FileHandler(path, encoding="utf-8")]
     if not _has_handler(root):
-        added.append(logging.StreamHandler(sys.stderr))
+        added.append(_StderrHandler())
     for handler in added:
         handler.setFormatter(logging.Formatter(_FORMAT))
         handler.setLevel(logging.INFO)
@@ -176,7 +190,7 @@ def log_to_stderr() -> None:
     root = logging.getLogger("polymodal")
     if any(getattr(h, "_polymodal_cli", False) for h in root.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     handler.setLevel(logging.INFO)
     handler._polymodal_cli = True  # type: ignore[attr-defined]

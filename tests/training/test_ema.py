@@ -10,9 +10,13 @@ import torch
 from safetensors.torch import load_file
 
 from polymodal.training.ema import EMAUpdate
-from polymodal.training.module import PolymodalModule
 
-from .test_resume import Killed, _fit, _validation_metrics, deterministic_restored  # noqa: F401
+from .test_resume import (  # noqa: F401
+    _fit,
+    _fit_killed_in_the_second_epoch,
+    _validation_metrics,
+    deterministic_restored,
+)
 
 EMA = ("train.ema_decay=0.9",)
 # The rest of the fine-tuning recipe (configs/finetune_gpu.yaml), which must resume as exactly.
@@ -67,17 +71,7 @@ def test_resume_of_the_fine_tuning_recipe_gives_the_uninterrupted_runs_average_a
     settings = ("train.max_epochs=2", *EMA, *RECIPE)
     whole = _fit(cohort_spec_path, tmp_path / "whole", *settings)
     out = tmp_path / "killed"
-    original_step = PolymodalModule.training_step
-
-    def dies_in_the_second_epoch(self, batch, batch_idx):
-        if self.current_epoch == 1 and batch_idx == 1:
-            raise Killed
-        return original_step(self, batch, batch_idx)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(PolymodalModule, "training_step", dies_in_the_second_epoch)
-        with pytest.raises(Killed):
-            _fit(cohort_spec_path, out, *settings)
+    _fit_killed_in_the_second_epoch(cohort_spec_path, out, monkeypatch, *settings)
     resumed = _fit(cohort_spec_path, out, *settings, resume=True)
     for name in ("last.ckpt", "best.ckpt"):
         first, again = _checkpoint(tmp_path / "whole", name), _checkpoint(out, name)

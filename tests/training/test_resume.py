@@ -58,6 +58,23 @@ class Killed(Exception):
     """Stands for the process dying mid-epoch: nothing after it runs."""
 
 
+def _fit_killed_in_the_second_epoch(
+    spec_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch, *overrides: str
+) -> None:
+    """A fit into ``out`` that dies at the second batch of its second epoch."""
+    original_step = PolymodalModule.training_step
+
+    def dies_in_the_second_epoch(self, batch, batch_idx):
+        if self.current_epoch == 1 and batch_idx == 1:
+            raise Killed
+        return original_step(self, batch, batch_idx)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(PolymodalModule, "training_step", dies_in_the_second_epoch)
+        with pytest.raises(Killed):
+            _fit(spec_path, out, *overrides)
+
+
 @pytest.fixture(scope="module")
 def augmented_spec_path(tmp_path_factory: pytest.TempPathFactory, cohort_spec_path: Path) -> Path:
     """The tiny cohort with random augmentation of its lesion images."""
@@ -84,17 +101,7 @@ def test_resume_after_a_kill_gives_the_uninterrupted_runs_weights_and_metrics(
     whole = _fit(augmented_spec_path, tmp_path / "whole", *settings)
 
     out = tmp_path / "killed"
-    original_step = PolymodalModule.training_step
-
-    def dies_in_the_second_epoch(self, batch, batch_idx):
-        if self.current_epoch == 1 and batch_idx == 1:
-            raise Killed
-        return original_step(self, batch, batch_idx)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(PolymodalModule, "training_step", dies_in_the_second_epoch)
-        with pytest.raises(Killed):
-            _fit(augmented_spec_path, out, *settings)
+    _fit_killed_in_the_second_epoch(augmented_spec_path, out, monkeypatch, *settings)
     last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["epoch"] == 0  # the end of the first epoch: what a kill leaves behind
 
