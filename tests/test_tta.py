@@ -3,6 +3,7 @@ evaluate) on square and non-square images."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +184,18 @@ def test_non_square_images_fit_cached_stages_and_evaluate_with_tta(tmp_path: Pat
 def test_tta_needs_an_image_encoder() -> None:
     with pytest.raises(ModelError, match="has no image_timm encoder"):
         tta_views(torch.nn.Module())
+
+
+def test_the_command_line_evaluates_with_tta_and_records_the_views(
+    square_model, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+
+    _, model_dir = square_model
+    out = tmp_path / "eval.json"
+    args = ["evaluate", str(model_dir), "--split", "val", "--n-boot", "10", "--json", str(out)]
+    result = CliRunner().invoke(app, [*args, "--tta"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["settings"]["tta_views"] == list(range(8))

@@ -26,8 +26,12 @@ def evaluate(
         None, help="Folder that relative file paths start from; every file must lie inside it."
     ),
     split: str = typer.Option("test", help="Split to score: test, val or train."),
+    tta: bool = typer.Option(
+        False,
+        help="Average the probabilities over the images' dihedral views (8; 4 if not square).",
+    ),
     subsets: bool = typer.Option(True, help="Score every non-empty subset of modalities."),
-    n_boot: int = typer.Option(1000, min=0, help="Bootstrap resamples by patient group."),
+    n_boot: int = typer.Option(1000, min=1, help="Bootstrap resamples by patient group."),
     specificity: float = typer.Option(
         0.9, min=0.0, max=1.0, help="Report sensitivity at this specificity."
     ),
@@ -45,7 +49,7 @@ def evaluate(
     from polymodal.runtime import setup_process
 
     setup_process()  # threads for this process, allocator buffers kept across batches
-    predictor = Predictor.load(model_dir)
+    predictor = Predictor.load(model_dir, tta=tta)
     cohort_spec = load_spec(spec) if spec is not None else predictor.loaded.spec
     # Another table is other patients: a same-named file beside the training data is not theirs.
     other = manifest.expanduser().resolve() if manifest is not None else None

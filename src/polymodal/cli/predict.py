@@ -29,6 +29,10 @@ def predict(
         Path("predictions.csv"), "--out", "-o", help="Where to write the CSV."
     ),
     batch_size: int = typer.Option(64, help="Rows per batch."),
+    tta: bool = typer.Option(
+        False,
+        help="Average the probabilities over the images' dihedral views (8; 4 if not square).",
+    ),
     prompt: list[str] = typer.Option(
         [],
         "--prompt",
@@ -45,7 +49,9 @@ def predict(
     from polymodal.runtime import setup_process
 
     setup_process()  # threads for this process, allocator buffers kept across batches
-    predictor = Predictor.load(model_dir, batch_size=batch_size, prompts=_parse_prompts(prompt))
+    predictor = Predictor.load(
+        model_dir, batch_size=batch_size, prompts=_parse_prompts(prompt), tta=tta
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         table = predictor.predict_manifest(manifest, root=root, progress=True)
