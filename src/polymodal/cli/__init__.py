@@ -9,21 +9,10 @@ from __future__ import annotations
 
 import sys
 
-import typer
-from rich.console import Console
 from rich.text import Text
 
+from polymodal.cli._app import app, console, err_console
 from polymodal.errors import PolymodalError
-
-app = typer.Typer(
-    name="polymodal",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    help="polymodal: multimodal clinical prediction, robust to missing modalities.",
-)
-console = Console()
-err_console = Console(stderr=True)
 
 
 @app.command()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from polymodal.cli import app, console
+from polymodal.cli._app import app, console
 
 # Sized so that the whole demo (data, training, every-subset evaluation) ends within ~10 minutes
 # on a 2-core CPU.

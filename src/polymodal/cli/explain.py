@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from polymodal.cli import app, console
+from polymodal.cli._app import app, console
 
 TOP_ROWS = 20
 

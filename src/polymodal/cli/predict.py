@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from polymodal.cli import app, console, err_console
+from polymodal.cli._app import app, console, err_console
 
 
 @app.command()

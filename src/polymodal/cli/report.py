@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from polymodal.cli import app, console
+from polymodal.cli._app import app, console
 
 if TYPE_CHECKING:
     from polymodal.evaluation.tables import EvaluationResult

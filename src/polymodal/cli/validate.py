@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.text import Text
 
-from polymodal.cli import app, console
+from polymodal.cli._app import app, console
 
 if TYPE_CHECKING:
     from polymodal.data.manifest import Cohort
