@@ -21,8 +21,9 @@ from polymodal.evaluation import (
     SubsetResult,
     modality_subsets,
 )
-from polymodal.evaluation.report import ReportError, build_report, plan_report
+from polymodal.evaluation.report import build_report
 from polymodal.evaluation.report_figures import mean_by_missing
+from polymodal.evaluation.report_plan import ReportError, plan_report
 
 MODALITIES = ("image", "tabular", "text")
 SCRIPT = "<script>alert(1)</script>"

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def load_result(path: Path) -> EvaluationResult:
     """Read one ``polymodal evaluate --json`` file; errors name the file."""
     from polymodal.evaluation.metrics import EvaluationError
-    from polymodal.evaluation.report import ReportError
+    from polymodal.evaluation.report_plan import ReportError
     from polymodal.evaluation.tables import EvaluationResult
 
     if not path.is_file():
@@ -37,7 +37,7 @@ def default_names(paths: Sequence[Path], results: Sequence[EvaluationResult]) ->
     The first rule that tells every model apart wins. A model folder named ``model`` (what
     ``polymodal fit --out RUN`` writes) is named after its run folder.
     """
-    from polymodal.evaluation.report import ReportError
+    from polymodal.evaluation.report_plan import ReportError
 
     def model_folder(result: EvaluationResult) -> str:
         folder = Path(str(result.settings.get("model", "")))
@@ -83,7 +83,8 @@ def report(
 ) -> None:
     """Compare models' robustness to missing modalities: one HTML report with figures."""
     # imported here: matplotlib and scikit-learn would slow down every other command's start
-    from polymodal.evaluation.report import DEFAULT_TITLE, ReportError, build_report
+    from polymodal.evaluation.report import DEFAULT_TITLE, build_report
+    from polymodal.evaluation.report_plan import ReportError
 
     loaded = [load_result(path) for path in results]
     if name:

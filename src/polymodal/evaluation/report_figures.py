@@ -19,7 +19,7 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from polymodal.evaluation.report import TargetPlan, lower_is_better
+from polymodal.evaluation.report_plan import TargetPlan, lower_is_better
 from polymodal.evaluation.tables import SubsetResult, _header
 
 DPI = 110
