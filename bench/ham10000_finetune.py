@@ -147,6 +147,13 @@ def run_suffix(encoder, prefix: torch.Tensor) -> torch.Tensor:
     return encoder.proj(encoder._as_tokens(features))
 
 
+def _relative(value: object) -> str:
+    """A path inside the repository as a relative one (results hold no machine paths)."""
+    if isinstance(value, Path) and value.resolve().is_relative_to(REPO_ROOT):
+        return str(value.resolve().relative_to(REPO_ROOT))
+    return str(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200 images, 1 epoch")
@@ -212,7 +219,7 @@ def main() -> None:
         )
         print(f"  {name}: {cells}")
     summary = {
-        "args": {k: str(v) for k, v in vars(args).items()},
+        "args": {k: _relative(v) for k, v in vars(args).items()},
         "epochs_run": result.epochs_run,
         "fit_seconds": fit_seconds,
         "metrics": {
