@@ -115,7 +115,7 @@ def test_unknown_fusion_core_lists_the_known_ones(
     args = ["fit", str(spec_path), "--out", str(tmp_path / "run"), "--set", "model.core=nope"]
     status, output = run_main(monkeypatch, capsys, *args)
     assert status == 2
-    assert "unknown fusion core 'nope'; known cores:" in output
+    assert "unknown fusion core 'nope'; known fusion cores:" in output
     assert "synergy" in output and "concat" in output
     assert "Traceback" not in output
 

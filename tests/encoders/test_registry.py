@@ -120,7 +120,7 @@ def test_encoder_for_the_wrong_kind_is_refused() -> None:
 
 
 def test_unknown_option_lists_the_accepted_ones() -> None:
-    with pytest.raises(ModelError, match=r"no option 'depht'; its options are: .*depth"):
+    with pytest.raises(ModelError, match=r"no option 'depht'; it accepts: .*depth"):
         create_encoder("volume_patch", input_info=INPUT_INFO["volume"], dim=DIM, depht=2)
 
 

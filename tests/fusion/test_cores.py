@@ -229,7 +229,7 @@ def test_unknown_core_lists_the_known_ones() -> None:
 
 
 def test_unknown_option_lists_the_accepted_ones() -> None:
-    with pytest.raises(ModelError, match=r"unknown option\(s\) 'latents'.*num_latents"):
+    with pytest.raises(ModelError, match=r"has no option 'latents'.*accepts: .*num_latents"):
         create_core("synergy", modalities=MODALITIES, dim=DIM, latents=8)
 
 

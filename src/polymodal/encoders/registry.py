@@ -12,14 +12,13 @@ Each encoder class registers itself with :func:`register_encoder`; its construct
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from torch import nn
 
 from polymodal.errors import ModelError
+from polymodal.registry import Registry
 
 KINDS = ("image", "volume", "tabular", "text", "series")
 
@@ -41,13 +40,9 @@ _DEFAULTS = {
 }
 
 
-@dataclass(frozen=True)
-class _Entry:
-    factory: Callable[..., nn.Module]
-    kinds: tuple[str, ...]
-
-
-_ENCODERS: dict[str, _Entry] = {}
+ENCODERS: Registry[Callable[..., nn.Module]] = Registry(
+    "encoder", config_key="model.encoders.<modality>.name"
+)
 
 EncoderT = TypeVar("EncoderT", bound=Callable[..., nn.Module])
 
@@ -61,24 +56,17 @@ def register_encoder(name: str, kinds: Iterable[str]) -> Callable[[EncoderT], En
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise ValueError(f"encoder '{name}': unknown kinds {unknown}; kinds are {list(KINDS)}")
-
-    def decorate(factory: EncoderT) -> EncoderT:
-        if name in _ENCODERS:
-            raise ValueError(f"encoder '{name}' is registered twice")
-        _ENCODERS[name] = _Entry(factory=factory, kinds=kinds)
-        return factory
-
-    return decorate
+    return ENCODERS.register(name, kinds=kinds)
 
 
 def list_encoders(kind: str | None = None) -> list[str]:
     """Sorted names of the registered encoders, only those for ``kind`` when given."""
-    return sorted(n for n, e in _ENCODERS.items() if kind is None or kind in e.kinds)
+    return [n for n in ENCODERS.names() if kind is None or kind in ENCODERS.meta(n)["kinds"]]
 
 
 def encoder_kinds(name: str) -> tuple[str, ...]:
     """The modality kinds encoder ``name`` accepts."""
-    return _entry(name).kinds
+    return ENCODERS.meta(name)["kinds"]
 
 
 def default_encoder(kind: str) -> str:
@@ -95,16 +83,16 @@ def create_encoder(name: str, *, input_info: dict[str, Any], dim: int, **options
     kind it does not encode, an ``input_info`` without the keys its kind needs, or an option the
     encoder does not take (listing the ones it does).
     """
-    entry = _entry(name)
+    kinds = encoder_kinds(name)
     kind = input_info.get("kind") if isinstance(input_info, dict) else None
     if kind not in KINDS:
         raise ModelError(
             f"encoder '{name}': input_info must be a dict with 'kind' one of {', '.join(KINDS)}; "
             f"got {input_info!r}"
         )
-    if kind not in entry.kinds:
+    if kind not in kinds:
         raise ModelError(
-            f"encoder '{name}' encodes {'/'.join(entry.kinds)} inputs, not {kind}; "
+            f"encoder '{name}' encodes {'/'.join(kinds)} inputs, not {kind}; "
             f"encoders for {kind}: {', '.join(list_encoders(kind))}"
         )
     missing = [key for key in INPUT_INFO_KEYS[kind] if key not in input_info]
@@ -115,25 +103,5 @@ def create_encoder(name: str, *, input_info: dict[str, Any], dim: int, **options
         )
     if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
         raise ModelError(f"encoder '{name}': dim must be a positive integer, got {dim!r}")
-    accepted = _keyword_options(entry.factory)
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ModelError(
-            f"encoder '{name}' has no option {', '.join(repr(u) for u in unknown)}; "
-            f"its options are: {', '.join(accepted) or '(none)'}"
-        )
-    return entry.factory(input_info, dim, **options)
-
-
-def _entry(name: str) -> _Entry:
-    if name not in _ENCODERS:
-        raise ModelError(f"unknown encoder '{name}'; known encoders: {', '.join(list_encoders())}")
-    return _ENCODERS[name]
-
-
-def _keyword_options(factory: Callable[..., nn.Module]) -> list[str]:
-    """Names of the keyword-only parameters of an encoder's constructor (its options)."""
-    signature = inspect.signature(factory)
-    return [
-        p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
-    ]
+    ENCODERS.check_options(name, options)
+    return ENCODERS.get(name)(input_info, dim, **options)

@@ -13,17 +13,17 @@ sample. Each core also has ``modalities`` (the names it reads, in order) and ``o
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from torch import nn
 
 from polymodal.errors import ModelError
+from polymodal.registry import Registry
 
 CoreFactory = TypeVar("CoreFactory", bound=Callable[..., nn.Module])
 
-_CORES: dict[str, Callable[..., nn.Module]] = {}
+CORES: Registry[Callable[..., nn.Module]] = Registry("fusion core", config_key="model.core")
 
 
 def register_core(name: str) -> Callable[[CoreFactory], CoreFactory]:
@@ -32,19 +32,12 @@ def register_core(name: str) -> Callable[[CoreFactory], CoreFactory]:
     The factory must accept keyword-only ``modalities`` (name -> kind) and ``dim`` plus its own
     options.
     """
-
-    def decorator(factory: CoreFactory) -> CoreFactory:
-        if name in _CORES and _CORES[name] is not factory:
-            raise ValueError(f"a fusion core named {name!r} is already registered")
-        _CORES[name] = factory
-        return factory
-
-    return decorator
+    return CORES.register(name)
 
 
 def list_cores() -> list[str]:
     """Names of the registered fusion cores, sorted."""
-    return sorted(_CORES)
+    return CORES.names()
 
 
 def create_core(name: str, *, modalities: dict[str, str], dim: int, **options: Any) -> nn.Module:
@@ -54,23 +47,7 @@ def create_core(name: str, *, modalities: dict[str, str], dim: int, **options: A
         ModelError: unknown core name (the message lists the known ones) or an option the core
             does not accept (the message lists the accepted ones).
     """
-    if name not in _CORES:
-        raise ModelError(
-            f"unknown fusion core {name!r}; known cores: {', '.join(list_cores())}. "
-            "Set 'core' in the model config to one of them."
-        )
-    factory = _CORES[name]
-    accepted = [
-        p.name
-        for p in inspect.signature(factory).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("modalities", "dim")
-    ]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ModelError(
-            f"fusion core {name!r} got unknown option(s) {', '.join(map(repr, unknown))}; "
-            f"it accepts: {', '.join(accepted) or 'no options'}"
-        )
+    CORES.check_options(name, options, exclude=("modalities", "dim"))
     if not modalities:
         raise ModelError(f"fusion core {name!r} needs at least one modality, got none")
-    return factory(modalities=dict(modalities), dim=dim, **options)
+    return CORES.get(name)(modalities=dict(modalities), dim=dim, **options)
