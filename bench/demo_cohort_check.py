@@ -36,7 +36,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from polymodal.data.demo import make_demo_cohort
+from polymodal.datasets.demo import make_demo_cohort
 
 RESULTS = Path(__file__).resolve().parent / "results" / "demo_cohort_check.md"
 MODALITIES = {

@@ -416,7 +416,7 @@ def slug(name: str) -> str:
 
 
 def run_training(args: argparse.Namespace) -> None:
-    from polymodal.data.demo import make_demo_cohort
+    from polymodal.datasets.demo import make_demo_cohort
 
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

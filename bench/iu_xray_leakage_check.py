@@ -25,7 +25,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 
-from polymodal.data.prepare import prepare_iu_xray
+from polymodal.datasets.prepare import prepare_iu_xray
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "iu_xray"
 

@@ -95,7 +95,7 @@ def train_config(epochs: int, patience: int, seed: int, cache: Path, extra=()):
 
 
 def multitask_cohort(n: int, seed: int) -> Path:
-    from polymodal.data.demo_multitask import make_multitask_cohort
+    from polymodal.datasets.demo_multitask import make_multitask_cohort
 
     folder = RUNS / f"cohort_n{n}_s{seed}"
     spec = folder / "spec.yaml"
@@ -352,7 +352,7 @@ def part_adapt(args) -> None:
 
 
 def part_adrenal(args) -> None:
-    from polymodal.data.prepare import prepare_adrenalmnist3d
+    from polymodal.datasets.prepare import prepare_adrenalmnist3d
 
     started = time.perf_counter()
     archive = REPO_ROOT.parent / "shared" / "data" / "adrenalmnist3d" / "adrenalmnist3d.npz"

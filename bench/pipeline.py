@@ -42,10 +42,10 @@ from torch.utils.data import DataLoader
 from polymodal.data.cache import SampleCache
 from polymodal.data.collate import collate_samples
 from polymodal.data.dataset import CohortDataset
-from polymodal.data.demo import make_demo_cohort
 from polymodal.data.manifest import load_cohort
 from polymodal.data.preprocessing import Preprocessor
 from polymodal.data.spec import load_spec
+from polymodal.datasets.demo import make_demo_cohort
 from polymodal.model import build_model
 from polymodal.runtime import setup_process
 from polymodal.training.fit import fit

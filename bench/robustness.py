@@ -68,7 +68,7 @@ class Cohort:
 
 
 def demo_cohort(out: Path, n: int, seed: int, modalities: tuple[str, ...]) -> Cohort:
-    from polymodal.data.demo import make_demo_cohort
+    from polymodal.datasets.demo import make_demo_cohort
 
     spec = out / "cohort" / "spec.yaml"
     if not spec.is_file():

@@ -13,7 +13,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from polymodal.cli import app
-from polymodal.data.demo import make_demo_cohort
+from polymodal.datasets.demo import make_demo_cohort
 
 MODALITIES = ("lesion", "ct", "labs", "note", "vitals")
 COMMON = [

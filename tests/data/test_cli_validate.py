@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from polymodal.cli import app, main
 from polymodal.data.manifest import load_cohort
-from polymodal.data.report import render_report
 from polymodal.data.spec import load_spec
-from polymodal.data.validate import validate_cohort
+from polymodal.validation.report import render_report
+from polymodal.validation.validate import validate_cohort
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()

@@ -26,8 +26,8 @@ from polymodal.data.manifest import load_cohort, parse_number
 from polymodal.data.preprocessing import Preprocessor
 from polymodal.data.readers import read_image, read_series, read_volume
 from polymodal.data.spec import ImageModality, SeriesModality, VolumeModality, load_spec
-from polymodal.data.validate import validate_cohort
 from polymodal.errors import ReadError
+from polymodal.validation.validate import validate_cohort
 
 
 def image_cfg(**kw) -> ImageModality:

@@ -16,8 +16,8 @@ from polymodal.data.dataset import CohortDataset
 from polymodal.data.manifest import load_cohort
 from polymodal.data.preprocessing import Preprocessor
 from polymodal.data.spec import parse_spec
-from polymodal.data.validate import validate_cohort
 from polymodal.errors import ReadError
+from polymodal.validation.validate import validate_cohort
 
 SECRET = "zqxvorpalsecret"  # a word no training text holds
 LINKED = "qjwlinkedsecret"

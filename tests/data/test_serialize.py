@@ -13,8 +13,8 @@ from polymodal.data.manifest import load_cohort
 from polymodal.data.preprocessing import Preprocessor
 from polymodal.data.serialize import TabularToText
 from polymodal.data.spec import parse_spec
-from polymodal.data.validate import validate_cohort
 from polymodal.errors import ReadError, SpecError
+from polymodal.validation.validate import validate_cohort
 
 SENTENCES = {
     "age": "The patient is {value:.0f} years old.",

@@ -15,8 +15,8 @@ from polymodal.data.dataset import CohortDataset
 from polymodal.data.manifest import load_cohort
 from polymodal.data.preprocessing import Preprocessor
 from polymodal.data.spec import dump_spec, parse_spec
-from polymodal.data.validate import validate_cohort
 from polymodal.errors import ReadError, SpecError
+from polymodal.validation.validate import validate_cohort
 
 HORIZONS = [1.0, 2.0, 3.0]
 RISK = {

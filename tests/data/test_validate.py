@@ -8,10 +8,10 @@ import pytest
 import yaml
 from tiny_files import break_files, tiny_cohort, write_manifest, write_png
 
-from polymodal.data.leakage import find_leaks
 from polymodal.data.manifest import load_cohort
 from polymodal.data.spec import load_spec, parse_spec
-from polymodal.data.validate import validate_cohort
+from polymodal.validation.leakage import find_leaks
+from polymodal.validation.validate import validate_cohort
 
 
 def run(spec_path, on_error="fail"):
@@ -99,7 +99,7 @@ def test_without_reading_files_only_cell_checks_run(tmp_path, monkeypatch):
     frame.loc[3, "age"] = "forty"
     write_manifest(tmp_path, frame)
     opened = []
-    monkeypatch.setattr("polymodal.data.validate._read_cell", lambda *args: opened.append(args))
+    monkeypatch.setattr("polymodal.validation.validate._read_cell", lambda *args: opened.append(args))
     report = validate_cohort(
         load_cohort(load_spec(spec_path)), on_error="skip-modality", read_files=False
     )

@@ -1,6 +1,6 @@
 """On the multitask demo cohort, ``explain`` finds the element the generator planted.
 
-The generator documents it (:data:`polymodal.data.demo_multitask.INFORMATIVE_ELEMENT`): the
+The generator documents it (:data:`polymodal.datasets.demo_multitask.INFORMATIVE_ELEMENT`): the
 ``cardiac`` task depends mostly on the lab ``ldl``. A small model trained on two of the cohort's
 tasks (``cardiac`` and ``fev1``) over its labs and clinical sentences is asked about ``cardiac``
 alone (``--task``), and ``ldl`` must come first among every tabular field and clinical sentence.
@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from polymodal.data.demo_multitask import INFORMATIVE_ELEMENT, make_multitask_cohort
 from polymodal.data.spec import load_spec
+from polymodal.datasets.demo_multitask import INFORMATIVE_ELEMENT, make_multitask_cohort
 from polymodal.explain import explain_model
 from polymodal.training.fit import fit
 from polymodal.training.run_config import load_run_config

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from polymodal.data.manifest import load_cohort
-from polymodal.data.report import render_report
 from polymodal.data.spec import parse_spec
 from polymodal.data.splits import SplitWarning
-from polymodal.data.validate import validate_cohort
 from polymodal.errors import PolymodalError
+from polymodal.validation.report import render_report
+from polymodal.validation.validate import validate_cohort
 
 COLUMNS = ["id", "patient", "split", "y", "age", "sex", "note", "scan"]
 SPEC = {

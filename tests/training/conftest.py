@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from polymodal.data.demo import make_demo_cohort
 from polymodal.data.spec import load_spec
+from polymodal.datasets.demo import make_demo_cohort
 from polymodal.training.fit import fit
 from polymodal.training.run_config import RunConfig, load_run_config
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from polymodal.cli import app
-from polymodal.data.demo import make_demo_cohort
+from polymodal.datasets.demo import make_demo_cohort
 from polymodal.errors import ModelError
 from polymodal.model_folder import load_model_folder
 from polymodal.training.distill import Distillation, DistillationConfig, distillation_loss

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from polymodal.adapters import adapter_state_dict
 from polymodal.cli import app
-from polymodal.data.demo import make_demo_cohort
 from polymodal.data.spec import load_spec
+from polymodal.datasets.demo import make_demo_cohort
 from polymodal.errors import ModelError, PolymodalError
 from polymodal.fusion import create_core
 from polymodal.model_folder import load_model_folder

@@ -40,14 +40,14 @@ def demo(
     ),
 ) -> None:
     """Generate the demo cohort, validate it, fit `synergy`, evaluate every modality subset."""
-    from polymodal.data.demo import make_demo_cohort
     from polymodal.data.manifest import load_cohort
     from polymodal.data.spec import load_spec
-    from polymodal.data.validate import validate_cohort
+    from polymodal.datasets.demo import make_demo_cohort
     from polymodal.evaluation.evaluate import evaluate_model
     from polymodal.predictor import Predictor
     from polymodal.training.fit import fit
     from polymodal.training.run_config import load_run_config
+    from polymodal.validation.validate import validate_cohort
 
     cohort_dir = out / "cohort"
     console.rule("1. demo cohort")
@@ -58,7 +58,7 @@ def demo(
 
     console.rule("2. validate")
     report = validate_cohort(cohort, on_error="skip-modality")
-    from polymodal.data.report import render_report
+    from polymodal.validation.report import render_report
 
     render_report(report, console)
     if not report.training_possible:

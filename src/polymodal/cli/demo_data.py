@@ -47,7 +47,7 @@ def demo_data(
     With --multitask: the lung-screening cohort of five prompted tasks of five kinds.
     """
     if multitask:
-        from polymodal.data.demo_multitask import make_multitask_cohort
+        from polymodal.datasets.demo_multitask import make_multitask_cohort
 
         if label_noise or two_view:
             raise PolymodalError(
@@ -65,7 +65,7 @@ def demo_data(
         console.print(f"cohort spec: {spec}", highlight=False, soft_wrap=True)
         console.print(f"next: polymodal validate {spec}", highlight=False, soft_wrap=True)
         return
-    from polymodal.data.demo import make_demo_cohort
+    from polymodal.datasets.demo import make_demo_cohort
 
     spec = make_demo_cohort(
         out,

@@ -30,7 +30,7 @@ def adrenalmnist3d(
     force: bool = typer.Option(False, "--force", help=_FORCE_HELP),
 ) -> None:
     """One .npy per volume, the official train/val/test split, a binary volume task."""
-    from polymodal.data.prepare import prepare_adrenalmnist3d
+    from polymodal.datasets.prepare import prepare_adrenalmnist3d
 
     _done(prepare_adrenalmnist3d(src_npz, out, limit=limit, force=force, progress=console.print))
 
@@ -52,7 +52,7 @@ def iu_xray(
     force: bool = typer.Option(False, "--force", help=_FORCE_HELP),
 ) -> None:
     """One row per report: indication and findings text, header-table columns, label abnormal."""
-    from polymodal.data.prepare import prepare_iu_xray
+    from polymodal.datasets.prepare import prepare_iu_xray
 
     _done(
         prepare_iu_xray(

@@ -50,9 +50,9 @@ def validate(
     """Check a cohort: rows, availability, labels, missing values, problems, leakage."""
     import torch
 
-    from polymodal.data.report import render_report, write_problems_csv, write_report_json
     from polymodal.data.spec import load_spec
-    from polymodal.data.validate import validate_cohort
+    from polymodal.validation.report import render_report, write_problems_csv, write_report_json
+    from polymodal.validation.validate import validate_cohort
 
     # Files are opened by a thread pool; per-image torch ops are too small to split further.
     torch.set_num_threads(1)

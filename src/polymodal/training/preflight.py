@@ -13,8 +13,8 @@ from __future__ import annotations
 import warnings
 
 from polymodal.data.manifest import Cohort
-from polymodal.data.validate import ValidationReport, validate_cohort
 from polymodal.errors import PolymodalError
+from polymodal.validation.validate import ValidationReport, validate_cohort
 
 # Problems listed in the message; `polymodal validate --problems-csv` writes them all.
 SHOWN_PROBLEMS = 20

@@ -18,8 +18,8 @@ from sklearn.preprocessing import StandardScaler
 from typer.testing import CliRunner
 
 from polymodal.cli import app
-from polymodal.data.demo import LESION_TYPES, make_demo_cohort, read_settings
 from polymodal.data.spec import load_spec
+from polymodal.datasets.demo import LESION_TYPES, make_demo_cohort, read_settings
 
 SMALL = {"image_size": 32, "volume_size": 16}
 

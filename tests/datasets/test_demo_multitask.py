@@ -19,7 +19,11 @@ from typer.testing import CliRunner
 from polymodal.cli import app
 from polymodal.data.collate import collate_samples
 from polymodal.data.dataset import CohortDataset
-from polymodal.data.demo_multitask import (
+from polymodal.data.manifest import load_cohort
+from polymodal.data.preprocessing import Preprocessor
+from polymodal.data.serialize import TabularToText
+from polymodal.data.spec import load_spec, target_columns
+from polymodal.datasets.demo_multitask import (
     BREATHLESS,
     CHEST_PAIN,
     HORIZONS,
@@ -29,10 +33,6 @@ from polymodal.data.demo_multitask import (
     make_multitask_cohort,
     read_multitask_settings,
 )
-from polymodal.data.manifest import load_cohort
-from polymodal.data.preprocessing import Preprocessor
-from polymodal.data.serialize import TabularToText
-from polymodal.data.spec import load_spec, target_columns
 from polymodal.errors import PolymodalError
 
 N = 400

@@ -12,8 +12,8 @@ from PIL import Image
 from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
-from polymodal.data.demo import UNSEEN_SITE, make_demo_cohort, read_settings
 from polymodal.data.spec import load_spec
+from polymodal.datasets.demo import UNSEEN_SITE, make_demo_cohort, read_settings
 from polymodal.errors import PolymodalError
 
 FILE_COLUMNS = {"lesion": "lesion_image", "ct": "ct_volume", "vitals": "vitals_series"}
@@ -220,7 +220,7 @@ def test_the_rule_needs_several_modalities(tmp_path: Path) -> None:
 
 def test_the_demo_cohort_validates_without_errors(tmp_path: Path) -> None:
     from polymodal.data.manifest import load_cohort
-    from polymodal.data.validate import validate_cohort
+    from polymodal.validation.validate import validate_cohort
 
     spec = make_demo_cohort(tmp_path / "small", n=16, seed=0)  # small: validation opens every file
     report = validate_cohort(load_cohort(load_spec(spec)), workers=1)

@@ -1,4 +1,4 @@
-"""Render a :class:`~polymodal.data.validate.ValidationReport` as rich tables, CSV and JSON.
+"""Render a :class:`~polymodal.validation.validate.ValidationReport` as rich tables, CSV and JSON.
 
 Values from the cohort (ids, labels, column names, paths) are printed as plain text, never
 parsed as rich markup, and problems are one soft-wrapped line each so that no path is broken.
@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from polymodal.data.spec import SPLITS
-from polymodal.data.validate import Problem, ValidationReport
+from polymodal.validation.validate import Problem, ValidationReport
 
 PROBLEM_FIELDS = ("row_id", "column", "severity", "reason", "action")
 

@@ -44,15 +44,15 @@ import yaml
 from PIL import Image
 from sklearn.model_selection import GroupShuffleSplit
 
-from polymodal.data._demo_render import (
+from polymodal.data.spec import parse_spec
+from polymodal.datasets._demo_render import (
     closeup_image,
     lesion_image,
     nodule_volume,
     visit_note,
     vitals_series,
 )
-from polymodal.data.prepare import prepare_output_dir, read_marker, write_marker, write_spec
-from polymodal.data.spec import parse_spec
+from polymodal.datasets.prepare import prepare_output_dir, read_marker, write_marker, write_spec
 from polymodal.errors import PolymodalError
 
 DEMO_KIND = "demo"

@@ -12,19 +12,19 @@ import pandas as pd
 import pytest
 
 from polymodal.data.manifest import load_cohort
-from polymodal.data.prepare import (
+from polymodal.data.preprocessing import Preprocessor
+from polymodal.data.readers import read_volume
+from polymodal.data.spec import load_spec
+from polymodal.datasets.prepare import (
     IU_FINDINGS,
     IU_PROMPTS,
     prepare_adrenalmnist3d,
     prepare_iu_xray,
 )
-from polymodal.data.preprocessing import Preprocessor
-from polymodal.data.readers import read_volume
-from polymodal.data.spec import load_spec
-from polymodal.data.validate import validate_cohort
 from polymodal.errors import PolymodalError, ReadError
 from polymodal.training.fit import fit
 from polymodal.training.run_config import load_run_config
+from polymodal.validation.validate import validate_cohort
 
 
 def _manifest(spec_path: Path) -> pd.DataFrame:

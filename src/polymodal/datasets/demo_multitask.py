@@ -51,9 +51,9 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from polymodal.data._demo_render import OTHER_SYMPTOMS, nodule_volume
-from polymodal.data.demo import _patients_of_samples, _save_nifti, _split
-from polymodal.data.prepare import prepare_output_dir, read_marker, write_marker, write_spec
+from polymodal.datasets._demo_render import OTHER_SYMPTOMS, nodule_volume
+from polymodal.datasets.demo import _patients_of_samples, _save_nifti, _split
+from polymodal.datasets.prepare import prepare_output_dir, read_marker, write_marker, write_spec
 from polymodal.errors import PolymodalError
 
 MULTITASK_KIND = "demo-multitask"

@@ -22,7 +22,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from polymodal.data.label_checks import check_targets
-from polymodal.data.leakage import find_leaks
 from polymodal.data.manifest import Cohort, parse_number
 from polymodal.data.readers import read_image, read_series, read_text, read_volume
 from polymodal.data.serialize import TabularToText
@@ -39,6 +38,7 @@ from polymodal.data.spec import (
     target_columns,
 )
 from polymodal.errors import ReadError, SpecError
+from polymodal.validation.leakage import find_leaks
 
 OnError = Literal["fail", "skip-modality"]
 
