@@ -9,7 +9,7 @@ from torch import nn
 
 from polymodal.config import EncoderChoice, ModelConfig
 from polymodal.errors import ModelError
-from polymodal.fusion import create_core
+from polymodal.fusion import FusionCore, create_core
 from polymodal.heads import create_head
 from polymodal.model import MultimodalModel, build_model
 
@@ -35,11 +35,11 @@ class FakeEncoder(nn.Module):
         return self.proj(inputs["features"]), inputs["valid"]
 
 
-class RecordingCore(nn.Module):
+class RecordingCore(FusionCore):
     """Wraps a real core and keeps the availability it was given."""
 
-    def __init__(self, core: nn.Module) -> None:
-        super().__init__()
+    def __init__(self, core: FusionCore) -> None:
+        super().__init__(modalities=core.modality_kinds, dim=core.dim)
         self.core, self.modalities, self.out_dim = core, core.modalities, core.out_dim
         self.seen: dict[str, torch.Tensor] = {}
 

@@ -10,10 +10,16 @@ Composition by injection (TorchMultimodal's late-fusion pattern)::
 ``batch`` follows :mod:`polymodal.data.batch`. A modality the model has no encoder for is ignored;
 a modality of the model that the batch does not carry is unavailable for every sample.
 
-Raw inputs: a core whose own passes must see a modality's input (``intervention`` runs the image
-backbone itself) declares ``raw_inputs = {modality: (value_field, mask_field)}``. Such a modality
-gets no encoder; its stream is ``(inputs[m][value_field], inputs[m][mask_field])``, e.g. ``(pixels
-(B, V, C, H, W), view_mask (B, V))``, masked by availability like any other stream.
+What the model does with a core follows the core's declared capabilities
+(:class:`~polymodal.fusion.base.FusionCore`):
+
+* raw inputs: a core whose own passes must see a modality's input declares ``raw_inputs =
+  {modality: (value_field, mask_field)}``. Such a modality gets no encoder; its stream is
+  ``(inputs[m][value_field], inputs[m][mask_field])``, e.g. ``(pixels (B, V, C, H, W), view_mask
+  (B, V))``, masked by availability like any other stream;
+* auxiliary outputs: a core with ``auxiliary_outputs`` returns them beside its features; they
+  are in ``outputs["auxiliary"]`` for a training plugin;
+* per-task features: see :class:`MultimodalModel`.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from torch import Tensor, nn
 
 from polymodal.config import ModelConfig
 from polymodal.errors import ModelError
-from polymodal.fusion import create_core
+from polymodal.fusion import CORES, FusionCore, create_core
 from polymodal.heads import create_head
 
 
@@ -43,35 +49,40 @@ class MultimodalModel(nn.Module):
         modality_dropout: training only: probability of dropping each available modality of
             each sample independently; a sample never loses all of its available modalities.
 
-    Task routing: a core with ``forward_tasks`` and a ``tasks`` tuple naming every head (the
-    ``prompted`` core with one prompt per target) gives each head the feature of its own task;
-    the outputs then also hold ``task_features`` (B, T, D_out), and ``features`` is their mean.
-    Such a core with a single task feeds that one feature to every head, like any other core.
+    Task routing: a core whose ``tasks`` name every head (e.g. one task prompt per target) gives
+    each head the feature of its own task (``forward_tasks``); the outputs then also hold
+    ``task_features`` (B, T, D_out), and ``features`` is their mean. Such a core with a single
+    task feeds that one feature to every head, like any other core.
     """
 
     def __init__(
         self,
         encoders: nn.ModuleDict,
-        core: nn.Module,
+        core: FusionCore,
         heads: nn.ModuleDict,
         modality_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not isinstance(core, FusionCore):
+            raise ModelError(
+                f"the fusion core must be a FusionCore (polymodal.fusion.create_core), got "
+                f"{type(core).__name__}"
+            )
         if not 0.0 <= modality_dropout < 1.0:
             raise ModelError(f"modality_dropout must be in [0, 1), got {modality_dropout}")
         self.encoders = encoders
         self.core = core
         self.heads = heads
         self.modality_dropout = modality_dropout
-        read = getattr(core, "modalities", tuple(encoders))
-        self.raw_inputs: dict[str, tuple[str, str]] = dict(getattr(core, "raw_inputs", {}))
+        self.raw_inputs: dict[str, tuple[str, str]] = dict(core.raw_inputs)
         # The modalities this model feeds the core: those it reads that have an encoder or that
         # it takes raw.
-        self.modalities = tuple(m for m in read if m in encoders or m in self.raw_inputs)
+        self.modalities = tuple(m for m in core.modalities if m in encoders or m in self.raw_inputs)
         self.task_routing = _task_routing(core, tuple(heads))
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """``batch`` -> ``{"logits": {target: (B,) | (B, K)}, "features": (B, D_out)}``."""
+        """``batch`` -> ``{"logits": {target: (B,) | (B, K)}, "features": (B, D_out)}`` (and
+        ``task_features``, ``auxiliary`` where the core has them, see :meth:`fuse`)."""
         encoded, availability = self.encode(batch)
         if self.training:
             availability = self.drop_modalities(availability)
@@ -136,9 +147,15 @@ class MultimodalModel(nn.Module):
                 "features": task_features.mean(dim=1),
                 "task_features": task_features,
             }
-        features = self.core(tokens, masks, availability)  # (B, D_out)
+        if self.core.auxiliary_outputs:
+            features, auxiliary = self.core.forward_with_auxiliary(tokens, masks, availability)
+        else:
+            features, auxiliary = self.core(tokens, masks, availability), None  # (B, D_out)
         logits = {t: head(features) for t, head in self.heads.items()}
-        return {"logits": logits, "features": features}
+        outputs = {"logits": logits, "features": features}
+        if auxiliary is not None:
+            outputs["auxiliary"] = auxiliary  # {key: ... for key in core.auxiliary_outputs}
+        return outputs
 
     def drop_modalities(self, availability: dict[str, Tensor]) -> dict[str, Tensor]:
         """Per-sample modality dropout: each available modality goes with prob. p, never all.
@@ -220,14 +237,14 @@ class MultimodalModel(nn.Module):
             ) from None
 
 
-def _task_routing(core: nn.Module, targets: tuple[str, ...]) -> tuple[str, ...] | None:
+def _task_routing(core: FusionCore, targets: tuple[str, ...]) -> tuple[str, ...] | None:
     """The core task each head reads (its own name), or None when every head reads one feature.
 
     Raises:
         ModelError: a core with several tasks that do not name every target.
     """
-    tasks = getattr(core, "tasks", None)
-    if not hasattr(core, "forward_tasks") or not isinstance(tasks, tuple):
+    tasks = tuple(core.tasks)
+    if not tasks:
         return None
     if all(t in tasks for t in targets):
         return targets
@@ -239,15 +256,6 @@ def _task_routing(core: nn.Module, targets: tuple[str, ...]) -> tuple[str, ...] 
         f"target(s) {', '.join(map(repr, missing))}; give one prompt per target in "
         "model.core_options.task_prompts (or leave task_prompts out to use the spec's prompts)"
     )
-
-
-def task_prompts_from_targets(target_infos: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
-    """``{target: phrasings}`` from the spec's ``prompts`` (canonical first); a target without
-    prompts gets "Predict <target>."."""
-    return {
-        target: list(info.get("prompts") or [f"Predict {target}."])
-        for target, info in target_infos.items()
-    }
 
 
 def build_model(
@@ -262,10 +270,10 @@ def build_model(
         input_infos: modality -> info (``{"kind": ..., ...}``, see ``polymodal.encoders``).
         target_infos: target -> info (see :mod:`polymodal.heads`).
 
-    Only the modalities the core reads get an encoder (``single`` builds one, and nothing else),
-    and none of those it takes raw (``raw_inputs``). The ``prompted`` core without
-    ``task_prompts`` in ``core_options`` gets one task per target, phrased by the targets'
-    ``prompts`` (:func:`task_prompts_from_targets`).
+    Only the modalities the core reads get an encoder, and none of those it takes raw
+    (``raw_inputs``). A core option derived from the targets (the core's ``target_options``,
+    e.g. one task prompt per target) that ``core_options`` leaves out or sets to null comes from
+    the core's ``options_from_targets``.
     """
     # Imported here: the encoders pull in timm/transformers/monai, which the rest of this module
     # (and everything that only loads a core or a head) does not need.
@@ -296,14 +304,11 @@ def build_model(
             )
         input_infos = {m: input_infos[m] for m in config.modalities}
     kinds = {m: info.get("kind", "") for m, info in input_infos.items()}
-    core_options = dict(config.core_options)
-    if config.core == "prompted" and core_options.get("task_prompts") is None:
-        core_options["task_prompts"] = task_prompts_from_targets(target_infos)
+    core_options = _core_options(config, target_infos)
     core = create_core(config.core, modalities=kinds, dim=config.dim, **core_options)
     encoders = nn.ModuleDict()
-    raw = getattr(core, "raw_inputs", {})
-    for m in getattr(core, "modalities", tuple(input_infos)):
-        if m in raw:
+    for m in core.modalities:
+        if m in core.raw_inputs:
             continue
         choice = config.encoders.get(m)
         name = (choice.name if choice else None) or default_encoder(kinds[m])
@@ -313,3 +318,13 @@ def build_model(
         {t: create_head(t, info, in_dim=core.out_dim) for t, info in target_infos.items()}
     )
     return MultimodalModel(encoders, core, heads, modality_dropout=config.modality_dropout)
+
+
+def _core_options(config: ModelConfig, target_infos: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``config.core_options`` with the core's target-derived options filled in where unset."""
+    options = dict(config.core_options)
+    derived = CORES.get(config.core).options_from_targets(target_infos)
+    for key, value in derived.items():
+        if options.get(key) is None:
+            options[key] = value
+    return options

@@ -13,7 +13,7 @@ from polymodal.config import ModelConfig
 from polymodal.errors import ModelError
 from polymodal.explain import explain_model, modality_token_shares, recording_attention, rollout
 from polymodal.fusion import create_core
-from polymodal.fusion._layers import Attention
+from polymodal.layers.attention import Attention
 from polymodal.model import build_model
 from polymodal.model_folder import load_model_folder
 
@@ -125,7 +125,7 @@ def test_rollout_accumulates_from_the_identity() -> None:
 
 def test_a_core_without_rollout_gets_a_clear_message() -> None:
     core = create_core("concat", modalities=MODALITIES, dim=DIM)
-    with pytest.raises(ModelError, match="supports the fusion cores prompted, attention, synergy"):
+    with pytest.raises(ModelError, match="supports the fusion cores attention, prompted, synergy"):
         modality_token_shares(core, list(SIZES.items()), 3)
 
 
@@ -182,7 +182,7 @@ def test_a_model_without_rollout_support_falls_back_or_refuses(
     model = build_model(config, loaded.input_infos, loaded.target_infos).eval()
     concat = replace(loaded, model=model, config=config)
     manifest = key_cohort.parent / "manifest.csv"
-    with pytest.raises(ModelError, match="this model's core is ConcatCore: use --method occlusion"):
+    with pytest.raises(ModelError, match="this model's core is 'concat': use --method occlusion"):
         explain_model(concat, manifest, method="rollout", max_samples=2)
     both = explain_model(concat, manifest, method="both", max_samples=2)
     assert both.methods == ("occlusion",)

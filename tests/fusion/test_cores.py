@@ -1,8 +1,9 @@
 """Every registered fusion core: forward/backward, masks, missing modalities, save/load.
 
-Like timm's test_models.py, the tests run over ``list_cores()``; ``CORE_OPTIONS`` supplies each
-core's required options (and extra variants worth covering). A new core without an entry is
-tested with no options, and ``test_every_core_is_covered`` reminds its author to add one.
+Like timm's test_models.py, the tests run over ``list_cores()``, each core built from its own
+``example_modalities()`` and ``example_options()``: a new core is covered with no entry here.
+``VARIANTS`` adds option combinations of the built-in cores worth covering too; the capability
+tests are in ``test_core_capabilities.py``.
 """
 
 from __future__ import annotations
@@ -12,19 +13,18 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from polymodal.errors import ModelError
-from polymodal.fusion import create_core, list_cores
+from polymodal.fusion import CORES, FusionCore, create_core, list_cores
 
 DIM = 16
 MODALITIES = {"xray": "image", "labs": "tabular", "vitals": "series"}
-LENGTHS = {"xray": 5, "labs": 3, "vitals": 7}
 SMALL_SYNERGY = {"num_latents": 4, "depth": 2, "cross_dim_head": 8, "latent_dim_head": 8}
 TINY_VIT = {
     "backbone": "vit_tiny_patch16_224",
     "backbone_options": {"img_size": 32, "embed_dim": 32, "depth": 2, "num_heads": 2},
 }
-IMAGE_SHAPE = (2, 3, 32, 32)  # (V, C, H, W) for cores that read an image modality raw
 
-CORE_OPTIONS: dict[str, list[dict]] = {
+# Further options of the built-in cores over MODALITIES, beyond each core's own example.
+VARIANTS: dict[str, list[dict]] = {
     "synergy": [
         SMALL_SYNERGY,
         {**SMALL_SYNERGY, "pool": "attention", "self_per_cross": 2},
@@ -32,8 +32,6 @@ CORE_OPTIONS: dict[str, list[dict]] = {
         {**SMALL_SYNERGY, "layout": "paper", "direct": ["xray", "vitals"], "fusion_depth": 1},
         {**SMALL_SYNERGY, "layout": "paper", "pe_mode": "faithful_double_add", "fusion_depth": 1},
     ],
-    "single": [{"modality": "labs"}],
-    "concat": [{}],
     "attention": [{"depth": 2}],
     "bottleneck": [
         {"depth": 2, "num_bottlenecks": 2},
@@ -44,42 +42,46 @@ CORE_OPTIONS: dict[str, list[dict]] = {
         {"task_prompts": {"label": "Predict the label."}, "depth": 1, "num_registers": 0},
     ],
     "intervention": [
-        TINY_VIT,
         {**TINY_VIT, "insert_at": 1, "adapter_options": {"ranks": [2, 4], "alphas": [4, 8]}},
     ],
 }
 
 CASES = [
-    pytest.param(name, options, id=f"{name}-{i}")
+    pytest.param(name, CORES.get(name).example_modalities(), None, id=f"{name}-example")
     for name in list_cores()
-    for i, options in enumerate(CORE_OPTIONS.get(name, [{}]))
+] + [
+    pytest.param(name, MODALITIES, options, id=f"{name}-{i}")
+    for name, variants in VARIANTS.items()
+    for i, options in enumerate(variants)
 ]
 
 
-def make_core(name: str, options: dict, seed: int = 0) -> torch.nn.Module:
+def make_core(
+    name: str, modalities: dict | None = None, options: dict | None = None, seed: int = 0
+) -> FusionCore:
+    """``name`` over ``modalities`` (default MODALITIES) with ``options`` (default: its example)."""
     torch.manual_seed(seed)
-    return create_core(name, modalities=MODALITIES, dim=DIM, **options).eval()
+    options = CORES.get(name).example_options() if options is None else options
+    return create_core(name, modalities=modalities or MODALITIES, dim=DIM, **options).eval()
 
 
-def make_batch(core: torch.nn.Module | None = None, seed: int = 1) -> tuple[dict, dict, dict]:
-    """3 samples: all modalities; labs missing; only labs. vitals padded to lengths 7, 4, 2.
+# Availability of the i-th modality over 3 samples: the second one misses in sample 1 and every
+# other one in sample 2 (so each modality is missing somewhere, and sample 0 has everything).
+AVAILABLE = ([True, True, False], [True, False, True])
 
-    A modality the core takes raw (``core.raw_inputs``, an image) gets pixels ``(3, V, C, H, W)``
-    and a view mask ``(3, V)`` instead of tokens: sample 0 has both views, sample 1 one.
-    """
+
+def make_batch(core: FusionCore, seed: int = 1) -> tuple[dict, dict, dict]:
+    """3 samples over every modality the core was given, each stream from the core's
+    ``example_stream`` (tokens, or pixels for a modality it reads raw). The last modality is
+    padded: sample 1 keeps 2 positions, sample 2 one."""
     g = torch.Generator().manual_seed(seed)
-    tokens = {m: torch.randn(3, n, DIM, generator=g) for m, n in LENGTHS.items()}
-    available = {
-        "xray": torch.tensor([True, True, False]),
-        "labs": torch.tensor([True, False, True]),
-        "vitals": torch.tensor([True, True, False]),
-    }
-    masks = {m: torch.ones(3, n, dtype=torch.bool) for m, n in LENGTHS.items()}
-    masks["vitals"][1, 4:] = False
-    masks["vitals"][2, 2:] = False
-    for m in getattr(core, "raw_inputs", {}):
-        tokens[m] = torch.randn(3, *IMAGE_SHAPE, generator=g)
-        masks[m] = torch.tensor([[True, True], [True, False], [True, True]])
+    names = list(core.modality_kinds)
+    tokens, masks, available = {}, {}, {}
+    for i, m in enumerate(names):
+        tokens[m], masks[m] = core.example_stream(m, 3, g)
+        available[m] = torch.tensor(AVAILABLE[1] if i == 1 else AVAILABLE[0])
+    masks[names[-1]][1, 2:] = False
+    masks[names[-1]][2, 1:] = False
     # The model ANDs each encoder mask with availability before the core sees it.
     masks = {m: masks[m] & available[m][:, None] for m in masks}
     return tokens, masks, available
@@ -99,14 +101,9 @@ def _expand(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return mask.reshape(*mask.shape, *([1] * (like.ndim - mask.ndim)))
 
 
-def test_every_core_is_covered() -> None:
-    assert set(list_cores()) >= {"synergy", "single", "concat", "attention"}
-    assert set(list_cores()) <= set(CORE_OPTIONS), "add the new core's options to CORE_OPTIONS"
-
-
-@pytest.mark.parametrize(("name", "options"), CASES)
-def test_forward_backward(name: str, options: dict) -> None:
-    core = make_core(name, options).train()
+@pytest.mark.parametrize(("name", "modalities", "options"), CASES)
+def test_forward_backward(name: str, modalities: dict, options: dict | None) -> None:
+    core = make_core(name, modalities, options).train()
     tokens, masks, available = make_batch(core)
     tokens = {m: t.requires_grad_() for m, t in tokens.items()}
     out = core(tokens, masks, available)
@@ -122,35 +119,41 @@ def test_forward_backward(name: str, options: dict) -> None:
         assert (tokens[m].grad[~masks[m]] == 0).all()
 
 
-@pytest.mark.parametrize(("name", "options"), CASES)
-def test_missing_modality_garbage_does_not_change_output(name: str, options: dict) -> None:
-    core = make_core(name, options)
+@pytest.mark.parametrize(("name", "modalities", "options"), CASES)
+def test_missing_modality_garbage_does_not_change_output(
+    name: str, modalities: dict, options: dict | None
+) -> None:
+    core = make_core(name, modalities, options)
     tokens, masks, available = make_batch(core)
     reference = core(tokens, masks, available)
     garbage = with_garbage(tokens, masks)
-    garbage["labs"][1] = float("nan")  # even NaN in an unavailable stream is never read
+    second = list(core.modality_kinds)[1]  # unavailable in sample 1
+    garbage[second][1] = float("nan")  # even NaN in an unavailable stream is never read
     assert torch.allclose(core(garbage, masks, available), reference, atol=1e-6)
 
 
-@pytest.mark.parametrize(("name", "options"), CASES)
-def test_absent_stream_equals_unavailable_stream(name: str, options: dict) -> None:
-    core = make_core(name, options)
+@pytest.mark.parametrize(("name", "modalities", "options"), CASES)
+def test_absent_stream_equals_unavailable_stream(
+    name: str, modalities: dict, options: dict | None
+) -> None:
+    core = make_core(name, modalities, options)
     tokens, masks, available = make_batch(core)
-    available["vitals"] = torch.zeros(3, dtype=torch.bool)
-    masks["vitals"] = torch.zeros_like(masks["vitals"])
+    last = list(core.modality_kinds)[-1]
+    available[last] = torch.zeros(3, dtype=torch.bool)
+    masks[last] = torch.zeros_like(masks[last])
     garbage = with_garbage(tokens, masks)
-    absent = {m: t for m, t in tokens.items() if m != "vitals"}
-    absent_masks = {m: k for m, k in masks.items() if m != "vitals"}
+    absent = {m: t for m, t in tokens.items() if m != last}
+    absent_masks = {m: k for m, k in masks.items() if m != last}
     expected = core(absent, absent_masks, {m: available[m] for m in absent})
     assert torch.allclose(core(garbage, masks, available), expected, atol=1e-6)
 
 
-@pytest.mark.parametrize(("name", "options"), CASES)
-def test_padding_does_not_change_output(name: str, options: dict) -> None:
-    core = make_core(name, options)
+@pytest.mark.parametrize(("name", "modalities", "options"), CASES)
+def test_padding_does_not_change_output(name: str, modalities: dict, options: dict | None) -> None:
+    core = make_core(name, modalities, options)
     tokens, masks, available = make_batch(core)
     reference = core(tokens, masks, available)
-    for m in MODALITIES:
+    for m in core.modality_kinds:
         padding = torch.randn(3, 9, *tokens[m].shape[2:])
         padded_tokens = dict(tokens, **{m: torch.cat([tokens[m], padding], 1)})
         padded_masks = dict(masks, **{m: torch.cat([masks[m], torch.zeros(3, 9, dtype=bool)], 1)})
@@ -158,36 +161,40 @@ def test_padding_does_not_change_output(name: str, options: dict) -> None:
         assert torch.allclose(out, reference, atol=1e-6), f"padding {m} changed the output"
 
 
-@pytest.mark.parametrize(("name", "options"), CASES)
-def test_all_but_one_missing_gives_finite_output(name: str, options: dict) -> None:
-    core = make_core(name, options)
+@pytest.mark.parametrize(("name", "modalities", "options"), CASES)
+def test_all_but_one_missing_gives_finite_output(
+    name: str, modalities: dict, options: dict | None
+) -> None:
+    core = make_core(name, modalities, options)
     tokens, masks, _ = make_batch(core)
-    for keep in MODALITIES:
-        only = {m: torch.full((3,), m == keep) for m in MODALITIES}
+    for keep in core.modality_kinds:
+        only = {m: torch.full((3,), m == keep) for m in core.modality_kinds}
         only_masks = {m: masks[m] & only[m][:, None] for m in masks}
         out = core(with_garbage(tokens, only_masks), only_masks, only)
         assert torch.isfinite(out).all(), f"only {keep} available"
     # A sample with nothing at all (every token masked) still gets a finite output.
-    none = {m: torch.zeros(3, dtype=torch.bool) for m in MODALITIES}
+    none = {m: torch.zeros(3, dtype=torch.bool) for m in core.modality_kinds}
     none_masks = {m: torch.zeros_like(k) for m, k in masks.items()}
     assert torch.isfinite(core(with_garbage(tokens, none_masks), none_masks, none)).all()
 
 
-@pytest.mark.parametrize(("name", "options"), CASES)
-def test_safetensors_round_trip(name: str, options: dict, tmp_path) -> None:
-    core = make_core(name, options, seed=0)
+@pytest.mark.parametrize(("name", "modalities", "options"), CASES)
+def test_safetensors_round_trip(
+    name: str, modalities: dict, options: dict | None, tmp_path
+) -> None:
+    core = make_core(name, modalities, options, seed=0)
     tokens, masks, available = make_batch(core)
     expected = core(tokens, masks, available)
     save_file(core.state_dict(), str(tmp_path / "core.safetensors"))
-    fresh = make_core(name, options, seed=123)
+    fresh = make_core(name, modalities, options, seed=123)
     fresh.load_state_dict(load_file(str(tmp_path / "core.safetensors")))
     assert torch.equal(fresh(tokens, masks, available), expected)
 
 
 def test_single_reads_only_its_modality() -> None:
-    core = make_core("single", {"modality": "labs"})
+    core = make_core("single", options={"modality": "labs"})
     assert core.modalities == ("labs",)
-    tokens, masks, available = make_batch()
+    tokens, masks, available = make_batch(core)
     expected = core(tokens, masks, available)
     # Other streams NaN and marked available: still untouched.
     noisy = {m: (t if m == "labs" else torch.full_like(t, float("nan"))) for m, t in tokens.items()}
@@ -201,9 +208,9 @@ def test_single_reads_only_its_modality() -> None:
 
 
 def test_synergy_paper_layout_defaults_direct_to_images() -> None:
-    core = make_core("synergy", {**SMALL_SYNERGY, "layout": "paper"})
+    core = make_core("synergy", options={**SMALL_SYNERGY, "layout": "paper"})
     assert core.direct == ("xray",)
-    tokens, masks, available = make_batch()
+    tokens, masks, available = make_batch(core)
     # The image goes into the fusion transformer, not the memory: changing an available image
     # token changes the output; the output is CLS-based with width dim.
     out = core(tokens, masks, available)
@@ -215,9 +222,9 @@ def test_synergy_paper_layout_defaults_direct_to_images() -> None:
 
 def test_faithful_double_add_differs_from_standard() -> None:
     paper = {**SMALL_SYNERGY, "layout": "paper", "fusion_depth": 1}
-    standard = make_core("synergy", paper)
-    faithful = make_core("synergy", {**paper, "pe_mode": "faithful_double_add"})
-    tokens, masks, available = make_batch()
+    standard = make_core("synergy", options=paper)
+    faithful = make_core("synergy", options={**paper, "pe_mode": "faithful_double_add"})
+    tokens, masks, available = make_batch(standard)
     assert not torch.allclose(
         standard(tokens, masks, available), faithful(tokens, masks, available)
     )

@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 from polymodal.adapters import adapter_state_dict, list_adapters
 from polymodal.errors import ModelError
 from polymodal.fusion import create_core
+from polymodal.training.adapter_source import init_core_adapters, read_adapter_weights
 
 DIM = 16
 VIT_OPTIONS = {"img_size": 32, "embed_dim": 32, "depth": 2, "num_heads": 2}
@@ -174,12 +175,13 @@ def test_detach_branches_leaves_only_the_router_to_the_fused_loss() -> None:
 
 def test_lora_adapters_train_and_the_backbone_stays_frozen() -> None:
     core = make_core(TWO_IMAGES, adapter="lora", adapter_options={"r": 2}).train()
-    core.last_branches.clear()
-    core(*make_batch()).square().sum().backward()
+    fused, auxiliary = core.forward_with_auxiliary(*make_batch())
+    fused.square().sum().backward()
     trainable = [n for n, p in core.named_parameters() if p.requires_grad]
     backbone = [n for n in trainable if n.startswith("backbone.")]
     assert backbone and all("lora_" in n for n in backbone)
-    assert set(core.last_branches["reference_cls"]) == {"derm", "clinical"}
+    assert set(auxiliary) == set(core.auxiliary_outputs)
+    assert set(auxiliary["reference_cls"]) == {"derm", "clinical"}
     assert all(p.grad is not None for n, p in core.named_parameters() if p.requires_grad)
 
 
@@ -242,7 +244,8 @@ def test_both_adapter_sets_of_a_modality_start_from_a_single_image_model(tmp_pat
         k: v.clone() for k, v in adapter_state_dict(core.backbone, "tgt_clinical").items()
     }
 
-    assert core.init_adapters_from("derm", tmp_path / "derm_mor") == ["ref_derm", "tgt_derm"]
+    weights = read_adapter_weights("derm", tmp_path / "derm_mor")
+    assert core.init_adapters("derm", weights) == ["ref_derm", "tgt_derm"]
 
     for name in ("ref_derm", "tgt_derm"):
         loaded = {
@@ -257,9 +260,10 @@ def test_both_adapter_sets_of_a_modality_start_from_a_single_image_model(tmp_pat
 def test_single_model_adapters_that_do_not_fit_are_model_errors(tmp_path) -> None:
     _saved_single_adapters(tmp_path / "other_ranks", seed=3, ranks=(2, 4), alphas=(4, 8))
     core = make_core(TWO_IMAGES)
+    weights = read_adapter_weights("derm", tmp_path / "other_ranks")
     with pytest.raises(ModelError, match=r"do not fit adapter set 'ref_derm'.*same adapter"):
-        core.init_adapters_from("derm", tmp_path / "other_ranks")
+        core.init_adapters("derm", weights)
     with pytest.raises(ModelError, match="'labs', which is not an image modality"):
-        core.init_adapters_from("labs", tmp_path / "other_ranks")
+        core.init_adapters("labs", weights)
     with pytest.raises(ModelError, match="neither a polymodal model folder"):
-        core.init_adapters_from("derm", tmp_path)
+        init_core_adapters(core, {"derm": tmp_path})

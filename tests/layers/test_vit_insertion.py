@@ -14,8 +14,8 @@ from polymodal.adapters import (
     inject_adapters,
     set_active_adapter,
 )
-from polymodal.encoders.vit_hook import ViTWithInsertion
 from polymodal.errors import ModelError
+from polymodal.layers.vit_insertion import ViTWithInsertion
 
 
 def _tiny_vit(**options) -> VisionTransformer:

@@ -1,8 +1,9 @@
 """Fusion cores: turn per-modality tokens into one feature vector per sample.
 
-Build one with :func:`create_core`; see :mod:`polymodal.fusion.registry` for the interface.
-Importing this package registers the built-in cores: ``synergy``, ``single``, ``concat``,
-``attention``, ``bottleneck``, ``intervention`` and ``prompted``.
+Build one with :func:`create_core`; see :mod:`polymodal.fusion.registry` for the interface and
+:class:`~polymodal.fusion.base.FusionCore` for the capabilities a core declares. Importing this
+package registers the built-in cores (``list_cores()`` names them); a new core is one module
+here with a ``@register_core`` class, imported below.
 """
 
 from polymodal.fusion import (  # noqa: F401  (registers cores)
@@ -14,6 +15,14 @@ from polymodal.fusion import (  # noqa: F401  (registers cores)
     single,
     synergy,
 )
-from polymodal.fusion.registry import create_core, list_cores, register_core
+from polymodal.fusion.base import AdapterWeights, FusionCore
+from polymodal.fusion.registry import CORES, create_core, list_cores, register_core
 
-__all__ = ["create_core", "list_cores", "register_core"]
+__all__ = [
+    "CORES",
+    "AdapterWeights",
+    "FusionCore",
+    "create_core",
+    "list_cores",
+    "register_core",
+]

@@ -6,18 +6,23 @@ the square of the number of tokens (see ``bench/scaling.py``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
-from polymodal.fusion._layers import batch_size, gather_streams, transformer_stack
+from polymodal.fusion.base import FusionCore
 from polymodal.fusion.registry import register_core
+from polymodal.fusion.streams import batch_size, gather_streams
+from polymodal.layers.attention import transformer_stack
 
 
 @register_core("attention")
-class AttentionCore(nn.Module):
+class AttentionCore(FusionCore):
     """``[CLS; tokens + modality-type embeddings]`` -> ``depth`` pre-LN blocks -> CLS.
 
-    Output ``(B, dim)``.
+    Output ``(B, dim)``. Attention rollout reads the CLS token's row through ``blocks``.
 
     Args:
         modalities: modality name -> kind.
@@ -27,6 +32,8 @@ class AttentionCore(nn.Module):
         ff_mult: GEGLU feed-forward expansion.
         dropout: attention and feed-forward dropout.
     """
+
+    supports_rollout = True
 
     def __init__(
         self,
@@ -39,15 +46,20 @@ class AttentionCore(nn.Module):
         ff_mult: float = 4,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.modalities = tuple(modalities)
+        super().__init__(modalities=modalities, dim=dim)
         self.cls_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
         self.modality_embedding = nn.Parameter(torch.randn(len(self.modalities), dim) * 0.02)
         self.blocks = transformer_stack(
             depth, dim=dim, heads=heads, dim_head=dim_head, ff_mult=ff_mult, dropout=dropout
         )
         self.norm = nn.LayerNorm(dim)
-        self.out_dim = dim
+
+    def rollout_blocks(self) -> Sequence[nn.Module]:
+        return self.blocks  # sequence [CLS; streams]
+
+    @classmethod
+    def example_options(cls) -> dict[str, Any]:
+        return {"depth": 1, "heads": 2}
 
     def forward(
         self,

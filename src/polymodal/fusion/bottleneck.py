@@ -20,12 +20,17 @@ modality's tokens to a fixed length before the bottleneck; it is not implemented
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from polymodal.errors import ModelError
-from polymodal.fusion._layers import TransformerBlock, batch_size, gather_streams, masked_mean
+from polymodal.fusion.base import FusionCore
 from polymodal.fusion.registry import register_core
+from polymodal.fusion.streams import batch_size, gather_streams
+from polymodal.layers.attention import TransformerBlock
+from polymodal.layers.pooling import masked_mean
 
 POOLINGS = ("mean", "attention")
 READOUTS = ("bottleneck", "bottleneck_tokens")
@@ -56,7 +61,7 @@ class AttentionPool(nn.Module):
 
 
 @register_core("bottleneck")
-class BottleneckCore(nn.Module):
+class BottleneckCore(FusionCore):
     """Pooled-bottleneck fusion. Output ``(B, out_dim)``: ``dim``, or ``2·dim`` with token readout.
 
     Args:
@@ -94,7 +99,7 @@ class BottleneckCore(nn.Module):
         pooling: str = "mean",
         readout: str = "bottleneck",
     ) -> None:
-        super().__init__()
+        super().__init__(modalities=modalities, dim=dim)
         for option, value, choices in (
             ("pooling", pooling, POOLINGS),
             ("readout", readout, READOUTS),
@@ -108,7 +113,6 @@ class BottleneckCore(nn.Module):
                 raise ModelError(
                     f"fusion core 'bottleneck': {option} must be at least 1, got {value}"
                 )
-        self.modalities = tuple(modalities)
         self.pooling = pooling
         self.readout = readout
         self.num_bottlenecks = num_bottlenecks
@@ -135,6 +139,10 @@ class BottleneckCore(nn.Module):
         if readout == "bottleneck_tokens":
             self.token_norm = nn.LayerNorm(dim)
         self.out_dim = dim * (2 if readout == "bottleneck_tokens" else 1)
+
+    @classmethod
+    def example_options(cls) -> dict[str, Any]:
+        return {"depth": 1, "num_bottlenecks": 2, "heads": 2, "readout": "bottleneck_tokens"}
 
     def forward(
         self,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from polymodal.fusion._layers import batch_size, masked_mean
+from polymodal.fusion.base import FusionCore
 from polymodal.fusion.registry import register_core
+from polymodal.fusion.streams import batch_size
+from polymodal.layers.pooling import masked_mean
 
 
 @register_core("concat")
-class ConcatCore(nn.Module):
+class ConcatCore(FusionCore):
     """Per-modality masked mean -> ``[pooled_1, …, pooled_M, indicators]`` -> MLP.
 
     A missing modality contributes a zero vector and indicator 0, so the MLP can tell "missing"
@@ -33,9 +35,7 @@ class ConcatCore(nn.Module):
         out_dim: int | None = None,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.modalities = tuple(modalities)
-        self.dim = dim
+        super().__init__(modalities=modalities, dim=dim)
         self.out_dim = out_dim or dim
         n = len(self.modalities)
         self.mlp = nn.Sequential(

@@ -14,12 +14,12 @@ sees them) in a second, adapted pass, and a router fuses the per-target branches
     router:               w = softmax(Linear(E·M → M)(concat_t stopgrad(CLS²_t))) over present t
     output:               Σ_t w_t · feature_t                                               (B, out_dim)
 
-Every pass runs through the same timm ViT (:class:`~polymodal.encoders.vit_hook.ViTWithInsertion`)
+Every pass runs through the same timm ViT (:class:`~polymodal.layers.vit_insertion.ViTWithInsertion`)
 whose frozen weights exist once; the passes differ only in the active adapter set (MoR by
 default, LoRA optional), so memory does not grow with 2·M backbone copies.
 
 The core reads the image modalities' raw inputs, not encoder tokens: it declares ``raw_inputs``
-and :class:`~polymodal.model.MultimodalModel` hands it ``(pixels (B, V, C, H, W), view_mask
+and the model hands it ``(pixels (B, V, C, H, W), view_mask
 (B, V))`` as those modalities' ``(tokens, mask)``. Non-image modalities come from their encoders.
 
 Missing data: a missing reference gives no token (masked out of every attention); a missing
@@ -27,8 +27,8 @@ target skips its branch and the router's softmax runs over the present branches 
 without any image modality gets a zero feature vector (EI has no branch for it).
 
 The paper's extra loss terms (per-branch losses on s¹ and s², router supervision) need the
-training loop; :meth:`InterventionCore.forward_branches` returns what they need and ``forward``
-keeps its last result in ``last_branches`` for a training plugin.
+training loop: :meth:`InterventionCore.forward_with_auxiliary` returns what they need beside the
+fused features (the model passes them on as ``outputs["auxiliary"]`` to the training plugin).
 """
 
 from __future__ import annotations
@@ -39,8 +39,6 @@ from typing import Any
 
 import timm
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from polymodal.adapters import (
@@ -49,13 +47,15 @@ from polymodal.adapters import (
     adapter_state_dict,
     freeze_except_adapters,
     inject_adapters,
-    list_adapters,
     set_active_adapter,
 )
-from polymodal.encoders.vit_hook import ViTWithInsertion
 from polymodal.errors import ModelError
-from polymodal.fusion._layers import batch_size, masked_mean
+from polymodal.fusion.base import AdapterWeights, FusionCore
 from polymodal.fusion.registry import register_core
+from polymodal.fusion.streams import batch_size
+from polymodal.layers.pooling import masked_mean
+from polymodal.layers.vit_insertion import ViTWithInsertion
+from polymodal.layers.weights import load_pretrained_backbone
 
 ADAPTERS = {"mor": MoRConfig, "lora": LoRAConfig}
 
@@ -72,7 +72,7 @@ def intervention_mlp(in_dim: int, embed_dim: int) -> nn.Sequential:
 
 
 @register_core("intervention")
-class InterventionCore(nn.Module):
+class InterventionCore(FusionCore):
     """Early Intervention over one shared frozen ViT with two adapter sets per image modality.
 
     Args:
@@ -96,6 +96,8 @@ class InterventionCore(nn.Module):
     The router always reads detached target CLS features, as in the paper.
     """
 
+    auxiliary_outputs = ("branch_features", "branch_available", "router_weights", "reference_cls")
+
     def __init__(
         self,
         *,
@@ -110,8 +112,7 @@ class InterventionCore(nn.Module):
         out_dim: int | None = None,
         detach_branches: bool = False,
     ) -> None:
-        super().__init__()
-        self.modalities = tuple(modalities)
+        super().__init__(modalities=modalities, dim=dim)
         self.images = tuple(m for m, kind in modalities.items() if kind == "image")
         if not self.images:
             raise ModelError(
@@ -125,7 +126,6 @@ class InterventionCore(nn.Module):
         # The model hands these modalities' raw (pixels, view_mask) to the core instead of
         # running an encoder: the target pass itself takes the intervention tokens.
         self.raw_inputs = {m: ("pixels", "view_mask") for m in self.images}
-        self.dim = dim
         self.out_dim = out_dim or dim
         self.detach_branches = detach_branches
 
@@ -162,7 +162,6 @@ class InterventionCore(nn.Module):
             if len(self.images) > 1
             else None
         )
-        self.last_branches: dict[str, Any] = {}
 
     def forward(
         self,
@@ -171,9 +170,41 @@ class InterventionCore(nn.Module):
         available: dict[str, Tensor],
     ) -> Tensor:
         """``tokens[image] (B, V, C, H, W)``, ``tokens[other] (B, N, D)`` -> ``(B, out_dim)``."""
+        return self.forward_branches(tokens, masks, available)["fused"]
+
+    def forward_with_auxiliary(
+        self,
+        tokens: dict[str, Tensor],
+        masks: dict[str, Tensor],
+        available: dict[str, Tensor],
+    ) -> tuple[Tensor, dict[str, Any]]:
+        """The fused features and the rest of :meth:`forward_branches` (``auxiliary_outputs``)."""
         branches = self.forward_branches(tokens, masks, available)
-        self.last_branches = branches
-        return branches["fused"]
+        fused = branches.pop("fused")
+        return fused, branches
+
+    @classmethod
+    def example_modalities(cls) -> dict[str, str]:
+        return {"derm": "image", "clinical": "image", "labs": "tabular"}
+
+    @classmethod
+    def example_options(cls) -> dict[str, Any]:
+        vit = {"img_size": 32, "embed_dim": 32, "depth": 2, "num_heads": 2}
+        return {"backbone": "vit_tiny_patch16_224", "backbone_options": vit}
+
+    def example_stream(
+        self, modality: str, batch_size: int, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
+        """Two views of pixels ``(B, 2, C, H, W)`` for an image modality, tokens otherwise."""
+        if modality not in self.raw_inputs:
+            return super().example_stream(modality, batch_size, generator)
+        patch_embed = self.backbone.vit.patch_embed
+        shape = (batch_size, 2, patch_embed.proj.in_channels, *patch_embed.img_size)
+        return torch.randn(shape, generator=generator), torch.ones(batch_size, 2, dtype=torch.bool)
+
+    def required_plugins(self) -> tuple[str, ...]:
+        """Detached branches learn only from the ``intervention_loss`` plugin's terms."""
+        return ("intervention_loss",) if self.detach_branches else ()
 
     def forward_branches(
         self,
@@ -261,23 +292,23 @@ class InterventionCore(nn.Module):
         }
 
     @torch.no_grad()
-    def init_adapters_from(self, modality: str, source: str | Path) -> list[str]:
+    def init_adapters(self, modality: str, weights: AdapterWeights) -> list[str]:
         """Start both adapter sets of image ``modality`` (``ref_<m>``, ``tgt_<m>``) from a
         single-image model's adapters: the paper's two-step protocol (methods.md §3.3), where
         EI's first and second copies of modality m begin as m's single-modal MoR checkpoint.
 
         Args:
             modality: an image modality of this core.
-            source: a polymodal model folder whose encoder of ``modality`` is an ``image_timm``
-                with adapters (e.g. trained with ``configs/ei/mor.yaml``), or a folder written
-                by :func:`polymodal.adapters.save_adapters`.
+            weights: that model's adapters (and the frozen backbone they were trained on), read
+                by the caller from a model or adapter folder
+                (:func:`polymodal.training.adapter_source.read_adapter_weights`).
 
         Returns:
             The adapter sets that were initialised.
 
         Raises:
-            ModelError: ``modality`` is not an image of this core, the source holds no adapters
-                for it, or its adapters do not fit (other method, ranks, modules or backbone).
+            ModelError: ``modality`` is not an image of this core, or the adapters do not fit
+                (other method, ranks, modules or backbone).
 
         The frozen backbone is not copied: build this core on the same weights (``pretrained``)
         as the single model; a warning says when they differ.
@@ -287,7 +318,7 @@ class InterventionCore(nn.Module):
                 f"init_from names '{modality}', which is not an image modality of the "
                 f"intervention core ({', '.join(self.images)})"
             )
-        state, frozen, where = _single_model_adapters(modality, Path(source))
+        state, frozen, where = weights.adapters, weights.frozen, weights.source
         own_frozen = {
             k.removeprefix("vit."): p.detach()
             for k, p in self.backbone.named_parameters()
@@ -373,55 +404,11 @@ def _same_frozen(own: Tensor, theirs: Tensor) -> bool:
     return own.shape == theirs.shape and torch.equal(own, theirs.to(own))
 
 
-def _single_model_adapters(
-    modality: str, source: Path
-) -> tuple[dict[str, Tensor], dict[str, Tensor], str]:
-    """(adapter tensors keyed by ViT module name, frozen backbone tensors, a description) of
-    ``modality``'s adapters in a model folder or an adapter folder."""
-    from polymodal.adapters import read_adapter_config
-    from polymodal.adapters.inject import WEIGHTS_FILE
-
-    if (source / "adapter_config.json").is_file():
-        read_adapter_config(source)  # a clear error for a foreign or broken folder
-        try:
-            adapters = load_file(str(source / WEIGHTS_FILE))
-        except (SafetensorError, OSError) as err:
-            raise ModelError(
-                f"init_from: {source / WEIGHTS_FILE} is not a readable safetensors file ({err}); "
-                "save the adapters again with save_adapters"
-            ) from None
-        return adapters, {}, str(source)
-    if not (source / "config.json").is_file():
-        raise ModelError(
-            f"init_from: {source} is neither a polymodal model folder (config.json) nor an "
-            "adapter folder (adapter_config.json)"
-        )
-    from polymodal.model_folder import load_model_folder
-
-    model = load_model_folder(source).model
-    where = f"{source} (modality '{modality}')"
-    encoder = model.encoders[modality] if modality in model.encoders else None  # noqa: SIM401
-    backbone = getattr(encoder, "backbone", None)
-    adapters = list_adapters(backbone) if backbone is not None else []
-    if not adapters:
-        raise ModelError(
-            f"init_from: {source} has no adapted image encoder for modality '{modality}' (its "
-            f"encoders: {', '.join(model.encoders) or 'none'}); train it with an image_timm "
-            "encoder and adapter: mor (configs/ei/mor.yaml)"
-        )
-    # Adapters train, everything else of an adapted backbone is frozen.
-    frozen = {k: p.detach() for k, p in backbone.named_parameters() if not p.requires_grad}
-    return adapter_state_dict(backbone, adapters[0]), frozen, where
-
-
 def _pair(source: str, target: str) -> str:
     return f"{source}_to_{target}"
 
 
 def _create_vit(name: str, options: dict[str, Any], pretrained: str | Path | None) -> nn.Module:
-    # Imported here: the image encoder module pulls in MONAI and the feature cache.
-    from polymodal.encoders.image import load_pretrained_backbone
-
     if not timm.is_model(name):
         raise ModelError(
             f"unknown timm backbone {name!r} for the intervention core; choose a ViT such as "

@@ -49,14 +49,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from polymodal.errors import ModelError
-from polymodal.fusion._layers import batch_size, gather_streams, transformer_stack
+from polymodal.fusion.base import FusionCore
 from polymodal.fusion.registry import register_core
+from polymodal.fusion.streams import batch_size, gather_streams
+from polymodal.layers.attention import transformer_stack
 
 DEFAULT_TASK = "task"
 PROMPT_ENCODERS = ("hashed", "sentence")
-# The packaged all-MiniLM-L6-v2 (see polymodal.encoders.pretrained).
+# The packaged all-MiniLM-L6-v2 (see polymodal.layers.pretrained).
 SENTENCE_MODEL = "package:all-MiniLM-L6-v2"
 _WORD = re.compile(r"\w+")
+# The modules that embed a task prompt (either prompt encoder).
+PROMPT_PARTS = ("word_embedding", "sentence_projection", "sentence_norm")
 
 Phrasings = str | Sequence[str]
 
@@ -73,11 +77,10 @@ def prompt_word_buckets(prompt: str, buckets: int) -> list[int]:
 @lru_cache(maxsize=2)
 def _sentence_model(location: str) -> tuple[Any, nn.Module]:
     """``(tokenizer, frozen model in eval mode)`` of a sentence-encoder folder, loaded once."""
-    # Imported here: the encoders package pulls in timm/transformers/monai, which a hashed
-    # prompted core does not need.
+    # Imported here: transformers is heavy and a hashed prompted core does not need it.
     from transformers import AutoTokenizer
 
-    from polymodal.encoders.pretrained import load_hf_model, resolve_pretrained
+    from polymodal.layers.pretrained import load_hf_model, resolve_pretrained
 
     try:
         path = resolve_pretrained(location)
@@ -124,7 +127,7 @@ def _phrasings_by_task(task_prompts: Phrasings | Mapping[str, Phrasings]) -> dic
 
 
 @register_core("prompted")
-class PromptedCore(nn.Module):
+class PromptedCore(FusionCore):
     """``[prompt; registers; modality tokens]`` -> ``depth`` pre-LN blocks -> prompt token.
 
     Output ``(B, dim)`` for the selected (or only) prompt; ``forward_tasks`` gives ``(B, T, dim)``.
@@ -146,7 +149,14 @@ class PromptedCore(nn.Module):
             encoder + learned projection); see the module docstring.
         sentence_model: the ``"sentence"`` encoder: ``package:all-MiniLM-L6-v2`` or a local
             Hugging Face folder.
+
+    Left out of a model config, ``task_prompts`` comes from the targets' ``prompts``
+    (:meth:`options_from_targets`). Attention rollout reads each task's prompt-token row.
     """
+
+    supports_rollout = True
+    takes_prompts = True
+    target_options = ("task_prompts",)
 
     def __init__(
         self,
@@ -164,7 +174,7 @@ class PromptedCore(nn.Module):
         prompt_encoder: Literal["hashed", "sentence"] = "hashed",
         sentence_model: str = SENTENCE_MODEL,
     ) -> None:
-        super().__init__()
+        super().__init__(modalities=modalities, dim=dim)
         if task_prompts is None:
             raise ModelError(
                 "fusion core 'prompted' needs task_prompts: the text of the task, e.g. "
@@ -181,7 +191,6 @@ class PromptedCore(nn.Module):
                 f"{num_registers} and {prompt_buckets}"
             )
         phrasings = _phrasings_by_task(task_prompts)
-        self.modalities = tuple(modalities)
         self.tasks = tuple(phrasings)
         self.phrasings = {task: tuple(texts) for task, texts in phrasings.items()}
         self.task_prompts = {task: texts[0] for task, texts in self.phrasings.items()}
@@ -221,7 +230,32 @@ class PromptedCore(nn.Module):
             depth, dim=dim, heads=heads, dim_head=dim_head, ff_mult=ff_mult, dropout=dropout
         )
         self.norm = nn.LayerNorm(dim)
-        self.out_dim = dim
+
+    @classmethod
+    def options_from_targets(cls, target_infos: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """One task per target, phrased by its ``prompts`` (canonical first); a target without
+        prompts gets "Predict <target>."."""
+        prompts = {
+            target: list(info.get("prompts") or [f"Predict {target}."])
+            for target, info in target_infos.items()
+        }
+        return {"task_prompts": prompts}
+
+    @classmethod
+    def example_options(cls) -> dict[str, Any]:
+        return {
+            "task_prompts": "Is the lesion malignant?",
+            "depth": 1,
+            "heads": 2,
+            "prompt_buckets": 16,
+        }
+
+    def rollout_blocks(self) -> Sequence[nn.Module]:
+        return self.blocks  # sequence [prompt; registers; streams], one per task
+
+    def prompt_parameter_names(self) -> list[str]:
+        """The prompt encoder's parameters: a new prompt needs a trained embedding."""
+        return [n for n, _ in self.named_parameters() if n.split(".")[0] in PROMPT_PARTS]
 
     # -- prompts ---------------------------------------------------------------------------------
 

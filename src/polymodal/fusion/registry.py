@@ -1,14 +1,15 @@
 """One registry, one factory for fusion cores (the timm pattern).
 
-A core is registered under a name with :func:`register_core` and built with :func:`create_core`.
-Every core has the same interface::
+A core is a :class:`~polymodal.fusion.base.FusionCore` registered under a name with
+:func:`register_core` and built with :func:`create_core`. Every core has the same interface::
 
     core = create_core("synergy", modalities={"xray": "image", "labs": "tabular"}, dim=128)
     features = core(tokens, masks, available)   # (B, core.out_dim)
 
 where ``tokens[m]`` is ``(B, N_m, D)``, ``masks[m]`` is ``(B, N_m)`` bool (True = valid token) and
 ``available[m]`` is ``(B,)`` bool. A modality absent from ``tokens`` is unavailable for every
-sample. Each core also has ``modalities`` (the names it reads, in order) and ``out_dim``.
+sample. Each core also has ``modalities`` (the names it reads, in order), ``out_dim`` and the
+capabilities of :class:`~polymodal.fusion.base.FusionCore`.
 """
 
 from __future__ import annotations
@@ -16,31 +17,46 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from torch import nn
-
 from polymodal.errors import ModelError
+from polymodal.fusion.base import FusionCore
 from polymodal.registry import Registry
 
-CoreFactory = TypeVar("CoreFactory", bound=Callable[..., nn.Module])
+CoreClass = TypeVar("CoreClass", bound=type[FusionCore])
 
-CORES: Registry[Callable[..., nn.Module]] = Registry("fusion core", config_key="model.core")
+CORES: Registry[type[FusionCore]] = Registry("fusion core", config_key="model.core")
 
 
-def register_core(name: str) -> Callable[[CoreFactory], CoreFactory]:
-    """Class decorator: make a fusion core buildable by ``create_core(name, ...)``.
+def register_core(name: str) -> Callable[[CoreClass], CoreClass]:
+    """Class decorator: make a :class:`FusionCore` subclass buildable by ``create_core(name, ...)``.
 
-    The factory must accept keyword-only ``modalities`` (name -> kind) and ``dim`` plus its own
-    options.
+    The class must accept keyword-only ``modalities`` (name -> kind) and ``dim`` plus its own
+    options; it learns its name as ``core_name``.
     """
-    return CORES.register(name)
+    register = CORES.register(name)
+
+    def decorate(cls: CoreClass) -> CoreClass:
+        if not (isinstance(cls, type) and issubclass(cls, FusionCore)):
+            raise TypeError(f"fusion core {name!r} must be a subclass of FusionCore, got {cls!r}")
+        cls.core_name = name
+        return register(cls)
+
+    return decorate
 
 
-def list_cores() -> list[str]:
-    """Names of the registered fusion cores, sorted."""
-    return CORES.names()
+def list_cores(**capabilities: Any) -> list[str]:
+    """Names of the registered fusion cores, sorted; those whose class capabilities equal the
+    given ones, e.g. ``list_cores(supports_rollout=True)``."""
+    for capability in capabilities:
+        if not hasattr(FusionCore, capability):
+            raise ModelError(f"fusion cores have no capability {capability!r}")
+    return [
+        name
+        for name, cls in CORES.items()
+        if all(getattr(cls, c) == v for c, v in capabilities.items())
+    ]
 
 
-def create_core(name: str, *, modalities: dict[str, str], dim: int, **options: Any) -> nn.Module:
+def create_core(name: str, *, modalities: dict[str, str], dim: int, **options: Any) -> FusionCore:
     """Build the fusion core ``name`` for ``modalities`` (name -> kind) with token width ``dim``.
 
     Raises:

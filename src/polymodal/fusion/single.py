@@ -7,15 +7,19 @@ methods.md §1.10): the core reads only ``modality``; the other streams are neve
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 from polymodal.errors import ModelError
-from polymodal.fusion._layers import batch_size, check_modality_names, masked_mean
+from polymodal.fusion.base import FusionCore
 from polymodal.fusion.registry import register_core
+from polymodal.fusion.streams import batch_size, check_modality_names
+from polymodal.layers.pooling import masked_mean
 
 
 @register_core("single")
-class SingleCore(nn.Module):
+class SingleCore(FusionCore):
     """Masked mean of one modality's tokens, then LayerNorm. Output ``(B, dim)``.
 
     Args:
@@ -30,7 +34,7 @@ class SingleCore(nn.Module):
     def __init__(
         self, *, modalities: dict[str, str], dim: int, modality: str | None = None
     ) -> None:
-        super().__init__()
+        super().__init__(modalities=modalities, dim=dim)
         if modality is None:
             if len(modalities) != 1:
                 raise ModelError(
@@ -42,7 +46,10 @@ class SingleCore(nn.Module):
         self.modality = modality
         self.modalities = (modality,)
         self.norm = nn.LayerNorm(dim)
-        self.out_dim = dim
+
+    @classmethod
+    def example_options(cls) -> dict[str, Any]:
+        return {"modality": next(iter(cls.example_modalities()))}
 
     def forward(
         self,

@@ -22,20 +22,19 @@ positions count valid tokens only, so padding or a missing image never shifts th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from polymodal.errors import ModelError
-from polymodal.fusion._layers import (
-    Attention,
-    CrossAttentionBlock,
-    TransformerBlock,
-    batch_size,
-    check_modality_names,
-    gather_streams,
-    sinusoidal_embedding,
-)
+from polymodal.fusion.base import FusionCore
 from polymodal.fusion.registry import register_core
+from polymodal.fusion.streams import batch_size, check_modality_names, gather_streams
+from polymodal.layers.attention import Attention, CrossAttentionBlock, TransformerBlock
+from polymodal.layers.positional import sinusoidal_embedding
+from polymodal.layers.rollout import head_mean, recorded_attention, rollout
 
 # Kinds whose tokens go straight into the fusion transformer in the paper layout by default.
 DIRECT_KINDS = ("image", "volume")
@@ -97,7 +96,7 @@ class LatentMemory(nn.Module):
 
 
 @register_core("synergy")
-class SynergyCore(nn.Module):
+class SynergyCore(FusionCore):
     """Latent-memory fusion. Output ``(B, out_dim)``: ``latent_dim`` (latent layout) or ``dim``.
 
     Args:
@@ -120,7 +119,13 @@ class SynergyCore(nn.Module):
         pe_mode: paper layout: ``"standard"`` (dropout(x + PE)) or ``"faithful_double_add"``
             (x + dropout(x + PE), the official code's quirk).
         pe_dropout: dropout applied with the positional encoding (paper: 0.1).
+
+    Attention rollout (:meth:`rollout_relevance`) follows the memory's cross-attention and
+    latent self-attention, then the readout: the latents' mean or attention pool (latent layout)
+    or the CLS row of the fusion transformer, which also reads the direct tokens (paper layout).
     """
+
+    supports_rollout = True
 
     def __init__(
         self,
@@ -147,7 +152,7 @@ class SynergyCore(nn.Module):
         pe_mode: str = "standard",
         pe_dropout: float = 0.0,
     ) -> None:
-        super().__init__()
+        super().__init__(modalities=modalities, dim=dim)
         for option, value, choices in (
             ("pool", pool, ("mean", "attention")),
             ("layout", layout, ("latent", "paper")),
@@ -160,7 +165,6 @@ class SynergyCore(nn.Module):
         if direct is not None and layout != "paper":
             raise ModelError("fusion core 'synergy': 'direct' needs layout='paper'")
         latent_dim = latent_dim or dim
-        self.modalities = tuple(modalities)
         self.layout = layout
         self.pool = pool
         self.pe_mode = pe_mode
@@ -266,3 +270,84 @@ class SynergyCore(nn.Module):
         query = self.pool_query.expand(latents.shape[0], -1, -1)  # (B, 1, D_l)
         pooled = query + self.pool_attn(query, self.pool_norm(latents))
         return self.norm(pooled[:, 0])
+
+    # -- attention rollout -------------------------------------------------------------------------
+
+    def rollout_layers(self) -> list[Attention]:
+        """Memory cross- and self-attention, then the pool's attention or the fusion blocks."""
+        layers = []
+        for cross, latent_blocks in self.memory.layers:
+            layers.append(cross.attn)
+            layers.extend(block.attn for block in latent_blocks)
+        if self.layout == "paper":
+            layers.extend(block.attn for block in self.fusion)
+        elif self.pool == "attention":
+            layers.append(self.pool_attn)
+        return layers
+
+    def rollout_relevance(
+        self,
+        layout: Sequence[tuple[str, int]],
+        batch_size: int,
+        *,
+        task: str | None = None,
+        folded_tasks: Sequence[str] | None = None,
+    ) -> Tensor:
+        """``(B, ΣN_m)`` relevance of the input tokens, in ``layout`` order.
+
+        The memory is rolled out through its cross-attention (latents to context:
+        ``R_lc <- R_lc + Ā_cross``) and latent self-attention (``R_lc <- R_lc + Ā R_lc``).
+        """
+        n = batch_size
+        direct = set(self.direct)
+        n_memory = sum(size for m, size in layout if m not in direct)
+        n_direct = sum(size for m, size in layout if m in direct)
+        to_context = self._memory_relevance(n, n_memory)  # (B, L, N_mem)
+        if self.layout == "latent":
+            latents = to_context.shape[1]
+            if self.pool == "mean":
+                weights = to_context.new_full((n, latents), 1.0 / latents)
+            else:
+                weights = head_mean(self.pool_attn, "attention pool")[:, 0]  # (B, L)
+            memory_relevance = (weights[:, None] @ to_context)[:, 0]  # (B, N_mem)
+            direct_relevance = memory_relevance.new_zeros(n, 0)
+        else:
+            attentions = [
+                recorded_attention(b.attn, f"fusion block {i}") for i, b in enumerate(self.fusion)
+            ]
+            row = rollout(attentions)[:, 0]  # (B, 1 + N_direct + L)
+            direct_relevance = row[:, 1 : 1 + n_direct]
+            memory_relevance = (row[:, None, 1 + n_direct :] @ to_context)[:, 0]
+        # Back to layout order: each modality's block from the memory or the direct part.
+        pieces, memory_at, direct_at = [], 0, 0
+        for modality, size in layout:
+            if modality in direct:
+                pieces.append(direct_relevance[:, direct_at : direct_at + size])
+                direct_at += size
+            else:
+                pieces.append(memory_relevance[:, memory_at : memory_at + size])
+                memory_at += size
+        return torch.cat(pieces, dim=1) if pieces else direct_relevance
+
+    def _memory_relevance(self, n: int, n_memory: int) -> Tensor:
+        """Relevance of each latent to each memory token, ``(B, L, N_mem)``."""
+        latents = self.memory.latents
+        to_context = latents.new_zeros(n, latents.shape[0], n_memory)
+        for i, (cross, latent_blocks) in enumerate(self.memory.layers):
+            if n_memory:
+                to_context = to_context + head_mean(cross.attn, f"memory cross-attention {i}")
+            for j, block in enumerate(latent_blocks):
+                to_context = (
+                    to_context + head_mean(block.attn, f"memory block {i}.{j}") @ to_context
+                )
+        return to_context
+
+    @classmethod
+    def example_options(cls) -> dict[str, Any]:
+        return {
+            "num_latents": 3,
+            "depth": 1,
+            "cross_dim_head": 4,
+            "latent_heads": 2,
+            "latent_dim_head": 4,
+        }

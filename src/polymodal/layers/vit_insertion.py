@@ -1,16 +1,13 @@
 """A timm ViT that takes extra tokens before block k and returns CLS, patch and extra tokens.
 
-This is the image side of Early Intervention (methods.md §3.2): reference modalities become
-"intervention tokens" appended to the target image's sequence before block ``insert_at`` (0 for
-EI, so every block sees them). Several images of one sample (views, slices) go through the same
+This is the image side of Early Intervention (methods.md §3.2): other modalities become extra
+tokens appended to an image's sequence before block ``insert_at`` (0 for EI, so every block sees
+them). Several images of one sample (views, slices) go through the same
 backbone and are pooled by max or mean over the images that are present.
 
 The same wrapped backbone serves several passes: switch adapters between passes with
 :func:`polymodal.adapters.set_active_adapter` (the frozen weights are shared, only adapters
 differ) and give each pass its own ``extra_tokens``.
-
-Not registered in the encoder registry yet: its options (which backbone, how tokens are pooled
-into the fusion core's width) are settled with the ``intervention`` fusion core.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ vocabularies: the preprocessing state of its model folder), fits only the new ta
 training split, loads every trained tensor whose name and shape still fit, and trains what
 ``train`` names:
 
-* ``head``: the new heads (and, for the ``prompted`` core, its prompt encoder, so that a new
-  prompt gets a trained embedding); encoders and fusion core stay frozen;
+* ``head``: the new heads (and, for a core that takes task prompts, its prompt encoder, so that
+  a new prompt gets a trained embedding); encoders and fusion core stay frozen;
 * ``core``: the fusion core and the heads; encoders stay frozen;
 * ``all``: everything, starting from the trained weights.
 
@@ -31,6 +31,7 @@ from polymodal.data.preprocessing import Preprocessor
 from polymodal.data.spec import CohortSpec
 from polymodal.errors import ModelError
 from polymodal.freezing import freeze
+from polymodal.fusion import CORES
 from polymodal.model import MultimodalModel
 from polymodal.model_folder import load_model_folder, without_pretrained_weights
 from polymodal.training.config import TrainConfig
@@ -38,8 +39,6 @@ from polymodal.training.fit import FitResult, fit
 
 Trainable = Literal["head", "core", "all"]
 TRAINABLE: tuple[str, ...] = ("head", "core", "all")
-# Parameters of the prompted core that embed a task prompt: trained even with train="head".
-PROMPT_PARTS = ("word_embedding", "sentence_projection", "sentence_norm")
 
 
 @dataclass
@@ -81,11 +80,13 @@ def adapted_preprocessor(trained: Preprocessor, cohort: Cohort) -> Preprocessor:
 
 
 def adapted_config(config: ModelConfig) -> ModelConfig:
-    """The trained model's config, with task prompts taken from the new spec's targets.
+    """The trained model's config, with the core's target-derived options (e.g. task prompts)
+    taken from the new spec's targets.
 
     Pretrained encoder weights are left out: the trained weights replace them anyway.
     """
-    options = {k: v for k, v in config.core_options.items() if k != "task_prompts"}
+    derived = CORES.get(config.core).target_options
+    options = {k: v for k, v in config.core_options.items() if k not in derived}
     return without_pretrained_weights(config).model_copy(update={"core_options": options})
 
 
@@ -109,8 +110,9 @@ def warm_start(model: MultimodalModel, trained: MultimodalModel, train: Trainabl
     if train == "head":
         # A new prompt needs a trained embedding: its encoder stays trainable. The core as a
         # whole stays in eval mode (embeddings, linear layers and norms act alike in both).
+        prompt_parts = set(model.core.prompt_parameter_names())
         for name, param in model.core.named_parameters():
-            if name.split(".")[0] in PROMPT_PARTS:
+            if name in prompt_parts:
                 param.requires_grad_(True)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     return WarmStart(loaded=loaded, new=new, trainable=trainable)
