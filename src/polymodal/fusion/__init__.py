@@ -10,6 +10,7 @@ from polymodal.fusion import (  # noqa: F401  (registers cores)
     attention,
     bottleneck,
     concat,
+    gated,
     intervention,
     prompted,
     single,
