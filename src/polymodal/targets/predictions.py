@@ -1,4 +1,8 @@
-"""Gather per-sample predictions over batches into numpy arrays for metrics and CSV output."""
+"""Gather per-sample predictions over batches into numpy arrays for metrics and CSV output.
+
+Used by training (validation metrics) and by :class:`polymodal.predictor.Predictor`; each
+target's kind says which prediction its metrics read and how its batch labels are scored.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-# Which entry of a head's ``predict`` output the metrics read, per target kind.
-MAIN_PREDICTION = {
-    "binary": "probability",
-    "multiclass": "probabilities",
-    "multilabel": "probabilities",
-    "regression": "value",
-    "time_to_event": "risk",
-    "cumulative_risk": "risk",  # (n, K): risk by each horizon
-    "digits": "digits",  # (n, num_digits): the metrics score digits and the value they spell
-}
+from polymodal.targets.base import get
 
 
 class PredictionCollector:
@@ -55,17 +50,12 @@ class PredictionCollector:
         """(y_true, main prediction, groups) restricted to samples labelled for ``target``."""
         if not self.ids:
             return np.empty(0), np.empty(0), np.empty(0)
-        kind = self.target_infos[target]["kind"]
-        mask = np.concatenate(self._masks[target])
-        y_true = np.concatenate(self._targets[target])[mask]
-        pred = self.predictions(target)[MAIN_PREDICTION[kind]][mask]
-        groups = np.asarray(self.groups, dtype=object)[mask]
-        if kind == "multiclass":
-            y_true = y_true.astype(np.int64)
         info = self.target_infos[target]
-        if kind == "regression" and info.get("std") is not None:
-            # The batch holds the standardised label; the head predicts in the original unit.
-            y_true = y_true * info["std"] + info["mean"]
+        kind = get(info["kind"])
+        mask = np.concatenate(self._masks[target])
+        y_true = kind.scored_labels(info, np.concatenate(self._targets[target])[mask])
+        pred = self.predictions(target)[kind.prediction][mask]
+        groups = np.asarray(self.groups, dtype=object)[mask]
         return y_true, pred, groups
 
 
