@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -21,8 +21,17 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from polymodal.data.readers._checks import refuse_over_limit, require_finite
-from polymodal.data.spec import ImageModality
 from polymodal.errors import ReadError
+
+
+class ImageSettings(Protocol):
+    """What the image reader uses of an image modality's spec section."""
+
+    channels: int
+    size: tuple[int, int]
+    normalize: str
+    max_pixels: int
+
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -152,7 +161,7 @@ def _to_channels(array: np.ndarray, channels: int) -> np.ndarray:
     return (array[:, :, :3] @ _LUMA)[:, :, None]
 
 
-def _normalize(array: np.ndarray, cfg: ImageModality, value_range: tuple[float, float]) -> None:
+def _normalize(array: np.ndarray, cfg: ImageSettings, value_range: tuple[float, float]) -> None:
     """Normalise ``(C, H, W)`` in place as ``cfg.normalize`` says."""
     if cfg.normalize == "imagenet":
         low, high = value_range
@@ -173,7 +182,7 @@ def _normalize(array: np.ndarray, cfg: ImageModality, value_range: tuple[float, 
         array /= max(float(array.std()), 1e-6)
 
 
-def read_image(path: Path, cfg: ImageModality) -> np.ndarray:
+def read_image(path: Path, cfg: ImageSettings) -> np.ndarray:
     """Read one 2D image as float32 ``(C, H, W)`` with ``C = cfg.channels``, ``(H, W) = cfg.size``.
 
     Every value returned is finite: NaN or infinite pixels are an error, not passed on.

@@ -13,13 +13,22 @@ is refused before it is parsed further.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from polymodal.data.readers._checks import refuse_over_limit
-from polymodal.data.spec import SeriesModality
 from polymodal.errors import ReadError
+
+
+class SeriesSettings(Protocol):
+    """What the series reader uses of a series modality's spec section."""
+
+    time_column: str
+    channels: list[str]
+    max_rows: int
+
 
 # Cells that mean "not measured at this step".
 SERIES_MISSING_VALUES = frozenset({"", "NA", "NaN", "nan", "null", "None"})
@@ -109,7 +118,7 @@ def _numeric_column(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     return parsed
 
 
-def read_series(path: Path, cfg: SeriesModality) -> tuple[np.ndarray, np.ndarray]:
+def read_series(path: Path, cfg: SeriesSettings) -> tuple[np.ndarray, np.ndarray]:
     """Read one sample's time series.
 
     Returns:

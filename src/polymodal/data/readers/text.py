@@ -8,9 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
-from polymodal.data.spec import TextModality
 from polymodal.errors import ReadError
+
+
+class TextSettings(Protocol):
+    """What the text reader uses of a text modality's spec section."""
+
+    column: str | None
+    path_template: str | None
+    source: str
+    max_chars: int
+
 
 # (cell value, path_template) -> file path; Cohort.resolve_path has this signature.
 PathResolver = Callable[[str, "str | None"], Path]
@@ -38,7 +48,7 @@ def _read_file(path: Path, max_chars: int) -> str:
     return text
 
 
-def read_text(cell: str, cfg: TextModality, resolve: PathResolver) -> str:
+def read_text(cell: str, cfg: TextSettings, resolve: PathResolver) -> str:
     """The text of one sample.
 
     Args:

@@ -22,18 +22,30 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 
 from polymodal.data.readers._checks import refuse_over_limit, require_finite
-from polymodal.data.spec import VolumeModality
 from polymodal.errors import ReadError
 
 if TYPE_CHECKING:
     from monai.data import MetaTensor
     from monai.transforms import LoadImage
+
+
+class VolumeSettings(Protocol):
+    """What the volume reader uses of a volume modality's spec section."""
+
+    npz_key: str | None
+    orientation: str | None
+    spacing: list[float] | None
+    window: tuple[float, float] | None
+    size: list[int] | None
+    default_spacing: list[float]
+    max_voxels: int
+
 
 # MONAI is imported where it is used: importing it loads every MONAI submodule (seconds), which a
 # cohort without volumes never needs.
@@ -95,7 +107,7 @@ def _declared_numpy_shape(path: Path, key: str | None) -> tuple[int, ...]:
             return _npy_shape(handle)
 
 
-def _load_numpy(path: Path, cfg: VolumeModality) -> MetaTensor:
+def _load_numpy(path: Path, cfg: VolumeSettings) -> MetaTensor:
     """``.npy``/``.npz`` -> MetaTensor ``(D, H, W)`` with an affine of ``cfg.default_spacing``."""
     from monai.data import MetaTensor
 
@@ -126,7 +138,7 @@ def _load_numpy(path: Path, cfg: VolumeModality) -> MetaTensor:
     return MetaTensor(torch.from_numpy(voxels), affine=affine)
 
 
-def _npz_key(archive: np.lib.npyio.NpzFile, cfg: VolumeModality, path: Path) -> str:
+def _npz_key(archive: np.lib.npyio.NpzFile, cfg: VolumeSettings, path: Path) -> str:
     """The member of an ``.npz`` to read: ``cfg.npz_key``, else the first."""
     keys = list(archive.keys())
     if not keys:
@@ -220,7 +232,7 @@ def _has_dicom_marker(path: Path) -> bool:
         return False
 
 
-def _load(path: Path, cfg: VolumeModality) -> MetaTensor:
+def _load(path: Path, cfg: VolumeSettings) -> MetaTensor:
     name = path.name.lower()
     if path.is_dir():
         _check_series_folder(path)
@@ -241,7 +253,7 @@ def _load(path: Path, cfg: VolumeModality) -> MetaTensor:
     )
 
 
-def _check_source(image: MetaTensor, cfg: VolumeModality, path: Path) -> None:
+def _check_source(image: MetaTensor, cfg: VolumeSettings, path: Path) -> None:
     """Finite voxels and geometry, and a voxel count within ``cfg.max_voxels``."""
     if image.numel() == 0:
         raise ReadError(f"the volume holds no voxels (shape {tuple(image.shape[1:])})", path)
@@ -261,7 +273,7 @@ def _check_source(image: MetaTensor, cfg: VolumeModality, path: Path) -> None:
         )
 
 
-def _resample(image: MetaTensor, cfg: VolumeModality, path: Path) -> MetaTensor:
+def _resample(image: MetaTensor, cfg: VolumeSettings, path: Path) -> MetaTensor:
     """``image`` resampled to ``cfg.spacing``, refused before allocation when too large."""
     from monai.data import MetaTensor
     from monai.data.utils import affine_to_spacing
@@ -285,7 +297,7 @@ def _resample(image: MetaTensor, cfg: VolumeModality, path: Path) -> MetaTensor:
     return spacing(image)
 
 
-def read_volume(path: Path, cfg: VolumeModality) -> tuple[np.ndarray, tuple[float, float, float]]:
+def read_volume(path: Path, cfg: VolumeSettings) -> tuple[np.ndarray, tuple[float, float, float]]:
     """Read and preprocess one volume.
 
     Every value returned is finite: NaN or infinite voxels are an error, not passed on.
