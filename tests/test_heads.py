@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from polymodal.errors import ModelError
-from polymodal.heads import CoxHead, DiscreteTimeHead, create_head
+from polymodal.heads import create_head
+from polymodal.targets.time_to_event import CoxHead, DiscreteTimeHead
 
 ALL = torch.tensor([True, True])
 
@@ -118,6 +119,8 @@ def test_discrete_time_loss_matches_hand_computation() -> None:
 
 
 def test_discrete_time_predictions_are_monotone() -> None:
+    # Seeded: an unlucky draw of hazards near 1 leaves survivals below allclose's tolerance.
+    torch.manual_seed(0)
     h = head("time_to_event", bins=[1.0, 2.0, 4.0, 8.0])
     predicted = h.predict(torch.randn(5, 4) * 3)
     survival, risk = predicted["survival"], predicted["cumulative_risk"]
@@ -162,7 +165,7 @@ def test_forward_shapes() -> None:
 @pytest.mark.parametrize(
     ("info", "message"),
     [
-        ({"kind": "ordinal"}, "target 'y': unknown kind 'ordinal'; known kinds: binary"),
+        ({"kind": "grade"}, "target 'y': unknown kind 'grade'; known kinds: binary"),
         ({"kind": "time_to_event", "bins": None}, "needs 'bins'"),
         ({"kind": "time_to_event", "bins": [2.0, 1.0]}, "strictly increasing"),
         ({"kind": "time_to_event", "loss": "aft"}, "loss 'aft' is not one of discrete, cox"),

@@ -24,8 +24,9 @@ from polymodal.evaluation.tables import EvaluationResult
 from polymodal.heads import create_head
 from polymodal.model import build_model
 from polymodal.predictor import _prediction_columns
-from polymodal.task_heads import CumulativeRiskHead, DigitsHead
-from polymodal.training.predictions import PredictionCollector
+from polymodal.targets.cumulative_risk import CumulativeRiskHead
+from polymodal.targets.digits import DigitsHead
+from polymodal.targets.predictions import PredictionCollector
 
 HORIZONS = [1.0, 2.0, 3.0]
 

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from polymodal import targets
 from polymodal.data.batch import to_device
 from polymodal.data.collate import collate_samples
 from polymodal.data.dataset import CohortDataset
@@ -28,7 +29,7 @@ from polymodal.prediction_checks import (
     warn_rows_without_data,
     warn_unseen_categories,
 )
-from polymodal.training.predictions import PredictionCollector
+from polymodal.targets.predictions import PredictionCollector
 from polymodal.tta import average_predictions, tta_views, viewing
 
 
@@ -241,30 +242,5 @@ def _blank(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
 def _prediction_columns(
     target: str, info: dict, outputs: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
-    """Readable CSV columns for one target's head outputs."""
-    kind = info["kind"]
-    if kind == "binary":
-        return {f"{target}_probability": outputs["probability"]}
-    if kind == "multiclass":
-        probs = outputs["probabilities"]
-        classes = info.get("classes") or [str(i) for i in range(probs.shape[1])]
-        cols = {f"{target}_probability_{c}": probs[:, i] for i, c in enumerate(classes)}
-        cols[f"{target}_predicted"] = np.asarray(classes, dtype=object)[probs.argmax(axis=1)]
-        return cols
-    if kind == "multilabel":
-        probs = outputs["probabilities"]
-        labels = info.get("classes") or [str(i) for i in range(probs.shape[1])]
-        return {f"{target}_probability_{c}": probs[:, i] for i, c in enumerate(labels)}
-    if kind == "regression":
-        return {f"{target}_predicted": outputs["value"]}
-    if kind == "digits":
-        return {f"{target}_value": np.rint(outputs["value"]).astype(np.int64)}
-    if kind == "cumulative_risk":
-        horizons = info.get("horizons") or list(range(1, outputs["risk"].shape[1] + 1))
-        return {f"{target}_risk_{h:g}": outputs["risk"][:, i] for i, h in enumerate(horizons)}
-    cols = {f"{target}_risk": outputs["risk"]}
-    if "survival" in outputs and outputs["survival"].ndim == 2:
-        edges = info.get("bins") or list(range(outputs["survival"].shape[1]))
-        for i, edge in enumerate(edges[: outputs["survival"].shape[1]]):
-            cols[f"{target}_survival_t{edge:g}"] = outputs["survival"][:, i]
-    return cols
+    """Readable CSV columns for one target's head outputs (its kind names them)."""
+    return targets.get(info["kind"]).prediction_columns(target, info, outputs)

@@ -6,6 +6,7 @@ import pytest
 
 from polymodal.data.spec import load_spec, parse_spec
 from polymodal.errors import SpecError
+from polymodal.modalities import MODALITIES
 
 BASE = {
     "manifest": "manifest.csv",
@@ -39,7 +40,7 @@ def test_unknown_modality_kind_names_the_modality_and_the_known_kinds():
     message = _error(modalities={"scan": {"kind": "audio", "column": "a"}})
     assert "cohort.yaml: the cohort spec is not valid" in message
     assert "modalities.scan: unknown kind 'audio'" in message
-    assert "'image', 'volume', 'tabular', 'text', 'series'" in message
+    assert str(tuple(MODALITIES.names())) in message  # every registered kind, by name
 
 
 def test_missing_kind():
@@ -75,8 +76,8 @@ def test_split_needs_exactly_one_of_column_or_recipe_and_fractions_sum_to_one():
 
 
 def test_unknown_target_kind_and_missing_id_column():
-    assert "targets.y: unknown kind 'ordinal'" in _error(
-        targets={"y": {"kind": "ordinal", "column": "y"}}
+    assert "targets.y: unknown kind 'grade'" in _error(
+        targets={"y": {"kind": "grade", "column": "y"}}
     )
     assert "id_column: Field required" in _error(id_column=None)
 

@@ -95,7 +95,7 @@ def test_spec_errors_name_the_field():
     assert "targets.t.num_digits: Input should be greater than or equal to 1" in spec_error(
         {**COUNT, "num_digits": 0}
     )
-    assert "'cumulative_risk', 'digits')" in spec_error({"kind": "survival"})
+    assert "'cumulative_risk', 'digits', " in spec_error({"kind": "survival"})
 
 
 def test_spec_columns_and_yaml_round_trip(tmp_path):

@@ -236,7 +236,7 @@ def test_time_to_event_horizon_auroc_leaves_out_early_censoring_and_no_events_is
         ("binary", [0, 1], [0.2, 0.7, 0.5], "y_true has 2 rows but the predictions have 3"),
         ("multiclass", [0, 1], [[0.5, 0.6], [0.2, 0.8]], "sum to 1.1000, not 1"),
         ("multiclass", [0, 3], [[0.5, 0.5], [0.2, 0.8]], "row 1 is 3, outside the 2 classes"),
-        ("ordinal", [0, 1], [0.2, 0.7], "unknown target kind 'ordinal'"),
+        ("grade", [0, 1], [0.2, 0.7], "unknown target kind 'grade'"),
         ("regression", [1.0, np.nan], [1.0, 2.0], "y_true at row 1 is nan"),
     ],
 )

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from polymodal.heads import create_head
-from polymodal.training.predictions import PredictionCollector
+from polymodal.targets.predictions import PredictionCollector
 
 
 def test_standardised_regression_labels_are_scored_in_the_original_unit() -> None:

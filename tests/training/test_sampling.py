@@ -19,6 +19,7 @@ from polymodal.data.spec import load_spec
 from polymodal.errors import PolymodalError
 from polymodal.training.config import TrainConfig
 from polymodal.training.fit import fit, make_loader
+from polymodal.training.run_config import RunConfig
 from polymodal.training.sampling import dataset_sampler, make_sampler, task_shares
 
 BINARY = {"kind": "binary"}
@@ -107,7 +108,7 @@ def test_sampling_errors_name_the_setting() -> None:
     masks = {"psa": torch.ones(4, dtype=torch.bool)}
     targets = {"psa": torch.tensor([1.0, 2.0, 3.0, 4.0])}
     infos = {"psa": {"kind": "regression"}}
-    with pytest.raises(PolymodalError, match="class_balanced needs a binary or multiclass target"):
+    with pytest.raises(PolymodalError, match="class_balanced needs a binary, multiclass or ordinal target"):
         make_sampler("class_balanced", targets, masks, infos)
     with pytest.raises(PolymodalError, match="sampling_target 'grade' is not a target"):
         make_sampler("class_balanced", targets, masks, infos, sampling_target="grade")
@@ -173,7 +174,7 @@ def test_fit_draws_training_rows_with_the_configured_sampling(
     model = ModelConfig(core="concat", dim=8)
     config = TrainConfig(sampling="class_balanced", sampling_target="psa", cache=False)
     with pytest.raises(PolymodalError, match="'psa' is regression"):
-        fit(spec, tmp_path / "refused", model_config=model, train_config=config, progress=False)
+        fit(spec, tmp_path / "refused", RunConfig(model=model, train=config), progress=False)
 
     samplers = []
 
@@ -183,7 +184,7 @@ def test_fit_draws_training_rows_with_the_configured_sampling(
 
     monkeypatch.setattr("polymodal.training.fit.make_loader", recording_loader)
     config = TrainConfig(sampling="tasks_uniform", max_epochs=1, batch_size=8, cache=False)
-    result = fit(spec, tmp_path / "run", model_config=model, train_config=config, progress=False)
+    result = fit(spec, tmp_path / "run", RunConfig(model=model, train=config), progress=False)
     assert result.epochs_run == 1 and (result.model_dir / "model.safetensors").is_file()
     train_sampler, val_sampler = samplers
     assert val_sampler is None  # validation is never resampled

@@ -7,58 +7,28 @@ problem naming its row and column, never a silent NaN.
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from polymodal.data.cells import (  # noqa: F401  (also imported from here)
+    DEFAULT_MISSING_VALUES,
+    MISSING_LABEL_VALUES,
+    is_missing,
+    parse_number,
+)
 from polymodal.data.spec import (
     SPLITS,
-    BinaryTarget,
     CohortSpec,
-    ImageModality,
-    TabularModality,
     modality_columns,
     target_columns,
 )
 from polymodal.errors import ManifestError, ReadError, SpecError
-
-# Cells that mean "no value" for numeric tabular columns (overridable per modality) and labels.
-DEFAULT_MISSING_VALUES: tuple[str, ...] = ("", "NA", "NaN", "nan", "unknown")
-MISSING_LABEL_VALUES: frozenset[str] = frozenset({"", "NA", "NaN", "nan", "None", "null"})
-
-
-def is_missing(cell: str, missing_values: Iterable[str] = DEFAULT_MISSING_VALUES) -> bool:
-    """True when a manifest cell means "no value" (blank, or one of ``missing_values``)."""
-    stripped = cell.strip()
-    return stripped == "" or stripped in set(missing_values)
-
-
-def parse_number(cell: str, missing_values: Iterable[str] = DEFAULT_MISSING_VALUES) -> float:
-    """Parse one numeric cell: NaN for a missing marker, the number otherwise.
-
-    Non-finite values: every number returned is finite; NaN is returned only for a missing
-    marker. ``inf``, ``-inf``, ``nan`` (when not a listed missing marker) and numbers too large
-    for a float (``1e999``) are errors, so no scaler or encoder downstream ever sees them.
-
-    Raises:
-        ReadError: the cell is neither a missing marker nor a finite number; the reason names
-            the value (the caller adds the row and column).
-    """
-    if is_missing(cell, missing_values):
-        return math.nan
-    try:
-        value = float(cell.strip())
-    except ValueError:
-        raise ReadError(f"{cell!r} is not a number") from None
-    if not math.isfinite(value):
-        raise ReadError(f"{cell!r} is not a finite number")
-    return value
+from polymodal.modalities import get as modality_kind
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -230,11 +200,12 @@ class Cohort:
     def file_paths(self, row: int, modality: str) -> list[Path | None]:
         """Files of a file-based modality for one row, one per view column; None when blank."""
         cfg = self.spec.modalities[modality]
-        if isinstance(cfg, TabularModality):
-            raise ValueError(f"modality {modality!r} is tabular and has no files")
-        if getattr(cfg, "source", "file") == "column":
-            raise ValueError(f"modality {modality!r} holds its text in the column, not a file")
-        columns = cfg.columns if isinstance(cfg, ImageModality) else [cfg.column]
+        columns = modality_kind(cfg.kind).file_columns(cfg)
+        if not columns:
+            raise ValueError(
+                f"modality {modality!r} ({cfg.kind}) reads its values from the "
+                "manifest's cells, not from files"
+            )
         template = cfg.path_template
         paths: list[Path | None] = []
         for column in columns:
@@ -259,19 +230,6 @@ class Cohort:
             raise ValueError(f"target {target!r} ({t.kind}) spans several columns")
         values = self.frame[column].str.strip()
         return values.where(~values.isin(MISSING_LABEL_VALUES), None)
-
-    def binary_negative(self, target: str) -> str | None:
-        """The value that means "negative" for a binary target: the spec's ``negative``, else
-        the one value besides the positive in the training split (None when there are zero or
-        several, which validation reports)."""
-        t = self.spec.targets[target]
-        if not isinstance(t, BinaryTarget):
-            raise ValueError(f"target {target!r} is not binary")
-        if t.negative is not None:
-            return t.negative
-        train = self.labels(target).iloc[self.indices("train")].dropna()
-        others = set(train[train != t.positive])
-        return others.pop() if len(others) == 1 else None
 
 
 def _check_inside(path: Path, root: Path, other_fix: str = "") -> None:

@@ -21,41 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from pydantic import TypeAdapter, ValidationError
 
-from polymodal import __version__
-from polymodal.data._fitting import (
-    LABEL_MISSING,
-    WORD_SPECIAL_TOKENS,
-    DataIssue,
-    OnError,
-    fit_modality,
-    fit_target,
-    hf_tokenizer,
-    is_blank,
-    parse_digits,
-    parse_flag,
-    read_or_record,
-)
-from polymodal.data.manifest import Cohort, is_missing, parse_number
-from polymodal.data.spec import (
-    BinaryTarget,
-    CumulativeRiskTarget,
-    DigitsTarget,
-    ImageModality,
-    Modality,
-    MulticlassTarget,
-    MultilabelTarget,
-    RegressionTarget,
-    TabularModality,
-    Target,
-    TextModality,
-    TimeToEventTarget,
-    VolumeModality,
-)
+from polymodal import __version__, targets
+from polymodal.data.cells import is_blank
+from polymodal.data.issues import DataIssue, OnError, read_or_record
+from polymodal.data.manifest import Cohort
+from polymodal.data.spec import Modality, Target
 from polymodal.errors import ModelError, ReadError, SpecError
+from polymodal.modalities import Fitted, ModalityKind, TrainingRows
+from polymodal.modalities import get as modality_kind
+from polymodal.modalities.text import WORD_SPECIAL_TOKENS
 
 __all__ = [
     "WORD_SPECIAL_TOKENS",
@@ -85,14 +62,6 @@ def event_time_bin(times: torch.Tensor, bins: Sequence[float]) -> torch.Tensor:
 def _digest(payload: Any) -> str:
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _fits_float32(values: Any) -> bool:
-    """True when every value is finite and stays finite as float32 (the tensors' dtype)."""
-    return bool(np.all(np.abs(np.asarray(values, dtype=np.float64)) <= _FLOAT32_MAX))
 
 
 def _non_finite_entries(value: Any, where: str) -> list[str]:
@@ -150,13 +119,15 @@ class Preprocessor:
         self.state: dict[str, dict[str, Any]] = {k: dict(v) for k, v in state.items()}
         # Training files that could not be read while fitting (skipped, listed here).
         self.fit_issues: list[DataIssue] = []
-        self._tokenizers: dict[str, Any] = {}
+        # Per modality: its spec section, state and scratch (tokenizer, lookups) for its kind.
+        self._fitted: dict[str, Fitted] = {}
         self._lookups: dict[str, dict[str, int]] = {}
+        self._target_states: dict[str, targets.TargetState] = {}
         self._fingerprints: dict[str | None, str] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         # DataLoader workers get a copy: tokenizers are rebuilt there from the JSON state.
-        return {**self.__dict__, "_tokenizers": {}}
+        return {**self.__dict__, "_fitted": {}}
 
     @classmethod
     def fit(cls, cohort: Cohort, *, on_error: OnError = "skip-modality") -> Preprocessor:
@@ -179,12 +150,14 @@ class Preprocessor:
             )
         ids = rows[spec.id_column]
         issues: list[DataIssue] = []
+        training = TrainingRows(rows, ids, cohort.resolve_path, spec.base_dir, on_error, issues)
         state = {
-            f"modality:{name}": fit_modality(name, cfg, cohort, rows, on_error, issues)
+            f"modality:{name}": modality_kind(cfg.kind).fit(name, cfg, training)
             for name, cfg in spec.modalities.items()
         }
         for name, cfg in spec.targets.items():
-            state[f"target:{name}"] = fit_target(name, cfg, rows, ids)
+            fitted = targets.get(cfg.kind).fit(f"targets.{name}", cfg, rows, ids)
+            state[f"target:{name}"] = fitted.model_dump(mode="json")
         _require_finite_state(state)
         prep = cls(spec.modalities, spec.targets, state)
         prep.fit_issues = issues
@@ -230,16 +203,18 @@ class Preprocessor:
                 n: _MODALITY_ADAPTER.validate_python(e["config"])
                 for n, e in data["modalities"].items()
             }
-            targets = {
+            targets_cfg = {
                 n: _TARGET_ADAPTER.validate_python(e["config"]) for n, e in data["targets"].items()
             }
             state = {f"modality:{n}": e["state"] for n, e in data["modalities"].items()}
             state.update({f"target:{n}": e["state"] for n, e in data["targets"].items()})
+            for n, cfg in targets_cfg.items():
+                targets.get(cfg.kind).read_state(state[f"target:{n}"])  # a damaged one fails here
         except (KeyError, TypeError, AttributeError, ValidationError) as err:
             raise ModelError(
                 f"{source}: damaged preprocessing state ({type(err).__name__}: {err})"
             ) from None
-        return cls(modalities, targets, state)
+        return cls(modalities, targets_cfg, state)
 
     def save(self, path: Path | str) -> Path:
         """Write the state as JSON (atomically: a reader never sees half a file)."""
@@ -307,37 +282,38 @@ class Preprocessor:
             raise ModelError(f"unknown modality {name!r}; this state has {self.modalities}")
         return self.modality_configs[name], self.state[f"modality:{name}"]
 
-    def _target(self, name: str) -> tuple[Any, dict[str, Any]]:
+    def _target(self, name: str) -> tuple[Any, targets.TargetState]:
+        """A target's spec section and its typed fitted state."""
         if name not in self.target_configs:
             raise ModelError(f"unknown target {name!r}; this state has {self.targets}")
-        return self.target_configs[name], self.state[f"target:{name}"]
+        cfg = self.target_configs[name]
+        if name not in self._target_states:
+            raw = self.state[f"target:{name}"]
+            self._target_states[name] = targets.get(cfg.kind).read_state(raw)
+        return cfg, self._target_states[name]
+
+    def fitted(self, modality: str) -> Fitted:
+        """One modality's spec section, fitted state and scratch, as its kind reads them."""
+        if modality not in self._fitted:
+            if modality not in self.modality_configs:
+                self._modality(modality)  # raises, naming the known modalities
+            # A state built by hand may leave out the kinds that learn nothing from training.
+            state = self.state.get(f"modality:{modality}", {})
+            self._fitted[modality] = Fitted(modality, self.modality_configs[modality], state)
+        return self._fitted[modality]
+
+    def _kind(self, modality: str) -> ModalityKind:
+        return modality_kind(self._modality(modality)[0].kind)
 
     def input_info(self, modality: str) -> dict[str, Any]:
-        """What an encoder needs to know about one modality's tensors."""
+        """What an encoder needs to know about one modality's tensors (keys: see its kind)."""
         cfg, st = self._modality(modality)
-        if isinstance(cfg, ImageModality):
-            size = list(cfg.size)
-            return {
-                "kind": "image",
-                "channels": cfg.channels,
-                "size": size,
-                "views": len(cfg.columns),
-            }
-        if isinstance(cfg, VolumeModality):
-            return {"kind": "volume", "size": None if cfg.size is None else list(cfg.size)}
-        if isinstance(cfg, TabularModality):
-            # Cardinality counts the reserved ids 0 (missing) and 1 (unknown / rare).
-            categorical = {c: 2 + len(v) for c, v in st["vocabularies"].items()}
-            return {"kind": "tabular", "numeric": list(cfg.numeric), "categorical": categorical}
-        if isinstance(cfg, TextModality):
-            return {
-                "kind": "text",
-                "vocab_size": st["vocab_size"],
-                "pad_id": st["pad_id"],
-                "max_tokens": cfg.max_tokens,
-                "tokenizer": st.get("tokenizer_folder"),
-            }
-        return {"kind": "series", "channels": list(cfg.channels), "max_steps": cfg.max_steps}
+        return self._kind(modality).input_info(cfg, st)
+
+    def pad_ids(self) -> dict[str, int]:
+        """Per modality with padded tokens, the id collate writes into their padding."""
+        pads = {m: self._kind(m).pad_id(*self._modality(m)) for m in self.modalities}
+        return {m: pad for m, pad in pads.items() if pad is not None}
 
     def target_info(self, target: str) -> dict[str, Any]:
         """What a head needs: kind, output size, class names and weights, time bins, scaling.
@@ -350,30 +326,8 @@ class Preprocessor:
         ``monotone``; digits targets: ``n_outputs`` = 10 per digit and ``num_digits``. Every
         target carries ``prompts``: its task prompt and paraphrases, None when the spec has none.
         """
-        cfg, st = self._target(target)
-        info: dict[str, Any] = dict.fromkeys(("classes", "class_weights", "bins", "mean", "std"))
-        info.update(kind=cfg.kind, n_outputs=1, prompts=list(cfg.prompts) if cfg.prompts else None)
-        if isinstance(cfg, BinaryTarget):
-            info["classes"] = [st["negative"], cfg.positive]
-            if cfg.class_weights is not None:
-                info["class_weights"] = [float(w) for w in cfg.class_weights]
-        elif isinstance(cfg, MulticlassTarget):
-            info.update(n_outputs=len(st["classes"]), classes=list(st["classes"]))
-            info["class_weights"] = st["class_weights"]
-        elif isinstance(cfg, MultilabelTarget):
-            info.update(n_outputs=len(cfg.columns), classes=list(cfg.columns))
-        elif isinstance(cfg, RegressionTarget) and cfg.standardize:
-            info.update(mean=st["mean"], std=st["std"])
-        elif isinstance(cfg, TimeToEventTarget):
-            info["loss"] = cfg.loss
-            if cfg.loss == "discrete":
-                info.update(n_outputs=len(st["bins"]), bins=list(st["bins"]))
-        elif isinstance(cfg, CumulativeRiskTarget):
-            horizons = [float(h) for h in cfg.horizons]
-            info.update(n_outputs=len(horizons) + 1, horizons=horizons, monotone=cfg.monotone)
-        elif isinstance(cfg, DigitsTarget):
-            info.update(n_outputs=10 * cfg.num_digits, num_digits=cfg.num_digits)
-        return info
+        cfg, state = self._target(target)
+        return targets.get(cfg.kind).info(cfg, state)
 
     # ------------------------------------------------------------------------------------------
     # Transforms: reader output / manifest cells -> unbatched tensors of the sample contract
@@ -381,68 +335,20 @@ class Preprocessor:
 
     def empty_inputs(self, modality: str) -> dict[str, torch.Tensor]:
         """Zeros of the right shape for a modality that is unavailable; every mask False."""
-        cfg, _ = self._modality(modality)
-        if isinstance(cfg, ImageModality):
-            views = len(cfg.columns)
-            return {
-                "pixels": torch.zeros(views, cfg.channels, *cfg.size),
-                "view_mask": torch.zeros(views, dtype=torch.bool),
-            }
-        if isinstance(cfg, VolumeModality):
-            size = cfg.size or [1, 1, 1]
-            return {"voxels": torch.zeros(1, *size), "spacing": torch.zeros(3)}
-        if isinstance(cfg, TabularModality):
-            return {
-                "numeric": torch.zeros(len(cfg.numeric)),
-                "numeric_missing": torch.ones(len(cfg.numeric), dtype=torch.bool),
-                "categorical": torch.zeros(len(cfg.categorical), dtype=torch.int64),
-            }
-        if isinstance(cfg, TextModality):
-            return {
-                "input_ids": torch.full(
-                    (1,), self.input_info(modality)["pad_id"], dtype=torch.int64
-                ),
-                "attention_mask": torch.zeros(1, dtype=torch.bool),
-            }
-        channels = len(cfg.channels)
-        return {
-            "values": torch.zeros(1, channels),
-            "observed": torch.zeros(1, channels, dtype=torch.bool),
-            "times": torch.zeros(1),
-            "step_mask": torch.zeros(1, dtype=torch.bool),
-        }
+        return self._kind(modality).empty_inputs(self.fitted(modality))
 
     def transform_image(
         self, modality: str, views: Sequence[np.ndarray | torch.Tensor | None]
     ) -> dict[str, torch.Tensor]:
         """Reader outputs ``(C, H, W)`` per view column (None: view missing) -> ``pixels``
         ``(V, C, H, W)`` and ``view_mask`` ``(V,)``."""
-        cfg, _ = self._modality(modality)
-        out = self.empty_inputs(modality)
-        expected = (cfg.channels, *cfg.size)
-        for index, view in enumerate(views):
-            if view is None:
-                continue
-            view = torch.as_tensor(view, dtype=torch.float32)
-            if tuple(view.shape) != expected:
-                raise ReadError(
-                    f"image of shape {tuple(view.shape)}, expected {expected} (C, H, W)"
-                )
-            out["pixels"][index] = view
-            out["view_mask"][index] = True
-        return out
+        return self._kind(modality).transform(self.fitted(modality), views)
 
     def transform_volume(
         self, modality: str, voxels: np.ndarray | torch.Tensor, spacing: Sequence[float]
     ) -> dict[str, torch.Tensor]:
         """Reader output ``(1, D, H, W)`` + voxel spacing -> ``voxels`` and ``spacing`` ``(3,)``."""
-        cfg, _ = self._modality(modality)
-        voxels = torch.as_tensor(voxels, dtype=torch.float32)
-        if voxels.ndim != 4 or voxels.shape[0] != 1:
-            raise ReadError(f"volume of shape {tuple(voxels.shape)}, expected (1, D, H, W)")
-        if cfg.size is not None and list(voxels.shape[1:]) != list(cfg.size):
-            raise ReadError(f"volume of size {list(voxels.shape[1:])}, expected {cfg.size}")
-        return {"voxels": voxels, "spacing": torch.tensor([float(s) for s in spacing])}
+        return self._kind(modality).transform(self.fitted(modality), voxels, spacing)
 
     def transform_tabular(
         self,
@@ -450,50 +356,13 @@ class Preprocessor:
         cells: Mapping[str, str],
         bad_values: list[tuple[str, str]] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Manifest cells -> ``numeric`` ``(F_num,)`` scaled with the training mean/std (0 and
-        ``numeric_missing`` True where missing) and ``categorical`` ``(F_cat,)`` ids.
-
-        A numeric cell that is not a finite number (or too far from the training values to
-        scale) raises :class:`ReadError`, or, when ``bad_values`` is a list, becomes missing and
-        ``(column, reason)`` is appended there. Every value returned is finite.
-        """
-        cfg, st = self._modality(modality)
-        out = self.empty_inputs(modality)
-        for index, column in enumerate(cfg.numeric):
-            try:
-                value = parse_number(cells.get(column, ""), cfg.missing_values)
-                if np.isnan(value):
-                    continue
-                scaled = (value - st["mean"][index]) / st["std"][index]
-                if not _fits_float32(scaled):
-                    raise ReadError(f"{value:g} is too large to scale with the training values")
-            except ReadError as err:
-                if bad_values is None:
-                    raise ReadError(f"column {column!r}: {err.reason}") from None
-                bad_values.append((column, f"{err.reason}; used as missing"))
-                continue
-            out["numeric"][index] = scaled
-            out["numeric_missing"][index] = False
-        for index, column in enumerate(cfg.categorical):
-            cell = cells.get(column, "")
-            if not is_missing(cell, cfg.missing_values):
-                position = self._lookup(f"{modality}:{column}", st["vocabularies"][column])
-                # Ids 0 and 1 are reserved: missing, and unknown / rare in training.
-                out["categorical"][index] = 2 + position.get(cell.strip(), -1)
-        return out
+        """Manifest cells -> ``numeric``, ``numeric_missing`` and ``categorical`` (see
+        :meth:`polymodal.modalities.tabular.Tabular.transform`)."""
+        return self._kind(modality).transform(self.fitted(modality), cells, bad_values)
 
     def transform_text(self, modality: str, text: str) -> dict[str, torch.Tensor]:
         """A non-empty text -> ``input_ids`` ``(L,)`` (L <= max_tokens) and ``attention_mask``."""
-        cfg, _ = self._modality(modality)
-        tokenizer = self._tokenizer(modality)
-        if hasattr(tokenizer, "encode_batch"):  # a fitted `tokenizers.Tokenizer`
-            ids = tokenizer.encode(text).ids
-        else:  # a transformers tokenizer from a local folder
-            ids = tokenizer(text, truncation=True, max_length=cfg.max_tokens)["input_ids"]
-        if not ids:
-            raise ReadError("the text gives no tokens")
-        input_ids = torch.tensor(ids, dtype=torch.int64)
-        return {"input_ids": input_ids, "attention_mask": torch.ones(len(ids), dtype=torch.bool)}
+        return self._kind(modality).transform(self.fitted(modality), text)
 
     def _lookup(self, key: str, items: Sequence[str]) -> dict[str, int]:
         """Position of each item (vocabulary, class list), built once per list."""
@@ -501,65 +370,12 @@ class Preprocessor:
             self._lookups[key] = {item: position for position, item in enumerate(items)}
         return self._lookups[key]
 
-    def _tokenizer(self, modality: str) -> Any:
-        if modality not in self._tokenizers:
-            _, st = self._modality(modality)
-            if "tokenizer_json" in st:
-                from tokenizers import Tokenizer
-
-                self._tokenizers[modality] = Tokenizer.from_str(st["tokenizer_json"])
-            else:
-                where = f"modalities.{modality}.tokenizer"
-                self._tokenizers[modality] = hf_tokenizer(st["tokenizer_folder"], where)
-        return self._tokenizers[modality]
-
     def transform_series(
         self, modality: str, times: np.ndarray, values: np.ndarray
     ) -> dict[str, torch.Tensor]:
-        """Reader output (times ``(T,)``, values ``(T, C)`` NaN unmeasured) -> ``values``
-        ``(T', C)`` scaled, ``observed`` ``(T', C)``, ``times`` ``(T',)`` and ``step_mask``.
-
-        With ``bin_width`` the series becomes a regular grid of bins from its first observation
-        (last observation per channel in a bin; empty bins are steps with nothing observed);
-        otherwise the raw steps are kept. Only the last ``max_steps`` steps remain. Times are
-        ``(t - first time) / time_scale`` (``time_scale`` fitted on training series spans).
-        """
-        cfg, st = self._modality(modality)
-        times = np.asarray(times, dtype=np.float64).reshape(-1)
-        values = np.asarray(values, dtype=np.float64).reshape(len(times), -1)
-        if values.shape[1] != len(cfg.channels):
-            raise ReadError(f"series with {values.shape[1]} channels, expected {cfg.channels}")
-        keep = np.isfinite(times)
-        times, values = times[keep], values[keep]
-        if times.size == 0:
-            raise ReadError("the series has no time steps")
-        order = np.argsort(times, kind="stable")
-        times, values = times[order], values[order]
-        start = times[0]
-        if cfg.bin_width is not None:
-            step = np.floor((times - start) / cfg.bin_width).astype(np.int64)
-            first_bin = max(0, int(step[-1]) - cfg.max_steps + 1)
-            recent = step >= first_bin
-            frame = pd.DataFrame(values[recent]).assign(step=step[recent])
-            # groupby.last skips NaN: the last *measured* value of each channel in each bin.
-            grid = frame.groupby("step").last().reindex(range(first_bin, int(step[-1]) + 1))
-            values = grid.to_numpy(dtype=np.float64)  # (T', C) on the regular grid
-            step_times = start + np.arange(first_bin, int(step[-1]) + 1) * cfg.bin_width
-        else:
-            values, step_times = values[-cfg.max_steps :], times[-cfg.max_steps :]
-        observed = np.isfinite(values)
-        scaled = (values - np.asarray(st["mean"])) / np.asarray(st["std"])
-        scaled_times = (step_times - start) / st["time_scale"]
-        if not _fits_float32(scaled[observed]):
-            raise ReadError("series values too large to scale with the training values")
-        if not _fits_float32(scaled_times):
-            raise ReadError("series times too far apart to scale with the training time scale")
-        return {
-            "values": torch.from_numpy(np.where(observed, scaled, 0.0).astype(np.float32)),
-            "observed": torch.from_numpy(observed),
-            "times": torch.from_numpy(scaled_times.astype(np.float32)),
-            "step_mask": torch.ones(len(step_times), dtype=torch.bool),
-        }
+        """Reader output (times ``(T,)``, values ``(T, C)``) -> ``values``, ``observed``,
+        ``times`` and ``step_mask`` (see :meth:`polymodal.modalities.series.Series.transform`)."""
+        return self._kind(modality).transform(self.fitted(modality), times, values)
 
     # ------------------------------------------------------------------------------------------
     # Targets
@@ -568,17 +384,7 @@ class Preprocessor:
     def empty_target(self, target: str) -> torch.Tensor:
         """The value a missing label holds (ignored, since its ``target_mask`` is False)."""
         cfg, _ = self._target(target)
-        if isinstance(cfg, MulticlassTarget):
-            return torch.tensor(0, dtype=torch.int64)
-        if isinstance(cfg, MultilabelTarget):
-            return torch.zeros(len(cfg.columns))
-        if isinstance(cfg, TimeToEventTarget):
-            return torch.zeros(2)
-        if isinstance(cfg, CumulativeRiskTarget):
-            return torch.zeros(2 * len(cfg.horizons))
-        if isinstance(cfg, DigitsTarget):
-            return torch.zeros(cfg.num_digits, dtype=torch.int64)
-        return torch.tensor(0.0)
+        return targets.get(cfg.kind).empty(cfg)
 
     def encode_target(self, target: str, cells: Mapping[str, str]) -> torch.Tensor | None:
         """One row's label, encoded as in :mod:`polymodal.data.batch`; None when missing.
@@ -586,77 +392,5 @@ class Preprocessor:
         Raises:
             ReadError: a label that the fitted state does not know (names the column).
         """
-        cfg, st = self._target(target)
-        if isinstance(cfg, MultilabelTarget):
-            flags = [parse_flag(cells.get(c, ""), c) for c in cfg.columns]
-            return None if any(np.isnan(flags)) else torch.tensor(flags, dtype=torch.float32)
-        if isinstance(cfg, TimeToEventTarget):
-            try:
-                time = parse_number(cells.get(cfg.time_column, ""), LABEL_MISSING)
-            except ReadError as err:
-                raise ReadError(f"column {cfg.time_column!r}: {err.reason}") from None
-            event = parse_flag(cells.get(cfg.event_column, ""), cfg.event_column)
-            if np.isnan(time) or np.isnan(event):
-                return None
-            return torch.tensor([time, event], dtype=torch.float32)
-        if isinstance(cfg, CumulativeRiskTarget):
-            return self._encode_cumulative_risk(cfg, cells)
-        if isinstance(cfg, DigitsTarget):
-            digits = parse_digits(cells.get(cfg.column, ""), cfg.column, cfg.num_digits)
-            return None if digits is None else torch.tensor(digits, dtype=torch.int64)
-        cell = cells.get(cfg.column, "")
-        if is_blank(cell):
-            return None
-        label = cell.strip()
-        if isinstance(cfg, BinaryTarget):
-            if label not in (cfg.positive, st["negative"]):
-                raise ReadError(
-                    f"column {cfg.column!r}: {label!r} is neither the positive value "
-                    f"{cfg.positive!r} nor the negative value {st['negative']!r}"
-                )
-            return torch.tensor(float(label == cfg.positive))
-        if isinstance(cfg, MulticlassTarget):
-            position = self._lookup(f"target:{target}", st["classes"]).get(label)
-            if position is None:
-                raise ReadError(
-                    f"column {cfg.column!r}: {label!r} is not a class seen in training "
-                    f"{st['classes']}"
-                )
-            return torch.tensor(position, dtype=torch.int64)
-        try:
-            value = parse_number(label, LABEL_MISSING)
-        except ReadError as err:
-            raise ReadError(f"column {cfg.column!r}: {err.reason}") from None
-        if cfg.standardize:
-            value = (value - st["mean"]) / st["std"]
-        if not _fits_float32(value):
-            raise ReadError(f"column {cfg.column!r}: {label!r} is too large to use as a label")
-        return torch.tensor(value, dtype=torch.float32)
-
-    @staticmethod
-    def _encode_cumulative_risk(
-        cfg: CumulativeRiskTarget, cells: Mapping[str, str]
-    ) -> torch.Tensor | None:
-        """(time, event) -> per-horizon labels and label mask, ``(2K,)``; None when missing.
-
-        An event at time T is known at every horizon: 1 from the first horizon ≥ T on, 0
-        before. A follow-up to T without event is 0 and known at the horizons ≤ T, unknown
-        (censored) after.
-        """
-        try:
-            time = parse_number(cells.get(cfg.time_column, ""), LABEL_MISSING)
-        except ReadError as err:
-            raise ReadError(f"column {cfg.time_column!r}: {err.reason}") from None
-        event = parse_flag(cells.get(cfg.event_column, ""), cfg.event_column)
-        if np.isnan(time) or np.isnan(event):
-            return None
-        if time < 0:
-            raise ReadError(
-                f"column {cfg.time_column!r}: {time:g} is a negative time; follow-up starts at 0"
-            )
-        horizons = torch.tensor(cfg.horizons, dtype=torch.float64)
-        if event == 1:
-            labels, known = horizons >= time, torch.ones_like(horizons, dtype=torch.bool)
-        else:
-            labels, known = torch.zeros_like(horizons, dtype=torch.bool), horizons <= time
-        return torch.cat([labels, known]).to(torch.float32)
+        cfg, state = self._target(target)
+        return targets.get(cfg.kind).encode(cfg, state, cells)

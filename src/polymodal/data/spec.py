@@ -30,15 +30,25 @@ Example::
 
 from __future__ import annotations
 
-from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from polymodal.data.serialize import check_sentences
+from polymodal import modalities, targets
 from polymodal.errors import SpecError
+
+# The modality spec classes and limits moved to their kinds; importable from here as before.
+from polymodal.modalities.image import DEFAULT_MAX_PIXELS, ImageModality  # noqa: F401
+from polymodal.modalities.series import DEFAULT_MAX_ROWS, SeriesModality  # noqa: F401
+from polymodal.modalities.tabular import TabularModality  # noqa: F401
+from polymodal.modalities.text import (  # noqa: F401
+    DEFAULT_MAX_CHARS,
+    TEXT_MISSING_VALUES,
+    TextModality,
+)
+from polymodal.modalities.volume import DEFAULT_MAX_VOXELS, VolumeModality  # noqa: F401
 
 SPLITS = ("train", "val", "test")
 
@@ -93,115 +103,19 @@ class SplitSpec(_Strict):
 # --------------------------------------------------------------------------------------------
 
 
-class _TargetBase(_Strict):
-    """What every target kind has besides its columns."""
-
-    # The task prompt and its paraphrases (M3FM), e.g. "Predict the lung cancer risk over six
-    # years."; the first is the canonical phrasing.
-    prompts: list[str] | None = Field(None, min_length=1)
-
-    @field_validator("prompts")
-    @classmethod
-    def _prompts_have_words(cls, v: list[str] | None) -> list[str] | None:
-        for position, prompt in enumerate(v or (), start=1):
-            if not any(ch.isalnum() for ch in prompt):
-                raise ValueError(
-                    f"prompt {position} ({prompt!r}) has no word; write the task as a sentence, "
-                    "e.g. 'Predict the lung cancer risk over six years.'"
-                )
-        return v
+# Each kind's section is its own class in polymodal.targets (BinaryTarget in targets/binary.py,
+# …); the union of the registered ones, told apart by ``kind``, is a spec's target.
+Target = targets.spec_union()
+TARGET_KINDS = tuple(targets.TARGETS.names())
 
 
-class BinaryTarget(_TargetBase):
-    kind: Literal["binary"]
-    column: str
-    # The value that means "positive"; others must be the single negative value.
-    positive: str = "1"
-    negative: str | None = None
-    class_weights: list[float] | None = None
-
-
-class MulticlassTarget(_TargetBase):
-    kind: Literal["multiclass"]
-    column: str
-    # Class names in a fixed order; inferred (sorted) from the training split when omitted.
-    classes: list[str] | None = None
-    class_weights: list[float] | Literal["balanced"] | None = None
-
-
-class MultilabelTarget(_TargetBase):
-    kind: Literal["multilabel"]
-    # One 0/1 column per label.
-    columns: list[str] = Field(min_length=1)
-
-
-class RegressionTarget(_TargetBase):
-    kind: Literal["regression"]
-    column: str
-    standardize: bool = True
-
-
-class TimeToEventTarget(_TargetBase):
-    kind: Literal["time_to_event"]
-    time_column: str
-    event_column: str
-    # Discrete-time loss: boundaries of the time bins (same unit as the time column).
-    bins: list[float] | None = None
-    loss: Literal["discrete", "cox"] = "discrete"
-
-
-class CumulativeRiskTarget(_TargetBase):
-    """Cumulative risk by each horizon from an additive hazard layer (M3FM).
-
-    The label of horizon t_k is "event by t_k"; it is known when the event happened (at any
-    time) or the follow-up reached t_k without it, and unknown (censored) otherwise.
-    """
-
-    kind: Literal["cumulative_risk"]
-    time_column: str
-    event_column: str
-    # Increasing horizons in the unit of the time column, e.g. [1, 2, 3, 4, 5, 6] years.
-    horizons: list[float] = Field(min_length=1)
-    # True: non-negative hazards (softplus), so the risk never falls with the horizon. False:
-    # raw hazards, as the official M3FM code (whose risks can fall).
-    monotone: bool = True
-
-    @field_validator("horizons")
-    @classmethod
-    def _increasing_positive(cls, v: list[float]) -> list[float]:
-        if any(h <= 0 for h in v) or any(a >= b for a, b in pairwise(v)):
-            raise ValueError(f"expected positive, strictly increasing horizons, got {v}")
-        return v
-
-
-class DigitsTarget(_TargetBase):
-    """A non-negative integer below 10**num_digits, predicted digit by digit (M3FM's
-    clinical_number task: one 10-way classification per digit)."""
-
-    kind: Literal["digits"]
-    column: str
-    num_digits: int = Field(3, ge=1, le=6)
-
-
-Target = Annotated[
-    BinaryTarget
-    | MulticlassTarget
-    | MultilabelTarget
-    | RegressionTarget
-    | TimeToEventTarget
-    | CumulativeRiskTarget
-    | DigitsTarget,
-    Field(discriminator="kind"),
-]
-TARGET_KINDS = (
-    "binary",
-    "multiclass",
-    "multilabel",
-    "regression",
-    "time_to_event",
-    "cumulative_risk",
-    "digits",
-)
+def __getattr__(name: str) -> type:
+    """The spec class of a target kind by its class name (``BinaryTarget``), for code that
+    imported it from here before the kinds moved to :mod:`polymodal.targets`."""
+    for kind in targets.kinds():
+        if kind.spec.__name__ == name:
+            return kind.spec
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,196 +123,11 @@ TARGET_KINDS = (
 # --------------------------------------------------------------------------------------------
 
 
-def _positive_triple(value: list[float] | None, what: str) -> list[float] | None:
-    if value is not None and (len(value) != 3 or any(v <= 0 for v in value)):
-        raise ValueError(f"{what}: expected three positive numbers, got {value}")
-    return value
-
-
-# Resource limits: a file (or a setting) beyond them is refused with a message naming the key,
-# instead of exhausting the machine's memory. Each can be raised per modality in the spec.
-DEFAULT_MAX_PIXELS = 50_000_000  # a 7000 x 7000 whole radiograph fits
-DEFAULT_MAX_VOXELS = 512**3  # a 512 x 512 x 512 CT fits
-DEFAULT_MAX_CHARS = 1_000_000
-DEFAULT_MAX_ROWS = 100_000
-
-
-class ImageModality(_Strict):
-    """2D images: PNG/JPEG (8 or 16 bit) or single-file DICOM; one column per view."""
-
-    kind: Literal["image"]
-    columns: list[str] = Field(min_length=1)
-    # Build the file path from the cell value, e.g. "images/{}.jpg" (relative to the data root).
-    path_template: str | None = None
-    # (height, width) in pixels after resizing.
-    size: tuple[int, int] = (224, 224)
-    channels: Literal[1, 3] = 3
-    # imagenet: scale to [0,1] then ImageNet mean/std; minmax: per image to [0,1];
-    # zscore: per image zero mean, unit variance; none: raw intensities as float.
-    normalize: Literal["imagenet", "minmax", "zscore", "none"] = "imagenet"
-    augment: bool = False
-    # Largest image (height x width x frames) decoded; a larger file is refused, not read.
-    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
-
-    @field_validator("size")
-    @classmethod
-    def _size_pair(cls, v: tuple[int, int]) -> tuple[int, int]:
-        if any(s <= 0 for s in v):
-            raise ValueError(f"expected two positive integers (height, width), got {list(v)}")
-        return v
-
-    @model_validator(mode="after")
-    def _size_within_limit(self) -> ImageModality:
-        if self.size[0] * self.size[1] > self.max_pixels:
-            raise ValueError(
-                f"size {list(self.size)} has more pixels than max_pixels ({self.max_pixels})"
-            )
-        return self
-
-
-class VolumeModality(_Strict):
-    """3D volumes: NIfTI, a DICOM series folder, or .npy/.npz (with optional spacing)."""
-
-    kind: Literal["volume"]
-    column: str
-    # Build the file path from the cell value, e.g. "images/{}.jpg" (relative to the data root).
-    path_template: str | None = None
-    # Key inside .npz files (first array when omitted).
-    npz_key: str | None = None
-    orientation: str | None = "RAS"
-    # Resample to this voxel spacing in mm (None keeps the file's spacing).
-    spacing: list[float] | None = None
-    # Intensity window [low, high] (e.g. HU), then scaled to [0, 1].
-    window: tuple[float, float] | None = None
-    # Crop or pad (centred) to this size in voxels.
-    size: list[int] | None = None
-    # Spacing assumed for .npy/.npz files, which carry none.
-    default_spacing: list[float] = Field(default_factory=lambda: [1.0, 1.0, 1.0])
-    # Largest voxel count read from a file or made by resampling to `spacing`; checked before
-    # the memory is allocated.
-    max_voxels: int = Field(DEFAULT_MAX_VOXELS, ge=1)
-
-    _check_spacing = field_validator("spacing")(
-        lambda v: _positive_triple(v, "spacing")  # type: ignore[misc]
-    )
-    _check_default_spacing = field_validator("default_spacing")(
-        lambda v: _positive_triple(v, "default_spacing")  # type: ignore[misc]
-    )
-
-    @field_validator("size")
-    @classmethod
-    def _size_triple(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and (len(v) != 3 or any(s <= 0 for s in v)):
-            raise ValueError(f"expected three positive integers, got {v}")
-        return v
-
-    @field_validator("window")
-    @classmethod
-    def _window_increasing(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
-        if v is not None and v[0] >= v[1]:
-            raise ValueError(f"expected [low, high] with low < high, got {list(v)}")
-        return v
-
-    @model_validator(mode="after")
-    def _size_within_limit(self) -> VolumeModality:
-        if self.size is not None and self.size[0] * self.size[1] * self.size[2] > self.max_voxels:
-            raise ValueError(
-                f"size {self.size} has more voxels than max_voxels ({self.max_voxels})"
-            )
-        return self
-
-
-class TabularModality(_Strict):
-    """Named numeric and categorical columns; a missing value stays missing, per value."""
-
-    kind: Literal["tabular"]
-    numeric: list[str] = Field(default_factory=list)
-    categorical: list[str] = Field(default_factory=list)
-    # Values that mean "missing" besides an empty cell (e.g. "unknown").
-    missing_values: list[str] = Field(default_factory=lambda: list(TEXT_MISSING_VALUES))
-    # Categories seen fewer times in training go to the unknown bucket.
-    min_category_count: int = Field(1, ge=1)
-
-    @model_validator(mode="after")
-    def _some_columns(self) -> TabularModality:
-        if not self.numeric and not self.categorical:
-            raise ValueError("declare at least one 'numeric' or 'categorical' column")
-        return self
-
-
-# Cells of a text modality's `from_columns` that mean "no value" unless the spec says otherwise.
-TEXT_MISSING_VALUES = ("", "NA", "NaN", "nan", "unknown")
-
-
-class TextModality(_Strict):
-    """Free text from a column, from a file whose path is in the column, or clinical data
-    serialized to sentences from tabular columns (``from_columns``; see
-    :mod:`polymodal.data.serialize`)."""
-
-    kind: Literal["text"]
-    column: str | None = None
-    # Build the file path from the cell value, e.g. "images/{}.jpg" (relative to the data root).
-    path_template: str | None = None
-    source: Literal["column", "file"] = "column"
-    max_tokens: int = Field(128, ge=4)
-    # A local Hugging Face model folder whose tokenizer to use; a word-level tokenizer fitted on
-    # the training split otherwise.
-    tokenizer: str | None = None
-    vocab_size: int = Field(5000, ge=16)
-    # Clinical text instead of `column`: one sentence per value of these columns (M3FM).
-    from_columns: list[str] | None = Field(None, min_length=1)
-    # column -> template with {value}/{column}, or category -> sentence; the other columns get
-    # "The {column} is {value}.".
-    sentences: dict[str, str | dict[str, str]] = Field(default_factory=dict)
-    # Cells of `from_columns` that mean "no value" (their sentence is left out).
-    missing_values: list[str] = Field(default_factory=lambda: list(TEXT_MISSING_VALUES))
-    # Longest text (characters) read from a cell or file; a longer one is refused.
-    max_chars: int = Field(DEFAULT_MAX_CHARS, ge=1)
-
-    @field_validator("sentences", mode="before")
-    @classmethod
-    def _check_sentences(cls, v: object) -> object:
-        return check_sentences(v) if isinstance(v, dict) else v
-
-    @model_validator(mode="after")
-    def _one_source(self) -> TextModality:
-        if (self.column is None) == (self.from_columns is None):
-            raise ValueError("give exactly one of 'column' or 'from_columns'")
-        if self.from_columns is None:
-            # Compared with the defaults, not the fields set: a dumped spec lists every field.
-            if self.sentences or self.missing_values != list(TEXT_MISSING_VALUES):
-                raise ValueError("'sentences' and 'missing_values' need 'from_columns'")
-            return self
-        if self.source != "column" or self.path_template is not None:
-            raise ValueError("'from_columns' reads manifest cells: drop 'source'/'path_template'")
-        unknown = sorted(set(self.sentences) - set(self.from_columns))
-        if unknown:
-            raise ValueError(f"sentences for {unknown}, which are not in from_columns")
-        return self
-
-
-class SeriesModality(_Strict):
-    """A per-sample CSV/Parquet time series: a time column and channels; irregular sampling."""
-
-    kind: Literal["series"]
-    column: str
-    # Build the file path from the cell value, e.g. "images/{}.jpg" (relative to the data root).
-    path_template: str | None = None
-    time_column: str = "time"
-    channels: list[str] = Field(min_length=1)
-    # Bin width for discretisation (same unit as time); None keeps the raw (irregular) steps.
-    bin_width: float | None = Field(None, gt=0)
-    # The model sees only the last `max_steps` steps (after binning).
-    max_steps: int = Field(128, ge=1)
-    # Longest file (rows) read; a longer one is refused before it is parsed further.
-    max_rows: int = Field(DEFAULT_MAX_ROWS, ge=1)
-
-
-Modality = Annotated[
-    ImageModality | VolumeModality | TabularModality | TextModality | SeriesModality,
-    Field(discriminator="kind"),
-]
-MODALITY_KINDS = ("image", "volume", "tabular", "text", "series")
+# Each kind's section is its own class in polymodal.modalities (ImageModality in
+# modalities/image.py, …; imported here for code that imported them from this module); the union
+# of the registered ones, told apart by ``kind``, is a spec's modality.
+Modality = modalities.spec_union()
+MODALITY_KINDS = tuple(modalities.MODALITIES.names())
 
 
 # --------------------------------------------------------------------------------------------
@@ -467,22 +196,12 @@ class CohortSpec(_Strict):
 
 def modality_columns(m: Modality) -> list[str]:
     """Manifest columns a modality reads."""
-    if isinstance(m, ImageModality):
-        return list(m.columns)
-    if isinstance(m, TabularModality):
-        return [*m.numeric, *m.categorical]
-    if isinstance(m, TextModality) and m.from_columns is not None:
-        return list(m.from_columns)
-    return [m.column]
+    return modalities.get(m.kind).columns(m)
 
 
 def target_columns(t: Target) -> list[str]:
     """Manifest columns a target reads."""
-    if isinstance(t, MultilabelTarget):
-        return list(t.columns)
-    if isinstance(t, TimeToEventTarget | CumulativeRiskTarget):
-        return [t.time_column, t.event_column]
-    return [t.column]
+    return targets.get(t.kind).columns(t)
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

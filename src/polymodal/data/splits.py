@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from polymodal.data.spec import SPLITS, BinaryTarget, CohortSpec, MulticlassTarget, SplitRecipe
+from polymodal import targets
+from polymodal.data.spec import SPLITS, CohortSpec, SplitRecipe
 
 MAX_FOLDS = 20
 # How far a split's share may move from the recipe's fraction to keep stratification on a
@@ -194,6 +195,6 @@ def make_split(frame: pd.DataFrame, spec: CohortSpec) -> pd.Series:
         groups = ids
     strata = None
     first_target = next(iter(spec.targets.values()))
-    if recipe.stratify and isinstance(first_target, BinaryTarget | MulticlassTarget):
+    if recipe.stratify and targets.get(first_target.kind).class_valued:
         strata = frame[first_target.column].str.strip()
     return assign_splits(groups, strata, recipe)

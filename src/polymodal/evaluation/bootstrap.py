@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from polymodal import targets
 from polymodal.evaluation.metrics import EvaluationError, compute_metrics
 
 
@@ -203,8 +204,10 @@ def bootstrap_metrics(
         ci = bootstrap_metrics("binary", y, prob, patient_ids, n_boot=1000)
         ci["auroc"]  # MetricCI(point=0.87, low=0.85, high=0.89, n_valid=1000)
     """
-    if kind == "time_to_event" and isinstance(y_true, tuple) and len(y_true) == 2:
-        y_true = np.stack([np.asarray(y_true[0]), np.asarray(y_true[1])], axis=1)  # (n, 2)
+    if kind in targets.TARGETS:  # an unknown kind fails in compute_metrics, naming the known
+        # Resampling indexes rows: a kind's other label forms (time_to_event's (time, event)
+        # pair) become one array first.
+        y_true = targets.get(kind).label_array(y_true)
     # bootstrap_ci scores the full data first, so a bad input fails before any resampling.
     return bootstrap_ci(
         lambda y, p: compute_metrics(kind, y, p, **metric_options),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from polymodal import targets
 from polymodal.evaluation.metrics import EvaluationError
 from polymodal.evaluation.tables import (
     MAIN_METRICS,
@@ -18,28 +19,15 @@ from polymodal.evaluation.tables import (
     modality_subsets,
 )
 
-# The metric plotted when none is asked for: the kind's headline discrimination/error metric.
-DEFAULT_METRIC = {
-    "binary": "auroc",
-    "multiclass": "auroc_macro",
-    "multilabel": "auroc_macro",
-    "regression": "rmse",
-    "time_to_event": "c_index",
-    "cumulative_risk": "auroc_mean",
-    "digits": "exact_match",
-}
-
-# Metrics where a smaller value is the better model (errors and calibration).
-LOWER_IS_BETTER = frozenset({"mae", "rmse", "brier", "ece"})
-
 
 class ReportError(EvaluationError):
     """Evaluation results that cannot be put side by side (targets, modalities, metric)."""
 
 
 def lower_is_better(metric: str) -> bool:
-    """True for error-like metrics (``rmse``, ``brier``, ``ece[melanoma]``, …)."""
-    return metric.partition("[")[0] in LOWER_IS_BETTER
+    """True for error-like metrics (``rmse``, ``brier``, ``ece[melanoma]``, …), as the target
+    kinds declare them (the same answer training's checkpoint selection gets)."""
+    return targets.lower_is_better(metric)
 
 
 @dataclass
@@ -165,7 +153,8 @@ def _choose_metric(name: str, kind: str, by_model, metric: str | None) -> str:
                 f"available: {', '.join(present)}"
             )
         return metric
-    for candidate in (DEFAULT_METRIC[kind], *MAIN_METRICS[kind], *present):
+    # The kind's headline (what training selected checkpoints by), then its table's metrics.
+    for candidate in (targets.get(kind).headline, *MAIN_METRICS[kind], *present):
         if candidate in present:
             return candidate
     raise ReportError(f"target {name!r} has no metric to report; evaluate the models again")

@@ -48,8 +48,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from polymodal import targets
 from polymodal.evaluation.bootstrap import BootstrapResult, MetricCI
-from polymodal.evaluation.metrics import KINDS, EvaluationError
+from polymodal.evaluation.metrics import EvaluationError
 
 FORMAT = "polymodal-evaluation"
 VERSION = 1
@@ -59,65 +60,13 @@ SIDEWAYS_MAX_SUBSETS = 3
 # Metrics shown per subset row in the terminal (the first of MAIN_METRICS).
 TERMINAL_METRICS = 3
 
-# The columns of the summary table per target kind; every metric is in the JSON.
-MAIN_METRICS: dict[str, tuple[str, ...]] = {
-    "binary": (
-        "auroc",
-        "auprc",
-        "balanced_accuracy",
-        "accuracy",
-        "f1",
-        "sensitivity_at_specificity",
-        "brier",
-        "ece",
-    ),
-    "multiclass": (
-        "auroc_macro",
-        "auprc_macro",
-        "balanced_accuracy",
-        "accuracy",
-        "f1_macro",
-        "sensitivity_at_specificity_macro",
-        "brier",
-        "ece",
-    ),
-    "multilabel": ("auroc_macro", "auprc_macro", "f1_macro", "brier", "ece"),
-    "regression": ("mae", "rmse", "r2", "pearson_r"),
-    "time_to_event": ("c_index", "auroc_at_horizon"),
-    "cumulative_risk": ("auroc_mean", "c_index"),
-    "digits": ("exact_match", "digit_accuracy_mean", "mae"),
-}
-
-HEADERS = {
-    "auroc": "AUROC",
-    "auprc": "AUPRC",
-    "auroc_macro": "AUROC (macro)",
-    "auprc_macro": "AUPRC (macro)",
-    "balanced_accuracy": "Bal. acc.",
-    "accuracy": "Accuracy",
-    "f1": "F1",
-    "f1_macro": "F1 (macro)",
-    "sensitivity_at_specificity": "Sens. @ spec.",
-    "sensitivity_at_specificity_macro": "Sens. @ spec. (macro)",
-    "brier": "Brier",
-    "ece": "ECE",
-    "mae": "MAE",
-    "rmse": "RMSE",
-    "r2": "R²",
-    "pearson_r": "Pearson r",
-    "c_index": "C-index",
-    "auroc_at_horizon": "AUROC @ horizon",
-    "auroc_mean": "AUROC (mean over horizons)",
-    "exact_match": "Exact match",
-    "digit_accuracy_mean": "Digit acc. (mean)",
-    "digit_accuracy": "Digit acc.",
-}
-# Title of the detail table (``per_class``) per kind that has one.
-DETAIL_TABLES = {
-    "multiclass": "per class",
-    "multilabel": "per class",
-    "cumulative_risk": "per horizon",
-    "digits": "per digit",
+# Per target kind, as each kind declares them (polymodal.targets): the columns of the summary
+# table (every metric is in the JSON), the readable header of each metric, and the title of the
+# detail (per class, per horizon) table of the kinds that have one.
+MAIN_METRICS: dict[str, tuple[str, ...]] = {k.name: k.table_metrics for k in targets.kinds()}
+HEADERS: dict[str, str] = {m: h for k in targets.kinds() for m, h in k.headers.items()}
+DETAIL_TABLES: dict[str, str] = {
+    k.name: k.detail_table for k in targets.kinds() if k.detail_table is not None
 }
 
 
@@ -183,8 +132,9 @@ class EvaluationResult:
         classes: Sequence[str] | None = None,
     ) -> SubsetResult:
         """Record the bootstrap result of ``target`` evaluated with ``modalities`` available."""
-        if kind not in KINDS:
-            raise EvaluationError(f"unknown target kind {kind!r}; expected one of {KINDS}")
+        if kind not in targets.TARGETS:
+            known = tuple(targets.TARGETS.names())
+            raise EvaluationError(f"unknown target kind {kind!r}; expected one of {known}")
         entry = self.targets.setdefault(
             target, TargetResult(kind, None if classes is None else [str(c) for c in classes])
         )

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from polymodal import targets
 from polymodal.data.batch import Batch, Sample, to_device
 from polymodal.data.collate import collate_samples
 from polymodal.data.preprocessing import Preprocessor
-from polymodal.errors import ModelError
 from polymodal.explain.elements import Element, Occlusion
 from polymodal.model import MultimodalModel
 
@@ -31,47 +31,18 @@ CHUNK = 64  # occluded copies per forward pass
 
 def reference_index(kind: str, predictions: Mapping[str, Tensor]) -> int | None:
     """For class-valued targets, the class whose probability is followed: the predicted one."""
-    if kind in ("multiclass", "multilabel"):
-        return int(predictions["probabilities"][0].argmax())
-    return None
+    return targets.get(kind).reference_index(predictions)
 
 
 def task_score(kind: str, predictions: Mapping[str, Tensor], reference: int | None) -> Tensor:
-    """One number per sample ``(B,)`` from a head's predictions.
-
-    binary: probability of the positive class; multiclass / multilabel: probability of class
-    ``reference`` (the class predicted for the full sample); regression and digits: the
-    predicted value; time_to_event: the risk; cumulative_risk: the risk at the last horizon.
-    """
-    if kind == "binary":
-        return predictions["probability"].reshape(-1)
-    if kind in ("multiclass", "multilabel"):
-        return predictions["probabilities"][:, reference]
-    if kind in ("regression", "digits"):
-        return predictions["value"].reshape(-1).float()
-    if kind == "cumulative_risk":
-        return predictions["risk"][:, -1]
-    if kind == "time_to_event":
-        return predictions["risk"].reshape(-1)
-    raise ModelError(f"cannot explain a target of kind {kind!r}: it has no single prediction")
+    """One number per sample ``(B,)`` from a head's predictions, as the target's kind defines it
+    (e.g. the probability of the positive class, of class ``reference``, the predicted value)."""
+    return targets.get(kind).explanation_score(predictions, reference)
 
 
 def score_description(kind: str, info: Mapping[str, Any], reference: int | None) -> str:
     """What :func:`task_score` measures, in words (for tables and files)."""
-    if kind == "binary":
-        classes = info.get("classes") or [None, "1"]
-        return f"probability of {classes[-1]!r}"
-    if kind in ("multiclass", "multilabel"):
-        classes = info.get("classes") or []
-        name = (
-            classes[reference] if reference is not None and reference < len(classes) else reference
-        )
-        return f"probability of the predicted class {name!r}"
-    if kind == "cumulative_risk":
-        return "cumulative risk at the last horizon"
-    if kind == "time_to_event":
-        return "risk"
-    return "predicted value"
+    return targets.get(kind).score_description(info, reference)
 
 
 class SampleScorer:
@@ -100,11 +71,7 @@ class SampleScorer:
         self.task = task
         self.kind = kind
         self.device = device
-        self.pad_ids = {
-            m: prep.input_info(m)["pad_id"]
-            for m in prep.modalities
-            if prep.input_info(m)["kind"] == "text"
-        }
+        self.pad_ids = prep.pad_ids()
         self.batch = self._collate([sample])
         with torch.no_grad():
             self.encoded, self.availability = model.encode(self.batch)

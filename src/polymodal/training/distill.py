@@ -9,10 +9,10 @@ from the labels and from the teacher::
          + λ_logit · Σ_targets KD(teacher logits, student logits; temperature τ)
          + λ_feature · ‖proj(student features) − teacher features‖²      (optional)
 
-KD per target kind (τ-softened, multiplied by τ² so its gradients keep their scale as τ grows,
-as in Hinton et al. 2015): binary and multilabel: KL between Bernoulli distributions (per label);
-multiclass: KL between softmax distributions; discrete-time survival: Bernoulli KL of each bin's
-hazard; regression and Cox risk scores: mean squared error to the teacher's output (no τ).
+KD per target kind, which each kind defines (``TargetKind.distillation_loss`` in
+:mod:`polymodal.targets`): τ-softened and multiplied by τ² so its gradients keep their scale as τ
+grows, as in Hinton et al. 2015 (a KL between Bernoulli or softmax distributions), or the mean
+squared error to the teacher's output for a value or risk score (no τ).
 The distillation term covers every sample of the batch, labelled or not.
 
 ``features`` is what the fusion core outputs, so feature matching works for every core; for the
@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from polymodal import targets
 from polymodal.data.preprocessing import Preprocessor
 from polymodal.errors import ModelError
 from polymodal.model import MultimodalModel
-from polymodal.task_heads import cumulative_logits
 from polymodal.training.module import PolymodalModule, TrainingPlugin, TrainStep
 
 # Marks a default that methods.md labels [recon] (shown in the JSON schema of the config).
@@ -74,14 +74,6 @@ class DistillationConfig(BaseModel):
     )
 
 
-def bernoulli_kl(teacher_logits: Tensor, student_logits: Tensor) -> Tensor:
-    """Elementwise KL(Bernoulli(σ(t)) ‖ Bernoulli(σ(s))), computed from logits in log space."""
-    p = torch.sigmoid(teacher_logits)
-    return p * (F.logsigmoid(teacher_logits) - F.logsigmoid(student_logits)) + (1 - p) * (
-        F.logsigmoid(-teacher_logits) - F.logsigmoid(-student_logits)
-    )
-
-
 def distillation_loss(
     target_info: dict[str, Any],
     student_logits: Tensor,
@@ -92,36 +84,20 @@ def distillation_loss(
     """The KD term of one target, averaged over the batch; 0 exactly when the logits agree.
 
     Args:
-        target_info: the target's info (``kind``; ``loss`` for time-to-event).
-        student_logits, teacher_logits: ``(B,)`` or ``(B, K)`` as the head outputs them.
-        temperature: τ; the classification terms are multiplied by τ².
+        target_info: the target's info (``kind``, and what that kind's loss reads).
+        student_logits, teacher_logits: as the head outputs them, ``(B,)`` or ``(B, K, ...)``.
+        temperature: τ; the terms of a distribution are multiplied by τ².
+
+    Raises:
+        ModelError: the info names no known target kind.
     """
-    kind = target_info["kind"]
+    kind = target_info.get("kind")
+    if kind not in targets.TARGETS:
+        raise ModelError(f"distillation: no KD loss for target kind {kind!r}")
     student, teacher = student_logits.float(), teacher_logits.detach().float()
-    if kind == "regression" or (kind == "time_to_event" and target_info.get("loss") == "cox"):
-        return F.mse_loss(student, teacher)
-    scale = temperature**2
-    if kind == "multiclass":
-        log_p_student = F.log_softmax(student / temperature, dim=-1)
-        log_p_teacher = F.log_softmax(teacher / temperature, dim=-1)
-        kl = F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean")
-        return kl * scale
-    if kind in ("binary", "multilabel", "time_to_event"):
-        # Binary: one Bernoulli; multilabel: one per label; survival: one per bin's hazard.
-        return bernoulli_kl(teacher / temperature, student / temperature).mean() * scale
-    if kind == "cumulative_risk":
-        # One Bernoulli per horizon: the risk of an event by that horizon.
-        monotone = bool(target_info.get("monotone", True))
-        student = cumulative_logits(student, monotone=monotone)
-        teacher = cumulative_logits(teacher, monotone=monotone)
-        return bernoulli_kl(teacher / temperature, student / temperature).mean() * scale
-    if kind == "digits":
-        # (B, num_digits, 10): one categorical per digit, averaged over samples and digits.
-        log_p_student = F.log_softmax(student / temperature, dim=-1).flatten(0, 1)
-        log_p_teacher = F.log_softmax(teacher / temperature, dim=-1).flatten(0, 1)
-        kl = F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean")
-        return kl * scale
-    raise ModelError(f"distillation: no KD loss for target kind {kind!r}")
+    return targets.get(kind).distillation_loss(
+        target_info, student, teacher, temperature=temperature
+    )
 
 
 def _describe(named_kinds: dict[str, str]) -> str:

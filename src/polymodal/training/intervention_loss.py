@@ -40,12 +40,16 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from polymodal import targets
 from polymodal.errors import ModelError
+from polymodal.fusion import CORES
 from polymodal.heads import PerSampleHead, create_head
 from polymodal.model import MultimodalModel
+from polymodal.training.adapter_source import init_core_adapters
 from polymodal.training.module import PolymodalModule, TrainingPlugin, TrainStep
 
-KINDS = ("binary", "multiclass", "multilabel")
+# What the loss reads of the fusion core's outputs (FusionCore.auxiliary_outputs).
+BRANCH_OUTPUTS = ("branch_features", "branch_available", "router_weights", "reference_cls")
 # π of the last image modality when no priors are given: the official configs' (1, 0.001).
 LAST_PRIOR = 0.001
 
@@ -207,10 +211,16 @@ class InterventionLoss(TrainingPlugin):
         target_infos: dict[str, dict[str, Any]],
     ) -> None:
         super().__init__()
-        other = {t: info["kind"] for t, info in target_infos.items() if info["kind"] not in KINDS}
+        # The per-branch losses are cross-entropies, comparable between branches.
+        other = {
+            t: info["kind"]
+            for t, info in target_infos.items()
+            if not targets.get(info["kind"]).cross_entropy
+        }
         if other:
+            supported = targets.listing(targets.names_where(cross_entropy=True), "and")
             raise ModelError(
-                f"intervention_loss supports binary, multiclass and multilabel targets; {other} "
+                f"intervention_loss supports {supported} targets; {other} "
                 "are not. "
                 "Remove the intervention_loss section (and core_options.detach_branches) or "
                 "those targets"
@@ -218,7 +228,7 @@ class InterventionLoss(TrainingPlugin):
         self.config = config
         self.images = tuple(images)
         self.target_names = tuple(target_infos)
-        self.target_kinds = {t: info["kind"] for t, info in target_infos.items()}
+        self.multi_label = {t: targets.get(i["kind"]).multi_label for t, i in target_infos.items()}
         unknown = sorted(set(config.priors or {}) - set(images))
         if unknown:
             raise ModelError(
@@ -247,15 +257,18 @@ class InterventionLoss(TrainingPlugin):
         model: MultimodalModel,
         target_infos: dict[str, dict],
     ) -> InterventionLoss:
-        """The plugin for ``model``, whose fusion core must be ``intervention``."""
+        """The plugin for ``model``, whose fusion core must output per-branch features
+        (:data:`BRANCH_OUTPUTS` among its ``auxiliary_outputs``). ``init_from`` folders are read
+        here and only their tensors handed to the core."""
         core = model.core
-        if not hasattr(core, "forward_branches"):
+        if not set(BRANCH_OUTPUTS) <= set(core.auxiliary_outputs):
+            cores = [n for n, c in CORES.items() if set(BRANCH_OUTPUTS) <= set(c.auxiliary_outputs)]
             raise ModelError(
-                f"intervention_loss needs model.core: intervention; this model's core is "
-                f"{type(core).__name__}. Remove the intervention_loss section or change the core"
+                f"intervention_loss needs model.core: {' or '.join(cores)} (a fusion core with "
+                f"per-branch outputs); this model's core is {core.core_name!r}. Remove the "
+                "intervention_loss section or change model.core"
             )
-        for modality, source in (config.init_from or {}).items():
-            core.init_adapters_from(modality, source)
+        init_core_adapters(core, config.init_from or {})
         return cls(
             config,
             images=core.images,
@@ -289,7 +302,7 @@ class InterventionLoss(TrainingPlugin):
             head = model.heads[target]
             labeled = target_mask[target].bool()
             labelled_any = labelled_any | labeled
-            multilabel = self.target_kinds[target] == "multilabel"
+            multilabel = self.multi_label[target]
             single_label_seen = single_label_seen or not multilabel
             per_label = []
             for i, image in enumerate(self.images):
@@ -332,8 +345,9 @@ class InterventionLoss(TrainingPlugin):
         self, module: PolymodalModule, batch: dict[str, Any], step: TrainStep
     ) -> dict[str, Tensor]:
         model = module.model
-        # The core keeps what this step's fuse computed (branch features, router weights, …).
-        terms = self.terms(model, batch, model.core.last_branches)
+        # What this step's fuse computed beside the fused features (branch features, router
+        # weights, …): the core's auxiliary outputs.
+        terms = self.terms(model, batch, step.outputs["auxiliary"])
         if self.config.mm_loss_weight != 1.0:
             # The module already adds the fused loss once; scale it to mm_loss_weight.
             task_loss, _ = model.loss(batch, step.outputs)

@@ -34,14 +34,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from polymodal import targets
 from polymodal.errors import PolymodalError
+from polymodal.modalities import get as get_kind
 from polymodal.training.config import TrainConfig
 
-# Kinds whose loss is a cross-entropy, linear in the target: the mixed label is exact.
-CROSS_ENTROPY_KINDS = ("binary", "multiclass", "multilabel")
-# Plugins whose losses read each sample's own label (per-branch losses): they would see the
-# unmixed labels of mixed images.
-LABEL_READING_PLUGINS = ("modulation", "intervention_loss")
 KEYS = "train.mixup/train.cutmix"
 
 
@@ -89,7 +86,8 @@ class BatchMixing:
         target_infos: dict[str, dict],
         plugins: Iterable[str] = (),
     ) -> BatchMixing | None:
-        """The mixing ``cfg`` asks for, or None when both α are 0.
+        """The mixing ``cfg`` asks for, or None when both α are 0. ``plugins``: the run's
+        training plugins whose losses read each sample's own label (``FitPlugin.reads_labels``).
 
         Raises:
             PolymodalError: naming the keys, when the run cannot be mixed honestly: not exactly
@@ -100,14 +98,18 @@ class BatchMixing:
         if cfg.mixup == 0 and cfg.cutmix == 0:
             return None
         kinds = {t: info["kind"] for t, info in target_infos.items()}
-        if len(kinds) != 1 or next(iter(kinds.values())) not in CROSS_ENTROPY_KINDS:
+        # A kind whose loss is a cross-entropy, linear in the target: the mixed label is exact.
+        if len(kinds) != 1 or not targets.get(next(iter(kinds.values()))).cross_entropy:
+            mixable = targets.listing(targets.names_where(cross_entropy=True))
             raise PolymodalError(
-                f"{KEYS} mix the labels of a single binary, multiclass or multilabel target; this "
+                f"{KEYS} mix the labels of a single {mixable} target; this "
                 f"run has {', '.join(f'{t} ({k})' for t, k in kinds.items())}. Set train.mixup "
                 "and train.cutmix to 0, or train one classification target"
             )
         modalities = getattr(model, "modalities", ())
-        images = [m for m in modalities if input_kinds.get(m) == "image"]
+        images = [
+            m for m in modalities if m in input_kinds and get_kind(input_kinds[m]).pixels_2d
+        ]
         if not images:
             raise PolymodalError(
                 f"{KEYS} mix image inputs, but the model reads no image modality "
@@ -121,7 +123,8 @@ class BatchMixing:
                 "would store the features of every mixed image; mix when fine-tuning without "
                 "the cache (feature_cache: false), or set train.mixup and train.cutmix to 0"
             )
-        reading = [p for p in plugins if p in LABEL_READING_PLUGINS]
+        # Their losses would see the unmixed labels of mixed images.
+        reading = list(plugins)
         if reading:
             raise PolymodalError(
                 f"{KEYS} cannot be combined with {', '.join(reading)}: its per-branch losses "

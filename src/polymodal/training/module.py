@@ -17,26 +17,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from polymodal import targets
 from polymodal.errors import PolymodalError
 from polymodal.freezing import settle_frozen_modes
 from polymodal.model import MultimodalModel
+from polymodal.targets.predictions import PredictionCollector
 from polymodal.training.config import TrainConfig
-from polymodal.training.mixing import CROSS_ENTROPY_KINDS, BatchMixing
+from polymodal.training.mixing import BatchMixing
 from polymodal.training.param_groups import parameter_groups
-from polymodal.training.predictions import PredictionCollector
-
-# The metric that decides "better" for each target kind, and whether higher is better.
-MAIN_METRIC = {
-    "binary": ("auroc", "max"),
-    "multiclass": ("auroc_macro", "max"),
-    "multilabel": ("auroc_macro", "max"),
-    "regression": ("rmse", "min"),
-    "time_to_event": ("c_index", "max"),
-    # The C-index, not the mean AUROC over horizons: a small validation split often has a
-    # horizon without cases or controls, where the (strict) mean is undefined.
-    "cumulative_risk": ("c_index", "max"),
-    "digits": ("exact_match", "max"),
-}
 
 
 def resolve_monitor(cfg: TrainConfig, target_infos: dict[str, dict]) -> tuple[str, str]:
@@ -44,15 +32,13 @@ def resolve_monitor(cfg: TrainConfig, target_infos: dict[str, dict]) -> tuple[st
     if cfg.monitor == "val/loss":
         return "val/loss", "min"
     if cfg.monitor != "auto":
-        name = cfg.monitor.rsplit("/", 1)[-1]
-        lower_is_better = name in {"loss", "brier", "ece", "mae", "rmse"}
         monitor = cfg.monitor
         if "/" not in monitor:
             # A bare metric name ("auprc_macro") is the first target's: a recipe fits any cohort.
             monitor = f"val/{next(iter(target_infos))}/{monitor}"
-        return monitor, "min" if lower_is_better else "max"
+        return monitor, "min" if targets.lower_is_better(monitor) else "max"
     target, info = next(iter(target_infos.items()))
-    metric, mode = MAIN_METRIC[info["kind"]]
+    metric, mode = targets.headline(info["kind"])
     return f"val/{target}/{metric}", mode
 
 
@@ -250,7 +236,7 @@ class PolymodalModule(L.LightningModule):
                     self.log(
                         f"val/{target}/{name}",
                         float(value),
-                        prog_bar=name == MAIN_METRIC[info["kind"]][0],
+                        prog_bar=name == targets.get(info["kind"]).headline,
                     )
 
     def configure_optimizers(self) -> dict[str, Any]:
@@ -290,17 +276,18 @@ class PolymodalModule(L.LightningModule):
 
 
 def smooth_labels(model: nn.Module, target_infos: dict[str, dict], epsilon: float) -> None:
-    """Set label smoothing ``epsilon`` on the heads of the binary, multiclass and multilabel
-    targets (their training losses; other kinds are not smoothed).
+    """Set label smoothing ``epsilon`` on the heads of the targets whose loss is a cross-entropy
+    (binary, multiclass, multilabel: their training losses; other kinds are not smoothed).
 
     Raises:
         PolymodalError: no target is of those kinds.
     """
-    smoothed = [t for t, info in target_infos.items() if info.get("kind") in CROSS_ENTROPY_KINDS]
+    smoothed = [t for t, info in target_infos.items() if targets.get(info["kind"]).cross_entropy]
     if not smoothed:
         kinds = ", ".join(f"{t} ({info.get('kind')})" for t, info in target_infos.items())
         raise PolymodalError(
-            f"train.label_smoothing={epsilon} applies to binary, multiclass and multilabel "
+            f"train.label_smoothing={epsilon} applies to "
+            f"{targets.listing(targets.names_where(cross_entropy=True), 'and')} "
             f"targets, and this run has none ({kinds or 'no targets'}); set it to 0"
         )
     for target in smoothed:

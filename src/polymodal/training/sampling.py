@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import WeightedRandomSampler
 
+from polymodal import targets
 from polymodal.errors import PolymodalError
 from polymodal.training.epoch_seeds import epoch_generator
 
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 SAMPLINGS = ("shuffle", "class_balanced", "tasks_proportional", "tasks_sqrt", "tasks_uniform")
 # Exponent α of a task's share p_k ∝ n_k^α.
 TASK_SHARE_EXPONENT = {"tasks_proportional": 1.0, "tasks_sqrt": 0.5, "tasks_uniform": 0.0}
-CLASS_KINDS = ("binary", "multiclass")
 
 
 def task_shares(target_mask: Mapping[str, Tensor], rule: str) -> dict[str, float]:
@@ -67,9 +67,10 @@ def class_balanced_weights(
 ) -> Tensor:
     """Per-row weights ``(n,)`` giving every class of ``target`` (and the group of rows labelled
     only for other targets) the same share of the draws."""
-    if kind not in CLASS_KINDS:
+    if not targets.get(kind).class_valued:
+        valued = targets.listing(targets.names_where(class_valued=True))
         raise PolymodalError(
-            f"train.sampling: class_balanced needs a binary or multiclass target, but "
+            f"train.sampling: class_balanced needs a {valued} target, but "
             f"{target!r} is {kind}; set train.sampling_target to a classification target or use "
             "another sampling"
         )
