@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from polymodal.config import ModelConfig
-from polymodal.encoders.pretrained import MINILM, PACKAGED_MODELS, PackagedModel
+from polymodal.layers.pretrained import MINILM, PACKAGED_MODELS, PackagedModel
 from polymodal.errors import ModelError
 from polymodal.fusion import create_core
 from polymodal.fusion.prompted import _sentence_model, prompt_word_buckets
