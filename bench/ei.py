@@ -54,8 +54,8 @@ from torch import nn
 
 from _machine import device_name
 from polymodal.adapters import MoRConfig, freeze_except_adapters, inject_adapters, list_adapters
-from polymodal.encoders.vit_hook import ViTWithInsertion
 from polymodal.fusion import create_core
+from polymodal.layers.vit_insertion import ViTWithInsertion
 from scaling import current_rss, measure_peak_memory
 
 REPO = Path(__file__).resolve().parents[1]
@@ -360,9 +360,7 @@ def fit_worker(args: argparse.Namespace) -> dict:
     result = fit(
         spec,
         out,
-        model_config=run.model,
-        train_config=run.train,
-        intervention_loss=run.intervention_loss,
+        run,
         cohort=cohort,
         progress=False,
     )

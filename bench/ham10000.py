@@ -160,8 +160,7 @@ def main() -> None:
         result = fit(
             spec,
             args.out / slug,
-            model_config=run.model,
-            train_config=run.train,
+            run,
             cohort=cohort,
             progress=False,
         )

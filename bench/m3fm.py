@@ -153,8 +153,7 @@ def part_multitask(args) -> None:
             result = fit(
                 load_spec(variant),
                 run_dir,
-                model_config=run.model,
-                train_config=run.train,
+                run,
                 progress=False,
             )
             model_dir, epochs = result.model_dir, result.epochs_run
@@ -210,8 +209,7 @@ def part_adapt(args) -> None:
         fit(
             load_spec(base_spec),
             base_dir,
-            model_config=run.model,
-            train_config=run.train,
+            run,
             progress=False,
         )
 
@@ -265,8 +263,7 @@ def part_adapt(args) -> None:
                     model_dir = fit(
                         few_spec,
                         out,
-                        model_config=few.model,
-                        train_config=few.train,
+                        few,
                         cohort=cohort,
                         progress=False,
                     ).model_dir
@@ -378,8 +375,7 @@ def part_adrenal(args) -> None:
     result = fit(
         load_spec(spec_path),
         RUNS / "adrenal_run",
-        model_config=run.model,
-        train_config=run.train,
+        run,
         progress=False,
     )
     evaluation = score(result.model_dir, spec_path, args.n_boot, args.seed)

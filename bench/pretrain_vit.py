@@ -114,8 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     result = fit(
         spec,
         args.out / "run",
-        model_config=run.model,
-        train_config=run.train,
+        run,
         cohort=cohort,
         progress=False,
     )

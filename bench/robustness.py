@@ -153,12 +153,9 @@ def fit_run(spec, run_dir: Path, run, cohort):
     return fit(
         spec,
         run_dir,
-        model_config=run.model,
-        train_config=run.train,
+        run,
         cohort=cohort,
         progress=False,
-        distill=run.distill,
-        modulation=run.modulation,
     )
 
 

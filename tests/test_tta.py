@@ -102,8 +102,7 @@ def fit_blobs(base: Path, height: int, width: int) -> tuple[Path, Path]:
     result = fit(
         load_spec(spec_path),
         base / "run",
-        model_config=run.model,
-        train_config=run.train,
+        run,
         progress=False,
     )
     return spec_path, result.model_dir

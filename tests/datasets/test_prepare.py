@@ -100,9 +100,7 @@ def test_adrenalmnist3d_trains_with_the_volume_encoders(
             "train.early_stopping_patience=null",
         ],
     )
-    result = fit(
-        spec, tmp_path / "run", model_config=run.model, train_config=run.train, progress=False
-    )
+    result = fit(spec, tmp_path / "run", run, progress=False)
     assert (result.model_dir / "config.json").is_file() and result.epochs_run >= 0
     logged = pd.read_csv(tmp_path / "run" / "logs" / "metrics.csv")
     for column in ("train/loss", "val/loss"):

@@ -19,6 +19,7 @@ from polymodal.config import EncoderChoice, ModelConfig
 from polymodal.data.spec import load_spec
 from polymodal.training.config import TrainConfig
 from polymodal.training.fit import fit
+from polymodal.training.run_config import RunConfig
 
 torch.set_num_threads(1)
 
@@ -94,5 +95,5 @@ def key_model(key_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         # separate: selecting on the loss keeps the trained model, not the first perfect ranking.
         monitor="val/loss",
     )
-    fit(load_spec(key_cohort), out, model_config=model, train_config=train, progress=False)
+    fit(load_spec(key_cohort), out, RunConfig(model=model, train=train), progress=False)
     return out / "model"

@@ -45,7 +45,7 @@ def test_the_planted_element_ranks_first_for_its_task(tmp_path: Path) -> None:
         ],
     )
     out = tmp_path / "run"
-    fit(load_spec(small), out, model_config=run.model, train_config=run.train, progress=False)
+    fit(load_spec(small), out, run, progress=False)
     task = INFORMATIVE_ELEMENT["target"]
     result = explain_model(
         out / "model", spec_path.parent / "manifest.csv", task, method="occlusion", max_samples=60

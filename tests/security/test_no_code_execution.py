@@ -89,8 +89,7 @@ def _resume(spec_path: Path, out: Path):
     return fit(
         load_spec(spec_path),
         out,
-        model_config=run.model,
-        train_config=run.train,
+        run,
         resume=True,
         progress=False,
     )
@@ -159,9 +158,7 @@ def test_a_planted_teacher_is_refused(
         fit(
             load_spec(spec_path),
             tmp_path / "student",
-            model_config=run.model,
-            train_config=run.train,
-            distill=DistillationConfig(teacher=planted_model_folder),
+            run.model_copy(update={"distill": DistillationConfig(teacher=planted_model_folder)}),
             progress=False,
         )
 

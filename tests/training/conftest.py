@@ -57,7 +57,7 @@ def tiny_run(base: Path) -> Path:
     if not (out / "model" / "config.json").is_file():
         run = tiny_config(f"train.max_epochs={TINY_EPOCHS}")
         spec = load_spec(tiny_cohort(base))
-        fit(spec, out, model_config=run.model, train_config=run.train, progress=False)
+        fit(spec, out, run, progress=False)
     return out
 
 

@@ -100,9 +100,7 @@ def test_each_config_trains_on_a_tiny_two_image_cohort(
     result = fit(
         load_spec(two_view_spec),
         tmp_path / name,
-        model_config=run.model,
-        train_config=run.train,
-        intervention_loss=run.intervention_loss,
+        run,
         progress=False,
     )
     assert result.monitor == "val/lesion_type/auprc_macro"
@@ -119,14 +117,9 @@ def test_detached_branches_without_the_ei_loss_are_refused(
     two_view_spec: Path, tmp_path: Path
 ) -> None:
     run = load_run_config(EI_CONFIGS / "ei_mor.yaml", tiny("intervention"))
+    run = run.model_copy(update={"intervention_loss": None})
     with pytest.raises(PolymodalError, match="no intervention_loss section"):
-        fit(
-            load_spec(two_view_spec),
-            tmp_path / "no_loss",
-            model_config=run.model,
-            train_config=run.train,
-            progress=False,
-        )
+        fit(load_spec(two_view_spec), tmp_path / "no_loss", run, progress=False)
 
 
 def test_polymodal_fit_passes_the_ei_loss_section(two_view_spec: Path, tmp_path: Path) -> None:
@@ -165,8 +158,7 @@ def test_two_step_protocol_ei_starts_from_the_single_image_mor_models(
         singles[image] = fit(
             load_spec(two_view_spec),
             tmp_path / f"mor_{image}",
-            model_config=run.model,
-            train_config=run.train,
+            run,
             progress=False,
         ).model_dir
 
@@ -189,9 +181,7 @@ def test_two_step_protocol_ei_starts_from_the_single_image_mor_models(
         result = fit(
             load_spec(two_view_spec),
             tmp_path / "ei",
-            model_config=run.model,
-            train_config=run.train,
-            intervention_loss=run.intervention_loss,
+            run,
             progress=False,
         )
     assert json.loads((tmp_path / "ei" / "run.json").read_text())["intervention_loss"][
@@ -218,8 +208,7 @@ def test_single_models_on_other_frozen_weights_are_flagged(
     single = fit(
         load_spec(two_view_spec),
         tmp_path / "mor_lesion",
-        model_config=run.model,
-        train_config=run.train,
+        run,
         progress=False,
     ).model_dir
     torch.manual_seed(1)  # another random ViT than the single model's

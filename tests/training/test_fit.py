@@ -27,9 +27,7 @@ MONITOR = "val/label/auroc"
 def _fit(spec_path: Path, out: Path, *overrides: str, resume: bool = False):
     run = tiny_config(*overrides)
     spec = load_spec(spec_path)
-    return fit(
-        spec, out, model_config=run.model, train_config=run.train, resume=resume, progress=False
-    )
+    return fit(spec, out, run, resume=resume, progress=False)
 
 
 def _validation_rows(out: Path) -> pd.DataFrame:

@@ -22,9 +22,7 @@ def test_a_labs_only_model_never_opens_the_volumes(tmp_path: Path) -> None:
     run = tiny_config(
         "model.core=single", "model.core_options={modality: labs}", "train.max_epochs=1"
     )
-    result = fit(
-        spec, tmp_path / "run", model_config=run.model, train_config=run.train, progress=False
-    )
+    result = fit(spec, tmp_path / "run", run, progress=False)
     assert result.data_issues == []
     evaluation = evaluate_model(
         Predictor.load(result.model_dir), load_cohort(spec), split="val", n_boot=10, progress=False

@@ -34,8 +34,7 @@ def frozen_image_fit(tmp_path: Path, freeze: str) -> tuple[dict, MultimodalModel
     result = fit(
         load_spec(tiny_cohort(tmp_path.parent.parent)),
         tmp_path / "run",
-        model_config=run.model,
-        train_config=run.train,
+        run,
         warm_start=remember,
         progress=False,
     )
@@ -81,8 +80,7 @@ def test_fit_with_feature_cache_keeps_the_backbone(tmp_path: Path) -> None:
     result = fit(
         load_spec(tiny_cohort(tmp_path.parent.parent)),
         tmp_path / "run",
-        model_config=run.model,
-        train_config=run.train,
+        run,
         warm_start=lambda m: initial.update(
             {k: v.clone() for k, v in m.state_dict().items() if BACKBONE in k}
         ),

@@ -222,15 +222,8 @@ def test_one_modality_is_refused() -> None:
 def test_a_gm_run_exports_a_model_folder_that_loads(cohort_spec_path: Path, tmp_path: Path) -> None:
     run = tiny_config("train.max_epochs=1")
     out = tmp_path / "gm_run"
-    modulation = ModulationConfig(end=1.0)
-    fit(
-        load_spec(cohort_spec_path),
-        out,
-        model_config=run.model,
-        train_config=run.train,
-        modulation=modulation,
-        progress=False,
-    )
+    run = run.model_copy(update={"modulation": ModulationConfig(end=1.0)})
+    fit(load_spec(cohort_spec_path), out, run, progress=False)
     loaded = load_model_folder(out / "model")
     assert set(loaded.model.modalities) == {"lesion", "ct", "labs", "note", "vitals"}
     # The auxiliary heads stay with the training checkpoint and never reach the model folder.

@@ -111,14 +111,11 @@ def test_the_gpu_fine_tuning_recipe_loads_with_every_recipe_key() -> None:
     from polymodal.training.run_config import load_run_config
 
     recipe = Path(__file__).parents[2] / "configs" / "finetune_gpu.yaml"
-    train = load_run_config(recipe).train
-    assert (train.layer_decay, train.ema_decay, train.label_smoothing) == (0.75, 0.999, 0.1)
+    run = load_run_config(recipe)
+    train = run.train
+    assert (train.layer_decay, run.ema.decay, train.label_smoothing) == (0.75, 0.999, 0.1)
     assert (train.mixup, train.cutmix, train.mix_prob) == (0.2, 1.0, 0.5)
     assert (train.optimizer, train.precision, train.warmup_epochs) == ("adamw", "bf16-mixed", 2.0)
     default = TrainConfig()  # earlier recipes are unchanged: everything off
-    assert (default.layer_decay, default.ema_decay, default.mixup, default.cutmix) == (
-        None,
-        None,
-        0.0,
-        0.0,
-    )
+    assert (default.layer_decay, default.mixup, default.cutmix) == (None, 0.0, 0.0)
+    assert load_run_config(None).ema is None

@@ -67,8 +67,7 @@ def test_a_patient_in_train_and_test_stops_fit(cohort_spec_path: Path, tmp_path:
         fit(
             load_spec(spec_path),
             tmp_path / "run",
-            model_config=run.model,
-            train_config=run.train,
+            run,
             progress=False,
         )
     message = str(err.value)
@@ -86,8 +85,7 @@ def test_allow_blocking_trains_anyway_with_a_warning_and_records_it(
         result = fit(
             load_spec(spec_path),
             out,
-            model_config=run.model,
-            train_config=run.train,
+            run,
             progress=False,
             allow_blocking=True,
         )

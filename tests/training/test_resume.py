@@ -32,8 +32,7 @@ def _fit(spec_path: Path, out: Path, *overrides: str, resume: bool = False):
     return fit(
         load_spec(spec_path),
         out,
-        model_config=run.model,
-        train_config=run.train,
+        run,
         resume=resume,
         progress=False,
     )

@@ -28,9 +28,7 @@ with RunLock(Path(sys.argv[1])):
 
 def _fit(spec_path: Path, out: Path):
     run = tiny_config("train.max_epochs=1")
-    return fit(
-        load_spec(spec_path), out, model_config=run.model, train_config=run.train, progress=False
-    )
+    return fit(load_spec(spec_path), out, run, progress=False)
 
 
 def test_a_fit_into_a_folder_another_process_writes_to_is_refused(

@@ -66,7 +66,7 @@ def demo(
 
     console.rule("3. fit synergy")
     run = load_run_config(None, [*DEMO_OVERRIDES, f"train.seed={seed}", *set_])
-    result = fit(spec, out / "run", model_config=run.model, train_config=run.train, cohort=cohort)
+    result = fit(spec, out / "run", run, cohort=cohort)
     console.print(
         f"best {result.monitor} = {result.best_score:.4f} → model folder {result.model_dir}"
     )

@@ -60,12 +60,8 @@ def fit(
     result = run_fit(
         cohort_spec,
         out,
-        model_config=run.model,
-        train_config=run.train,
+        run,
         resume=resume,
-        distill=run.distill,
-        modulation=run.modulation,
-        intervention_loss=run.intervention_loss,
         allow_blocking=allow_blocking,
     )
     score = "n/a" if result.best_score is None else f"{result.best_score:.4f}"

@@ -14,11 +14,12 @@ class TrainConfig(BaseModel):
     Fine-tuning recipe keys (all off by default; ``configs/finetune_gpu.yaml`` turns them on):
 
     * ``layer_decay``: layer-wise lr decay of timm backbones (:mod:`polymodal.training.param_groups`).
-    * ``ema_decay``: validate, select and export an exponential moving average of the weights
-      (:mod:`polymodal.training.ema`).
     * ``label_smoothing``: binary, multiclass and multilabel losses only.
     * ``mixup`` / ``cutmix`` / ``mix_prob``: batch-level mixing of the image inputs and the
       labels of one classification target (:mod:`polymodal.training.mixing`).
+
+    The moving average of the weights (``train.ema_decay`` before) is the ``ema:`` section of the
+    run config, a training plugin (:mod:`polymodal.training.plugins`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -42,14 +43,6 @@ class TrainConfig(BaseModel):
         "backbone's last block (with its final norm / conv_head) at lr·d, the one before at "
         "lr·d², …, the stem lowest; blocks as timm's group_matcher orders them. The warm-up and "
         "cosine (or cyclic) schedule scale every group alike. None: every parameter at lr.",
-    )
-    ema_decay: float | None = Field(
-        None,
-        gt=0,
-        lt=1,
-        description="Keep an exponential moving average of the weights (decay per optimiser "
-        "step, warmed up as min(d, (1+n)/(10+n)) over the first n updates) and use it for "
-        "validation, checkpoint selection and the exported model. None: the raw weights.",
     )
     label_smoothing: float = Field(
         0.0,

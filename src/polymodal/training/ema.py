@@ -21,7 +21,23 @@ from __future__ import annotations
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
+
+
+class EMAConfig(BaseModel):
+    """``ema:`` in a run config (``train.ema_decay`` in earlier run configs, still read)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decay: float = Field(
+        0.999,
+        gt=0,
+        lt=1,
+        description="Decay d per optimiser step, warmed up as min(d, (1+n)/(10+n)) over the first "
+        "n updates; the average is used for validation, checkpoint selection and the exported "
+        "model.",
+    )
 
 
 class EMAUpdate:
@@ -50,7 +66,7 @@ class EMAUpdate:
 
 
 class WeightEMA(WeightAveraging):
-    """``train.ema_decay``: keep, validate on and checkpoint an EMA of the weights.
+    """``ema.decay``: keep, validate on and checkpoint an EMA of the weights.
 
     The average lives on the device the trainer trains on (Lightning's default would be the
     module's device at set-up, the CPU, costing a device-to-host copy of the weights per step).

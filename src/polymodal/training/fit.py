@@ -30,7 +30,6 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader
 
-from polymodal.config import ModelConfig
 from polymodal.data.cache import SampleCache
 from polymodal.data.dataset import CohortDataset
 from polymodal.data.manifest import Cohort, load_cohort
@@ -44,16 +43,14 @@ from polymodal.run_lock import RunLock
 from polymodal.runtime import setup_process
 from polymodal.training.checkpoints import load_best_weights, verify_resume_checkpoint
 from polymodal.training.config import TrainConfig
-from polymodal.training.distill import Distillation, DistillationConfig
-from polymodal.training.ema import WeightEMA
 from polymodal.training.epoch_seeds import SeedEachEpoch
-from polymodal.training.intervention_loss import InterventionLoss, InterventionLossConfig
 from polymodal.training.loaders import make_loader
 from polymodal.training.mixing import BatchMixing
-from polymodal.training.modulation import GradientModulation, ModulationConfig
-from polymodal.training.module import PolymodalModule, TrainingPlugin, resolve_monitor
+from polymodal.training.module import PolymodalModule, resolve_monitor
+from polymodal.training.plugins import PLUGINS, FitContext, build_plugins
 from polymodal.training.preflight import check_blocking
 from polymodal.training.resume import check_resume_config
+from polymodal.training.run_config import RunConfig
 from polymodal.training.sampling import dataset_sampler
 from polymodal.training.timing import EpochLog, EpochTimer
 
@@ -69,31 +66,47 @@ class FitResult:
     data_issues: list = field(default_factory=list)
 
 
+@dataclass
+class _Prepared:
+    """A fit once its folder, cohort, preprocessing and run.json are settled."""
+
+    cohort: Cohort
+    run: RunConfig  # with the model config the plugins ask for
+    preprocessor: Preprocessor
+    first_epoch: int | None  # the epoch a resumed run goes on from; None for a fresh run
+
+
+@dataclass
+class _Data:
+    train: CohortDataset
+    val: CohortDataset
+    train_loader: DataLoader
+    val_loader: DataLoader
+
+
 def fit(
     spec: CohortSpec,
     out_dir: Path,
+    run_config: RunConfig,
     *,
-    model_config: ModelConfig,
-    train_config: TrainConfig,
     resume: bool = False,
     cohort: Cohort | None = None,
     preprocessor: Preprocessor | None = None,
     warm_start: Callable[[MultimodalModel], None] | None = None,
     progress: bool = True,
-    distill: DistillationConfig | None = None,
-    modulation: ModulationConfig | None = None,
-    intervention_loss: InterventionLossConfig | None = None,
     allow_blocking: bool = False,
 ) -> FitResult:
-    """Train ``model_config`` on ``spec``'s training split, select on validation, export.
+    """Train ``run_config.model`` on ``spec``'s training split, select on validation, export.
+
+    ``run_config`` is the whole run: the model, the training settings and the section of every
+    training plugin it uses (:mod:`polymodal.training.plugins`: distillation, gradient
+    modulation, the Early Intervention loss, the weights' moving average); no plugin changes the
+    exported model's architecture. All of it is recorded in ``OUT/run.json``.
 
     With ``resume=True`` and ``OUT/checkpoints/last.ckpt`` present, training continues from
     that checkpoint (written after every epoch) with the preprocessing state saved in ``OUT``;
     the run config must be the one the run started with (see :mod:`polymodal.training.resume`),
-    and the result equals an uninterrupted run's. ``distill`` adds knowledge
-    distillation from a teacher model folder fitted on the same cohort, ``modulation`` gradient
-    modulation, ``intervention_loss`` the Early Intervention loss of the ``intervention`` core;
-    none changes the exported model's architecture.
+    and the result equals an uninterrupted run's.
     ``preprocessor`` replaces the state fitted on the training split (``polymodal adapt`` keeps
     the trained model's input encodings), and ``warm_start(model)`` runs on the freshly built
     model before training (loading earlier weights, freezing parts).
@@ -104,186 +117,182 @@ def fit(
     """
     out_dir = Path(out_dir)
     with RunLock(out_dir), log_to_file(out_dir / "logs" / "fit.log"):
-        return _fit_locked(
-            spec,
-            out_dir,
-            model_config=model_config,
-            train_config=train_config,
-            resume=resume,
-            cohort=cohort,
-            preprocessor=preprocessor,
-            warm_start=warm_start,
-            progress=progress,
-            distill=distill,
-            modulation=modulation,
-            intervention_loss=intervention_loss,
-            allow_blocking=allow_blocking,
-        )
+        setup_process(run_config.train.num_workers, run_config.train.num_threads)
+        L.seed_everything(run_config.train.seed, workers=True, verbose=False)
+        prepared = _prepare(spec, out_dir, run_config, resume, cohort, preprocessor, allow_blocking)
+        return _fit_prepared(spec, out_dir, prepared, warm_start, progress)
 
 
-def _fit_locked(
+def _prepare(
     spec: CohortSpec,
     out_dir: Path,
-    *,
-    model_config: ModelConfig,
-    train_config: TrainConfig,
+    run: RunConfig,
     resume: bool,
     cohort: Cohort | None,
     preprocessor: Preprocessor | None,
-    warm_start: Callable[[MultimodalModel], None] | None,
-    progress: bool,
-    distill: DistillationConfig | None,
-    modulation: ModulationConfig | None,
-    intervention_loss: InterventionLossConfig | None,
     allow_blocking: bool,
-) -> FitResult:
-    """:func:`fit`, with ``out_dir`` locked for this process."""
-    cfg = train_config
-    setup_process(cfg.num_workers, cfg.num_threads)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+) -> _Prepared:
+    """Check the cohort and the resume, settle the preprocessing, write run.json."""
     cohort = cohort or load_cohort(spec)
     overridden = check_blocking(cohort, allow_blocking=allow_blocking)
-    if distill is not None and distill.student_modality_dropout is not None:
-        # Recorded in run.json and the model folder: what the student was actually trained with.
-        model_config = model_config.model_copy(
-            update={"modality_dropout": distill.student_modality_dropout}
-        )
-    plugin_configs = {
-        name: section.model_dump(mode="json")
-        for name, section in (
-            ("distill", distill),
-            ("modulation", modulation),
-            ("intervention_loss", intervention_loss),
-        )
-        if section is not None
-    }
-    run_record = {
-        "model": model_config.model_dump(mode="json"),
-        "train": cfg.model_dump(mode="json"),
-        **plugin_configs,
-    }
-
+    model_config = run.model
+    for name, section in run.plugin_sections().items():
+        model_config = PLUGINS.get(name).adjust_model_config(section, model_config)
+    run = run.model_copy(update={"model": model_config})
+    record = run.record()
+    first_epoch = _start_or_resume(out_dir, resume, record)
     state_path = out_dir / "preprocessing.json"
-    checkpoints_dir = out_dir / "checkpoints"
-    first_epoch = _start_or_resume(out_dir, resume, run_record)
-    resuming = first_epoch is not None
-    if resuming and state_path.is_file():
+    if first_epoch is not None and state_path.is_file():
         preprocessor = Preprocessor.load(state_path)
     else:
         preprocessor = preprocessor or Preprocessor.fit(cohort)
         preprocessor.save(state_path)
     if overridden:
-        run_record["allow_blocking"] = overridden
-    (out_dir / "run.json").write_text(json.dumps(run_record, indent=2))
+        record["allow_blocking"] = overridden
+    (out_dir / "run.json").write_text(json.dumps(record, indent=2))
+    return _Prepared(cohort, run, preprocessor, first_epoch)
 
+
+def _fit_prepared(
+    spec: CohortSpec,
+    out_dir: Path,
+    prepared: _Prepared,
+    warm_start: Callable[[MultimodalModel], None] | None,
+    progress: bool,
+) -> FitResult:
+    """Build the model and its plugins, train, export the best epoch's model folder."""
+    run, preprocessor = prepared.run, prepared.preprocessor
+    resuming = prepared.first_epoch is not None
     input_infos = {m: preprocessor.input_info(m) for m in preprocessor.modalities}
     target_infos = {t: preprocessor.target_info(t) for t in preprocessor.targets}
-    model = build_model(model_config, input_infos, target_infos)
+    model = build_model(run.model, input_infos, target_infos)
     if warm_start is not None and not resuming:
         # A resumed run's checkpoint holds the warm-started weights already.
         warm_start(model)
-    plugins = _training_plugins(
-        model, model_config, target_infos, preprocessor, distill, modulation, intervention_loss
-    )
-    cache = SampleCache(cfg.cache_dir or out_dir / "cache") if cfg.cache else None
-    if cache is not None:
-        # Augmented images are new every epoch: their features are not worth a file each.
-        augmented = {m for m, cfg_m in spec.modalities.items() if getattr(cfg_m, "augment", False)}
-        _keep_frozen_features_on_disk(
-            [model, *teachers_of(plugins)], cache.folder / "features", skip=augmented
-        )
-    # Only what the model (and a teacher) reads is loaded: a single-modality model never opens
-    # the cohort's volumes.
-    needed = set(model.modalities)
-    for teacher in teachers_of(plugins):
-        needed |= set(getattr(teacher, "modalities", ()))
-    read = [m for m in preprocessor.modalities if m in needed]
-    train_ds = CohortDataset(
-        cohort,
-        preprocessor,
-        "train",
-        cache=cache,
-        augment=True,
-        augment_seed=cfg.seed,
-        modalities=read,
-    )
-    val_ds = CohortDataset(cohort, preprocessor, "val", cache=cache, modalities=read)
-    if len(train_ds) == 0:
-        raise PolymodalError(
-            f"{spec.manifest_path}: the training split has no rows; check the split column or recipe"
-        )
-    if len(val_ds) == 0:
-        raise PolymodalError(
-            f"{spec.manifest_path}: the validation split has no rows; model selection needs one "
-            "(add 'val' rows or a split recipe with val > 0)"
-        )
-    sampler = dataset_sampler(
-        train_ds, sampling=cfg.sampling, sampling_target=cfg.sampling_target, seed=cfg.seed
-    )
-    train_loader = make_loader(train_ds, cfg, shuffle=True, sampler=sampler)
-    val_loader = make_loader(val_ds, cfg, shuffle=False)
-
+    sections = run.plugin_sections()
+    context = FitContext(model, run.model, run.train, preprocessor, target_infos)
+    parts = build_plugins(sections, context)
+    data = _data(spec, out_dir, prepared, [model, *parts.teachers])
     mixing = BatchMixing.from_config(
-        cfg,
+        run.train,
         model=model,
         input_kinds={m: info["kind"] for m, info in input_infos.items()},
         target_infos=target_infos,
-        plugins=plugin_configs,
+        plugins=[name for name in sections if PLUGINS.get(name).reads_labels],
     )
     module = PolymodalModule(
         model,
         target_infos,
-        cfg,
-        steps_per_epoch=len(train_loader),
-        plugins=plugins,
+        run.train,
+        steps_per_epoch=len(data.train_loader),
+        plugins=parts.modules,
         mixing=mixing,
     )
-    monitor, mode = resolve_monitor(cfg, target_infos)
-    best_checkpoint = ModelCheckpoint(
-        dirpath=checkpoints_dir,
+    monitor, mode = resolve_monitor(run.train, target_infos)
+    best = ModelCheckpoint(
+        dirpath=out_dir / "checkpoints",
         filename="best",
         monitor=monitor,
         mode=mode,
         save_top_k=1,
         enable_version_counter=False,
     )
-    seeds = SeedEachEpoch(cfg.seed, train_loader, first_epoch or 0)
+    seeds = SeedEachEpoch(run.train.seed, data.train_loader, prepared.first_epoch or 0)
+    steps = len(data.train_loader)
     trainer = _trainer(
-        cfg, out_dir, best_checkpoint, seeds, monitor, mode, len(train_loader), progress
+        run.train, out_dir, best, seeds, parts.callbacks, monitor, mode, steps, progress
     )
-    metrics_csv = out_dir / "logs" / "metrics.csv"
-    earlier_metrics = metrics_csv.read_text() if resuming and metrics_csv.is_file() else None
-    resume_from = checkpoints_dir / "last.ckpt" if resuming else None
-    _train(trainer, module, train_loader, val_loader, resume_from, monitor)
-    if earlier_metrics is not None:
-        _keep_earlier_metrics(metrics_csv, earlier_metrics)
+    _train_keeping_metrics(trainer, module, data, out_dir, resuming, monitor)
+    return _export(spec, out_dir, prepared, module, best, data, trainer.current_epoch)
 
-    best_path = Path(best_checkpoint.best_model_path) if best_checkpoint.best_model_path else None
+
+def _data(
+    spec: CohortSpec, out_dir: Path, prepared: _Prepared, models: list[torch.nn.Module]
+) -> _Data:
+    """The training and validation datasets and loaders of what ``models`` read.
+
+    Only what the model (and a teacher) reads is loaded: a single-modality model never opens the
+    cohort's volumes.
+    """
+    cfg, preprocessor = prepared.run.train, prepared.preprocessor
+    cache = SampleCache(cfg.cache_dir or out_dir / "cache") if cfg.cache else None
+    if cache is not None:
+        # Augmented images are new every epoch: their features are not worth a file each.
+        augmented = {m for m, cfg_m in spec.modalities.items() if getattr(cfg_m, "augment", False)}
+        _keep_frozen_features_on_disk(models, cache.folder / "features", skip=augmented)
+    needed = {m for model in models for m in getattr(model, "modalities", ())}
+    read = [m for m in preprocessor.modalities if m in needed]
+    cohort = prepared.cohort
+    train = CohortDataset(
+        cohort, preprocessor, "train", cache=cache, augment=True, augment_seed=cfg.seed,
+        modalities=read,
+    )  # fmt: skip
+    val = CohortDataset(cohort, preprocessor, "val", cache=cache, modalities=read)
+    if len(train) == 0:
+        raise PolymodalError(
+            f"{spec.manifest_path}: the training split has no rows; check the split column or recipe"
+        )
+    if len(val) == 0:
+        raise PolymodalError(
+            f"{spec.manifest_path}: the validation split has no rows; model selection needs one "
+            "(add 'val' rows or a split recipe with val > 0)"
+        )
+    sampler = dataset_sampler(
+        train, sampling=cfg.sampling, sampling_target=cfg.sampling_target, seed=cfg.seed
+    )
+    train_loader = make_loader(train, cfg, shuffle=True, sampler=sampler)
+    return _Data(train, val, train_loader, make_loader(val, cfg, shuffle=False))
+
+
+def _train_keeping_metrics(
+    trainer: L.Trainer,
+    module: PolymodalModule,
+    data: _Data,
+    out_dir: Path,
+    resuming: bool,
+    monitor: str,
+) -> None:
+    """Train; a resumed run resumes from last.ckpt and keeps the metrics logged before it."""
+    metrics_csv = out_dir / "logs" / "metrics.csv"
+    earlier = metrics_csv.read_text() if resuming and metrics_csv.is_file() else None
+    resume_from = out_dir / "checkpoints" / "last.ckpt" if resuming else None
+    _train(trainer, module, data.train_loader, data.val_loader, resume_from, monitor)
+    if earlier is not None:
+        _keep_earlier_metrics(metrics_csv, earlier)
+
+
+def _export(
+    spec: CohortSpec,
+    out_dir: Path,
+    prepared: _Prepared,
+    module: PolymodalModule,
+    best: ModelCheckpoint,
+    data: _Data,
+    epochs_run: int,
+) -> FitResult:
+    """The best epoch's weights as ``OUT/model``, and the values or files that were skipped."""
+    checkpoints_dir = out_dir / "checkpoints"
+    best_path = Path(best.best_model_path) if best.best_model_path else None
     if best_path is not None and best_path.is_file():
         module.load_state_dict(load_best_weights(best_path, checkpoints_dir))
-    best_score = (
-        None
-        if best_checkpoint.best_model_score is None
-        else float(best_checkpoint.best_model_score)
-    )
+    best_score = None if best.best_model_score is None else float(best.best_model_score)
+    run, preprocessor = prepared.run, prepared.preprocessor
+    record = run.record()
     model_dir = save_model_folder(
         out_dir / "model",
         model=module.model,
-        config=model_config,
+        config=run.model,
         preprocessor=preprocessor,
         spec=spec,
         extra={
-            "train": cfg.model_dump(mode="json"),
-            **plugin_configs,
-            "monitor": monitor,
+            **{k: v for k, v in record.items() if k != "model"},
+            "monitor": best.monitor,
             "best_score": best_score,
         },
     )
-    issues = _write_issues(
-        out_dir / "data_issues.csv",
-        [*getattr(preprocessor, "fit_issues", []), *train_ds.issues, *val_ds.issues],
-    )
-    return FitResult(model_dir, best_path, best_score, monitor, trainer.current_epoch, issues)
+    skipped = [*getattr(preprocessor, "fit_issues", []), *data.train.issues, *data.val.issues]
+    issues = _write_issues(out_dir / "data_issues.csv", skipped)
+    return FitResult(model_dir, best_path, best_score, str(best.monitor), epochs_run, issues)
 
 
 def _start_or_resume(out_dir: Path, resume: bool, run_record: dict) -> int | None:
@@ -302,49 +311,19 @@ def _start_or_resume(out_dir: Path, resume: bool, run_record: dict) -> int | Non
     return None
 
 
-def _training_plugins(
-    model: MultimodalModel,
-    model_config: ModelConfig,
-    target_infos: dict[str, dict],
-    preprocessor: Preprocessor,
-    distill: DistillationConfig | None,
-    modulation: ModulationConfig | None,
-    intervention_loss: InterventionLossConfig | None,
-) -> list[TrainingPlugin]:
-    """The training additions the run config asks for, built for ``model``."""
-    plugins: list[TrainingPlugin] = []
-    if distill is not None:
-        plugins.append(Distillation.from_config(distill, student=model, preprocessor=preprocessor))
-    if modulation is not None and modulation.enabled:
-        plugins.append(
-            GradientModulation.from_config(
-                modulation, model=model, dim=model_config.dim, target_infos=target_infos
-            )
-        )
-    if intervention_loss is not None:
-        plugins.append(
-            InterventionLoss.from_config(intervention_loss, model=model, target_infos=target_infos)
-        )
-    elif getattr(model.core, "detach_branches", False):
-        raise PolymodalError(
-            "model.core_options.detach_branches is true but the run config has no "
-            "intervention_loss section: the branches would get no gradient. Add "
-            "'intervention_loss: {}' (see configs/ei/ei_mor.yaml) or drop detach_branches"
-        )
-    return plugins
-
-
 def _trainer(
     cfg: TrainConfig,
     out_dir: Path,
     best_checkpoint: ModelCheckpoint,
     seeds: SeedEachEpoch,
+    plugin_callbacks: list[L.Callback],
     monitor: str,
     mode: str,
     steps_per_epoch: int,
     progress: bool,
 ) -> L.Trainer:
-    """The Lightning trainer: checkpoints, logs, early stopping, per-epoch seeds."""
+    """The Lightning trainer: checkpoints, logs, early stopping, per-epoch seeds, and the
+    training plugins' callbacks."""
     # last.ckpt after every epoch (the best checkpoint's save_last writes it only when the
     # monitored metric improved), written after best.ckpt so that it records the new best.
     last_checkpoint = ModelCheckpoint(
@@ -365,10 +344,8 @@ def _trainer(
         EpochTimer(),
         # Output to a file gets plain progress lines within epochs instead of a bar.
         EpochLog(monitor, batches=not terminal),
+        *plugin_callbacks,
     ]
-    if cfg.ema_decay is not None:
-        # Validation, the best checkpoint and the export see the average; last.ckpt keeps both.
-        callbacks.append(WeightEMA(cfg.ema_decay))
     if cfg.early_stopping_patience:
         callbacks.append(
             EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping_patience)
@@ -453,11 +430,6 @@ def _write_issues(path: Path, issues: list) -> list:
             ]
         ).to_csv(path, index=False)
     return unique
-
-
-def teachers_of(plugins: list[TrainingPlugin]) -> list[torch.nn.Module]:
-    """The frozen teacher models of the training plugins (distillation has one)."""
-    return [t for p in plugins if (t := getattr(p, "teacher", None)) is not None]
 
 
 def _keep_frozen_features_on_disk(

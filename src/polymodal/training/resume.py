@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from polymodal.errors import PolymodalError
+from polymodal.training.plugins import PLUGINS
 
-# Sections of run.json that define what a run trains.
-COMPARED_SECTIONS = ("model", "train", "distill", "modulation", "intervention_loss")
+# Sections of run.json that define what a run trains: the model, the training settings and
+# every registered training plugin's section.
+COMPARED_SECTIONS = ("model", "train", *PLUGINS.names())
 
 MAY_CHANGE_ON_RESUME = frozenset(
     {
@@ -112,6 +114,12 @@ def check_resume_config(run_json: Path, new: dict[str, Any]) -> None:
         raise PolymodalError(f"--resume: {run_json} is unreadable ({err}); {fresh}") from None
     if not isinstance(saved, dict):
         raise PolymodalError(f"--resume: {run_json} is not a JSON object; {fresh}")
+    from polymodal.training.run_config import upgrade_run_record
+
+    try:
+        saved = upgrade_run_record(saved)  # a run started before a key moved
+    except ValueError as err:
+        raise PolymodalError(f"--resume: {run_json}: {err}; {fresh}") from None
     differences = config_differences(saved, new)
     if differences:
         allowed = ", ".join(sorted(MAY_CHANGE_ON_RESUME))

@@ -14,6 +14,9 @@ Example ``fit.yaml``::
       teacher: runs/teacher/model
     modulation: {alpha: 0.5}      # optional: gradient modulation (polymodal.training.modulation)
     intervention_loss: {}         # optional: EI loss of the intervention core (see configs/ei)
+    ema: {decay: 0.999}           # optional: moving average of the weights (polymodal.training.ema)
+
+The optional sections are the registered training plugins (:mod:`polymodal.training.plugins`).
 
 and on the command line ``--set train.lr=1e-4 --set model.core_options.depth=4``.
 """
@@ -24,35 +27,70 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from polymodal.config import ModelConfig
 from polymodal.errors import SpecError
 from polymodal.training.config import TrainConfig
-from polymodal.training.distill import DistillationConfig
-from polymodal.training.intervention_loss import InterventionLossConfig
-from polymodal.training.modulation import ModulationConfig
+from polymodal.training.plugins import PLUGINS, active_sections
 
 
-class RunConfig(BaseModel):
-    """What ``polymodal fit`` trains and how."""
+class RunConfigBase(BaseModel):
+    """The ``model`` and ``train`` sections; :data:`RunConfig` adds one per training plugin."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    distill: DistillationConfig | None = Field(
-        None,
-        description="Distil from a frozen full-modality teacher (polymodal fit --distill-from).",
-    )
-    modulation: ModulationConfig | None = Field(
-        None, description="Gradient modulation (OGM-GE) against a dominant modality."
-    )
-    intervention_loss: InterventionLossConfig | None = Field(
-        None,
-        description="The Early Intervention loss (per-branch losses, router supervision) of the "
-        "intervention core (polymodal.training.intervention_loss).",
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_earlier_keys(cls, data: Any) -> Any:
+        return upgrade_run_record(data) if isinstance(data, dict) else data
+
+    def plugin_sections(self) -> dict[str, BaseModel]:
+        """``{section: config}`` of the training plugins this run uses, in registry order."""
+        return active_sections({name: getattr(self, name) for name in PLUGINS.names()})
+
+    def record(self) -> dict[str, Any]:
+        """The run as JSON values, as ``OUT/run.json`` stores it (absent plugins left out)."""
+        return {
+            "model": self.model.model_dump(mode="json"),
+            "train": self.train.model_dump(mode="json"),
+            **{n: c.model_dump(mode="json") for n, c in self.plugin_sections().items()},
+        }
+
+
+RunConfig: type[RunConfigBase] = create_model(  # type: ignore[call-overload]
+    "RunConfig",
+    __base__=RunConfigBase,
+    __module__=__name__,
+    __doc__="What ``polymodal fit`` trains and how: ``model``, ``train`` and one optional "
+    "section per registered training plugin (:data:`polymodal.training.plugins.PLUGINS`).",
+    **{
+        name: (plugin.config | None, Field(None, description=plugin.summary))
+        for name, plugin in PLUGINS.items()
+    },
+)
+
+
+def upgrade_run_record(data: dict[str, Any]) -> dict[str, Any]:
+    """A run config or ``run.json`` written before a key moved, in today's layout.
+
+    ``train.ema_decay: d`` became the ``ema: {decay: d}`` section.
+
+    Raises:
+        ValueError: both the earlier and today's key are set.
+    """
+    train = data.get("train")
+    if not isinstance(train, dict) or "ema_decay" not in train:
+        return data
+    upgraded = {**data, "train": {k: v for k, v in train.items() if k != "ema_decay"}}
+    if train["ema_decay"] is not None:
+        if data.get("ema") is not None:
+            raise ValueError("train.ema_decay and ema are both set; keep ema.decay only")
+        upgraded["ema"] = {"decay": train["ema_decay"]}
+    return upgraded
 
 
 def apply_override(data: dict[str, Any], dotted: str) -> None:
@@ -84,5 +122,31 @@ def load_run_config(path: Path | None = None, overrides: list[str] | None = None
         return RunConfig.model_validate(data)
     except ValidationError as err:
         lines = [f"{path or 'run config'}: not valid:"]
-        lines += [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()]
+        lines += [f"  {_problem(e)}" for e in err.errors()]
         raise SpecError("\n".join(lines)) from None
+
+
+def _problem(error: Any) -> str:
+    """One line for a pydantic error: the dotted key and what is wrong; for an unknown key, the
+    keys that section accepts."""
+    loc = tuple(str(p) for p in error["loc"])
+    where = ".".join(loc) or "run config"
+    if error["type"] != "extra_forbidden":
+        return f"{where}: {error['msg'].removeprefix('Value error, ')}"
+    valid = _keys_at(loc[:-1])
+    if not loc[:-1]:
+        return f"{where}: unknown section; valid sections: {', '.join(valid)}"
+    return f"{where}: unknown key; valid keys of {'.'.join(loc[:-1])}: {', '.join(valid)}"
+
+
+def _keys_at(loc: tuple[str, ...]) -> list[str]:
+    """The field names of the config class at ``loc`` below :data:`RunConfig` (or none)."""
+    config: Any = RunConfig
+    for part in loc:
+        field = getattr(config, "model_fields", {}).get(part)
+        annotation = field.annotation if field is not None else None
+        classes = (annotation, *getattr(annotation, "__args__", ()))
+        config = next(
+            (c for c in classes if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+    return list(getattr(config, "model_fields", {}))
