@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from polymodal.data.manifest import is_missing
 from polymodal.data.preprocessing import Preprocessor
-from polymodal.data.spec import TabularModality
 from polymodal.errors import ModelError
+from polymodal.modalities import get as modality_kind
 
 if TYPE_CHECKING:
     from polymodal.model_folder import LoadedModel
@@ -103,25 +102,19 @@ def warn_rows_without_data(ids: np.ndarray, no_data: np.ndarray, modalities: Seq
 def warn_unseen_categories(
     preprocessor: Preprocessor, modalities: Sequence[str], rows: pd.DataFrame
 ) -> None:
-    """Warn, per tabular column, about categories the fitted vocabulary does not hold."""
+    """Warn, per column, about values the fitted state does not know (e.g. categories that were
+    absent or rare in training), as each modality's kind finds them."""
     for name in modalities:
         cfg = preprocessor.modality_configs[name]
-        if not isinstance(cfg, TabularModality):
-            continue
-        vocabularies = preprocessor.state[f"modality:{name}"]["vocabularies"]
-        for column in cfg.categorical:
-            cells = rows[column].str.strip()
-            known = set(vocabularies[column])
-            unseen = sorted(
-                {c for c in cells if c not in known and not is_missing(c, cfg.missing_values)}
+        state = preprocessor.state[f"modality:{name}"]
+        for column, unseen in modality_kind(cfg.kind).unseen_values(cfg, state, rows).items():
+            count = int(rows[column].str.strip().isin(unseen).sum())
+            warnings.warn(
+                f"column {column!r} ({name}): {count} row(s) hold "
+                f"values the model did not learn (absent or rare in training): "
+                f"{some(unseen)}; the model treats them as unknown",
+                stacklevel=3,
             )
-            if unseen:
-                warnings.warn(
-                    f"column {column!r} ({name}): {int(cells.isin(unseen).sum())} row(s) hold "
-                    f"values the model did not learn (absent or rare in training): "
-                    f"{some(unseen)}; the model treats them as unknown",
-                    stacklevel=3,
-                )
 
 
 def some(values: Sequence[str], limit: int = 10) -> str:

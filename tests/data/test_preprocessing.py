@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from polymodal import modalities
 from polymodal.data.manifest import load_cohort
 from polymodal.data.preprocessing import Preprocessor, event_time_bin
 from polymodal.data.spec import parse_spec
@@ -134,7 +135,7 @@ def test_word_tokenizer_is_fitted_on_train_texts(tmp_path):
     prep = Preprocessor.fit(text_cohort(tmp_path, max_tokens=4))
     info = prep.input_info("note")
     assert info["pad_id"] == 0 and info["tokenizer"] is None and info["max_tokens"] == 4
-    tokenizer = prep._tokenizer("note")
+    tokenizer = modalities.get("text").tokenizer(prep.fitted("note"))
     assert [tokenizer.id_to_token(i) for i in range(3)] == ["[PAD]", "[UNK]", "[CLS]"]
     ids = prep.transform_text("note", "NODULE, right")["input_ids"].tolist()
     assert ids == [2, *[tokenizer.token_to_id(t) for t in ("nodule", ",", "right")]]

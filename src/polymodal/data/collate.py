@@ -12,13 +12,14 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from polymodal import modalities
 from polymodal.data.batch import Batch, Sample
 from polymodal.errors import PolymodalError
 
-# Fields whose first axis is a sequence length (L tokens or T steps) that differs per sample.
-VARIABLE_LENGTH_FIELDS = frozenset(
-    {"input_ids", "attention_mask", "values", "observed", "times", "step_mask"}
-)
+# Fields whose first axis is a sequence length (L tokens or T steps) that differs per sample,
+# and those whose padding holds the modality's pad id; each modality kind declares its own.
+VARIABLE_LENGTH_FIELDS = frozenset().union(*(k.padded_fields for k in modalities.kinds()))
+PAD_ID_FIELDS = frozenset(k.pad_id_field for k in modalities.kinds() if k.pad_id_field)
 
 
 def _stack_fixed(
@@ -51,8 +52,8 @@ def collate_samples(
     Args:
         samples: samples from :class:`polymodal.data.dataset.CohortDataset`, all with the same
             modalities and targets.
-        pad_ids: per text modality, the token id written into padding (``input_info``'s
-            ``pad_id``); 0 when not given. Models must rely on ``attention_mask``, not on it.
+        pad_ids: per modality with tokens, the id written into their padding
+            (:meth:`~polymodal.data.preprocessing.Preprocessor.pad_ids`); 0 when not given. Models must rely on ``attention_mask``, not on it.
 
     Returns:
         The batch: ``ids``/``groups`` lists; ``inputs[m][field]`` with a leading ``B``
@@ -72,7 +73,7 @@ def collate_samples(
         for field in fields:
             tensors = [s["inputs"][modality][field] for s in samples]
             if field in VARIABLE_LENGTH_FIELDS:
-                pad = pad_ids.get(modality, 0) if field == "input_ids" else 0
+                pad = pad_ids.get(modality, 0) if field in PAD_ID_FIELDS else 0
                 # (B, L) or (B, T, C): padding goes at the end of every shorter sample.
                 inputs[modality][field] = pad_sequence(tensors, batch_first=True, padding_value=pad)
             else:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,24 +31,16 @@ from polymodal.data.preprocessing import (
     DataIssue,
     OnError,
     Preprocessor,
-    is_blank,
     read_or_record,
 )
-from polymodal.data.serialize import TabularToText
 from polymodal.data.spec import (
     SPLITS,
     ImageModality,
-    SeriesModality,
-    TabularModality,
-    TextModality,
-    VolumeModality,
     modality_columns,
     target_columns,
 )
 from polymodal.errors import PolymodalError
-
-if TYPE_CHECKING:
-    from monai.transforms import Compose
+from polymodal.modalities import get as modality_kind
 
 logger = logging.getLogger(__name__)
 
@@ -100,86 +92,27 @@ class _Row:
 
         return self.read(resolve_and_decode, modality=name, column=column)
 
+    def load_pixels(
+        self, prep: Preprocessor, name: str, cell: str, column: str
+    ) -> torch.Tensor | None:
+        """One 2D image ``(C, H, W)`` of an image modality, cached as 8-bit pixels where that is
+        exact (:mod:`polymodal.data.pixel_store`); None if it cannot be used."""
+        cfg = prep.modality_configs[name]
+        decode = partial(_decode_image, cfg=cfg, pack=self.cache is not None)
+        view = self.load(prep, name, cell, cfg.path_template, decode, column)
+        return None if view is None else unpack_pixels(view, cfg)
+
 
 def _encode_modality(
     prep: Preprocessor, name: str, cells: Mapping[str, str], row: _Row
 ) -> dict[str, torch.Tensor] | None:
     """One modality's tensors for a row, or None when it is unavailable there."""
-    cfg = prep.modality_configs[name]
-    if isinstance(cfg, TabularModality):
-        bad = None if row.on_error == "fail" else []
-        fields = row.read(prep.transform_tabular, name, cells, bad, modality=name, column=None)
-        row.issues.extend(
-            DataIssue(row.row_id, name, reason, column) for column, reason in bad or []
-        )
-        # Unavailable only when every value is missing; otherwise missingness is per value.
-        if bool(fields["numeric_missing"].all()) and not bool(fields["categorical"].any()):
-            return None
-        return fields
-    if isinstance(cfg, TextModality):
-        if cfg.from_columns is not None:
-            text = _clinical_text(name, cfg, cells, row)
-        else:
-            cell = cells.get(cfg.column, "")
-            text = row.read(
-                readers.read_text, cell, cfg, row.resolve, modality=name, column=cfg.column
-            )
-        return (
-            row.read(prep.transform_text, name, text, modality=name, column=cfg.column)
-            if text
-            else None
-        )
-    if isinstance(cfg, ImageModality):
-        views: list[torch.Tensor | None] = []
-        for column in cfg.columns:
-            cell = cells.get(column, "")
-            view = None
-            if not is_blank(cell):
-                # Cached as 8-bit pixels where that is exact (polymodal.data.pixel_store).
-                decode = partial(_decode_image, cfg=cfg, pack=row.cache is not None)
-                view = row.load(prep, name, cell, cfg.path_template, decode, column)
-            views.append(None if view is None else unpack_pixels(view, cfg))
-        if all(v is None for v in views):
-            return None
-        return row.read(prep.transform_image, name, views, modality=name, column=None)
-    cell = cells.get(cfg.column, "")
-    if is_blank(cell):
-        return None
-    if isinstance(cfg, VolumeModality):
-        decode = partial(_decode_volume, prep=prep, name=name, cfg=cfg)
-    else:
-        decode = partial(_decode_series, prep=prep, name=name, cfg=cfg)
-    return row.load(prep, name, cell, cfg.path_template, decode, cfg.column)
-
-
-def _clinical_text(name: str, cfg: TextModality, cells: Mapping[str, str], row: _Row) -> str | None:
-    """The row's tabular cells as sentences; a value that does not fit its template is left out
-    (recorded) or, under ``"fail"``, raises."""
-    bad: list[tuple[str, str]] | None = None if row.on_error == "fail" else []
-    serializer = TabularToText.from_modality(cfg)
-    serialized = row.read(serializer, cells, bad, modality=name, column=None)
-    row.issues.extend(
-        DataIssue(row.row_id, name, f"{reason}; the sentence is left out", column)
-        for column, reason in bad or []
-    )
-    return None if serialized is None else serialized.text
+    return modality_kind(prep.modality_configs[name].kind).encode(prep, name, cells, row)
 
 
 def _decode_image(path: Path, cfg: ImageModality, pack: bool = False) -> dict[str, torch.Tensor]:
     pixels = torch.from_numpy(readers.read_image(path, cfg))  # (C, H, W) float32
     return pack_pixels(pixels, cfg) if pack else {"pixels": pixels}
-
-
-def _decode_volume(
-    path: Path, prep: Preprocessor, name: str, cfg: VolumeModality
-) -> dict[str, torch.Tensor]:
-    return prep.transform_volume(name, *readers.read_volume(path, cfg))
-
-
-def _decode_series(
-    path: Path, prep: Preprocessor, name: str, cfg: SeriesModality
-) -> dict[str, torch.Tensor]:
-    return prep.transform_series(name, *readers.read_series(path, cfg))
 
 
 def encode_row(
@@ -231,20 +164,6 @@ def encode_row(
         "targets": targets,
         "target_mask": target_mask,
     }
-
-
-def _image_augmenter() -> Compose:
-    """Light geometric augmentation of one view ``(C, H, W)``: flip, small rotation and zoom."""
-    # Imported here: importing MONAI takes seconds, and only an augmenting training set needs it
-    # (loading a model folder for prediction must not pay for it).
-    from monai.transforms import Compose, RandAffine, RandFlip
-
-    return Compose(
-        [
-            RandFlip(prob=0.5, spatial_axis=1),
-            RandAffine(prob=0.5, rotate_range=(np.pi / 12,), scale_range=(0.1, 0.1)),
-        ]
-    )
 
 
 class CohortDataset(Dataset):
@@ -307,11 +226,11 @@ class CohortDataset(Dataset):
         self.augment_seed = augment_seed
         self._augmenters = {}
         if augment:
-            self._augmenters = {
-                name: _image_augmenter()
+            augmenters = {
+                name: modality_kind(cfg.kind).augmenter(cfg)
                 for name, cfg in preprocessor.modality_configs.items()
-                if isinstance(cfg, ImageModality) and cfg.augment
             }
+            self._augmenters = {n: a for n, a in augmenters.items() if a is not None}
         self.issues: list[DataIssue] = []
         self._issue_keys: set[tuple] = set()
 
@@ -344,8 +263,7 @@ class CohortDataset(Dataset):
                 logger.warning("%s; the sample goes on without it", issue)
         for name, augmenter in self._augmenters.items():
             if sample["available"][name]:
-                augmenter.set_random_state(seed=self._augment_seed(epoch, index))
-                self._augment_views(sample["inputs"][name], augmenter)
+                augmenter(sample["inputs"][name], self._augment_seed(epoch, index))
         return sample
 
     def _augment_seed(self, epoch: int | None, index: int) -> int:
@@ -388,12 +306,6 @@ class CohortDataset(Dataset):
         }
         return stacked, {n: torch.tensor(v, dtype=torch.bool) for n, v in masks.items()}
 
-    @staticmethod
-    def _augment_views(fields: dict[str, torch.Tensor], augmenter: Compose) -> None:
-        for view in torch.nonzero(fields["view_mask"]).flatten().tolist():
-            out = augmenter(fields["pixels"][view])  # (C, H, W)
-            fields["pixels"][view] = torch.as_tensor(out).as_subclass(torch.Tensor)
-
 
 def build_dataloaders(
     cohort: Cohort,
@@ -407,11 +319,7 @@ def build_dataloaders(
     seed: int = 0,
 ) -> dict[str, DataLoader]:
     """One DataLoader per split that has rows; only ``train`` is shuffled and augmented."""
-    pad_ids = {
-        name: preprocessor.input_info(name)["pad_id"]
-        for name, cfg in preprocessor.modality_configs.items()
-        if isinstance(cfg, TextModality)
-    }
+    pad_ids = preprocessor.pad_ids()
     loaders = {}
     for split in SPLITS:
         dataset = CohortDataset(

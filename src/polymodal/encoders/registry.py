@@ -17,27 +17,14 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from polymodal import modalities
 from polymodal.errors import ModelError
 from polymodal.registry import Registry
 
-KINDS = ("image", "volume", "tabular", "text", "series")
-
-# Keys every `input_info` of a kind carries (besides "kind"), as the preprocessing state writes them.
-INPUT_INFO_KEYS: dict[str, tuple[str, ...]] = {
-    "image": ("channels", "size", "views"),
-    "volume": ("size",),
-    "tabular": ("numeric", "categorical"),
-    "text": ("vocab_size", "pad_id", "max_tokens", "tokenizer"),
-    "series": ("channels", "max_steps"),
-}
-
-_DEFAULTS = {
-    "image": "image_timm",
-    "volume": "volume_patch",
-    "tabular": "tabular_tokens",
-    "text": "text_transformer",
-    "series": "series_tokens",
-}
+# The modality kinds, and per kind the keys every `input_info` carries (besides "kind") as the
+# preprocessing state writes them: both declared by the kinds (polymodal.modalities).
+KINDS = tuple(modalities.MODALITIES.names())
+INPUT_INFO_KEYS: dict[str, tuple[str, ...]] = {k.name: k.info_keys for k in modalities.kinds()}
 
 
 ENCODERS: Registry[Callable[..., nn.Module]] = Registry(
@@ -71,9 +58,9 @@ def encoder_kinds(name: str) -> tuple[str, ...]:
 
 def default_encoder(kind: str) -> str:
     """The encoder a modality of ``kind`` gets when the config names none."""
-    if kind not in _DEFAULTS:
+    if kind not in KINDS:
         raise ModelError(f"unknown modality kind '{kind}'; kinds are: {', '.join(KINDS)}")
-    return _DEFAULTS[kind]
+    return modalities.get(kind).default_encoder
 
 
 def create_encoder(name: str, *, input_info: dict[str, Any], dim: int, **options: Any) -> nn.Module:

@@ -23,13 +23,9 @@ import torch
 from polymodal.data.dataset import encode_row
 from polymodal.data.manifest import Cohort, load_cohort
 from polymodal.data.preprocessing import DataIssue
-from polymodal.data.spec import TextModality
 from polymodal.errors import ModelError
 from polymodal.evaluation.bootstrap import bootstrap_ci
-from polymodal.explain.elements import (
-    occlusions,
-    text_sentences,
-)
+from polymodal.explain.elements import occlusions
 from polymodal.explain.occlusion import (
     SampleScorer,
     reference_index,
@@ -44,6 +40,7 @@ from polymodal.explain.rollout import (
     supports_rollout,
 )
 from polymodal.explain.token_map import TokenMapper
+from polymodal.modalities import get as modality_kind
 from polymodal.model_folder import LoadedModel, load_model_folder
 from polymodal.prediction_checks import NonFiniteGuard
 
@@ -259,10 +256,10 @@ class _Explainer:
             issues=self.issues,
         )
         present = [m for m in model.modalities if sample["available"].get(m, False)]
+        # Sentences of the modalities whose kind has text (None for the others).
         sentences = {
-            m: text_sentences(prep, m, cells, cohort.resolve_path)
-            for m in present
-            if isinstance(prep.modality_configs[m], TextModality)
+            m: modality_kind(cfg.kind).sentences(cfg, cells, cohort.resolve_path)
+            for m, cfg in ((m, prep.modality_configs[m]) for m in present)
         }
         scorer = SampleScorer(model, prep, sample, self.task, self.kind, self.device)
         shares: dict[str, float] = {}

@@ -10,14 +10,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.data.preprocessing import Preprocessor
-from polymodal.data.spec import ImageModality, VolumeModality
-from polymodal.explain.elements import (
-    IMAGE_GRID,
-    VOLUME_GRID,
-    grid_bounds,
-    image_region_name,
-    volume_region_name,
-)
+from polymodal.modalities import get as modality_kind
 
 
 @dataclass
@@ -49,29 +42,11 @@ def region_maps(
         if not sample["available"].get(modality, False):
             continue
         fields = sample["inputs"][modality]
-        if isinstance(cfg, ImageModality):
-            for view, column in enumerate(cfg.columns):
-                if not bool(fields["view_mask"][view]):
-                    continue
-                pixels = fields["pixels"][view].numpy()  # (C, H, W)
-                heat = np.zeros(pixels.shape[1:], dtype=np.float32)  # (H, W)
-                for r, (h0, h1) in enumerate(grid_bounds(pixels.shape[1], IMAGE_GRID[0])):
-                    for c, (w0, w1) in enumerate(grid_bounds(pixels.shape[2], IMAGE_GRID[1])):
-                        name = image_region_name(modality, cfg, view, (r, c))
-                        heat[h0:h1, w0:w1] = np.nan_to_num(relevance.get(name, 0.0))
-                label = column if len(cfg.columns) > 1 else ""
-                background = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
-                maps.append(RegionMap(sample["id"], modality, label, background, heat, what))
-        elif isinstance(cfg, VolumeModality):
-            voxels = fields["voxels"][0].numpy()  # (D, H, W)
-            heat = np.zeros_like(voxels)
-            bounds = [grid_bounds(voxels.shape[a], VOLUME_GRID[a]) for a in range(3)]
-            for d, (d0, d1) in enumerate(bounds[0]):
-                for h, (h0, h1) in enumerate(bounds[1]):
-                    for w, (w0, w1) in enumerate(bounds[2]):
-                        name = volume_region_name(modality, (d, h, w))
-                        heat[d0:d1, h0:h1, w0:w1] = np.nan_to_num(relevance.get(name, 0.0))
-            maps.append(RegionMap(sample["id"], modality, "", voxels, heat, what))
+        # The kind paints its regions: each image view, a volume; other kinds have none.
+        for label, background, heat in modality_kind(cfg.kind).heat_maps(
+            modality, cfg, fields, relevance
+        ):
+            maps.append(RegionMap(sample["id"], modality, label, background, heat, what))
     return maps
 
 

@@ -26,15 +26,12 @@ import torch
 from torch import nn
 
 from polymodal.data.preprocessing import Preprocessor
-from polymodal.data.spec import ImageModality, TabularModality, TextModality, VolumeModality
 from polymodal.errors import ReadError
-from polymodal.explain.elements import (
-    IMAGE_GRID,
-    VOLUME_GRID,
-    grid_bounds,
-    image_region_name,
-    volume_region_name,
-)
+from polymodal.modalities import get as modality_kind
+from polymodal.modalities.elements import grid_bounds
+from polymodal.modalities.image import IMAGE_GRID, ImageModality, image_region_name
+from polymodal.modalities.tabular import TabularModality
+from polymodal.modalities.volume import VOLUME_GRID, volume_region_name
 
 
 def _overlap(tokens: int, bounds: list[tuple[int, int]], size: int) -> np.ndarray:
@@ -69,13 +66,15 @@ class TokenMapper:
         if modality not in self.model.encoders:  # a modality the core takes raw
             return out
         encoder = self.model.encoders[modality]
-        if isinstance(cfg, TabularModality):
+        # The kind says how its elements lie in the tokens (None: no finer mapping).
+        layout = modality_kind(cfg.kind).token_layout
+        if layout == "columns":
             out.update(self._tabular(modality, cfg, encoder, shares))
-        elif isinstance(cfg, ImageModality):
+        elif layout == "views_2d":
             out.update(self._image(modality, cfg, encoder, shares, fields))
-        elif isinstance(cfg, VolumeModality):
+        elif layout == "grid_3d":
             out.update(self._volume(modality, encoder, shares, fields))
-        elif isinstance(cfg, TextModality) and sentences:
+        elif layout == "words" and sentences:
             out.update(self._text(modality, shares, sentences))
         return out
 
