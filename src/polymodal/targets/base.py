@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any, ClassVar, Union
 
@@ -119,8 +119,6 @@ class Example:
 
     spec: dict[str, Any]
     cells: list[dict[str, str]]
-    # What a model predicts for these rows, as the head's ``predict`` would: {name: (n, ...)}.
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def frame(self) -> pd.DataFrame:
         """The cells as a manifest frame (every cell a str)."""
@@ -135,7 +133,7 @@ class TargetKind(ABC):
         state: the typed fitted state (:class:`NoState` when nothing is learned).
         prediction: the entry of the head's ``predict`` output that the metrics read.
         headline: the metric that decides "better" (checkpoints, early stopping, report figures).
-        table_metrics: the summary-table columns, headline first.
+        table_metrics: the summary-table columns (the headline among them).
         lower_is_better: metrics of this kind where smaller is better (errors, calibration).
         headers: readable table headers of this kind's metrics.
         detail_table: title of the per-class/per-horizon table, None without one.

@@ -184,7 +184,7 @@ class CumulativeRisk(TargetKind):
     spec = CumulativeRiskTarget
     prediction = "risk"  # (n, K): risk by each horizon
     headline = "c_index"
-    table_metrics = ("c_index", "auroc_mean")
+    table_metrics = ("auroc_mean", "c_index")
     headers = MappingProxyType({"c_index": "C-index", "auroc_mean": "AUROC (mean over horizons)"})
     detail_table = "per horizon"
 
