@@ -25,7 +25,9 @@ Masks are **True = valid** everywhere (a real token, an observed value, a presen
 Hugging Face's ``attention_mask``. PyTorch's ``key_padding_mask`` is the opposite; convert at the
 call site with ``~mask``.
 
-Input fields per modality kind (shapes in a batch):
+Input fields per modality kind (shapes in a batch); each kind of :mod:`polymodal.modalities`
+produces its rows of this table, and ``tests/modalities`` checks that every registered kind's
+fields are listed here:
 
 =========  =====================  ==============  =============================================
 kind       field                  dtype           shape / meaning

@@ -21,7 +21,6 @@ from polymodal.modalities.base import (
     TrainingRows,
     get,
     kinds,
-    of,
     spec_union,
 )
 
@@ -38,7 +37,6 @@ __all__ = [
     "get",
     "image",
     "kinds",
-    "of",
     "series",
     "spec_union",
     "tabular",

@@ -282,8 +282,3 @@ def spec_union() -> Any:
     ``kind``."""
     specs = tuple(k.spec for k in kinds())
     return Annotated[Union[specs], Field(discriminator="kind")]  # noqa: UP007 (a runtime tuple)
-
-
-def of(cfg: ModalitySpec) -> ModalityKind:
-    """The kind of a modality's spec section."""
-    return get(cfg.kind)
