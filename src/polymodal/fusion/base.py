@@ -109,8 +109,8 @@ class FusionCore(nn.Module):
     def set_prompt(self, task: str, text: str | None) -> None:
         """Use ``text`` as ``task``'s prompt from now on; None restores the configured one."""
         raise ModelError(
-            f"the fusion core {self.core_name!r} takes no task prompts; a prompt can be given to "
-            "models trained with a core that takes them (list_cores(takes_prompts=True))"
+            f"the fusion core {self.core_name!r} takes no task prompts; a task can be asked in "
+            "other words only of a model whose core takes them (takes_prompts)"
         )
 
     def prompt_parameter_names(self) -> list[str]:
