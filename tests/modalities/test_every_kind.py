@@ -107,6 +107,21 @@ def test_every_file_of_the_example_is_read_by_the_kind(kind, tmp_path):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_cell_checks_agree_with_the_dataset(kind, tmp_path):
+    """What validate learns from the cells alone is what the dataset makes of each row; a kind
+    whose values are in files leaves it to reading them."""
+    cohort, prep, _ = example_cohort(kind, tmp_path)
+    unit, section = modalities.get(kind), cohort.spec.modalities[NAME]
+    check = unit.check_cells(section, cohort.frame)
+    assert (check is None) == bool(unit.file_columns(section))
+    if check is not None:
+        dataset = CohortDataset(cohort, prep, "train", on_error="fail")
+        available = [dataset[i]["available"][NAME] for i in range(len(dataset))]
+        assert check.available.tolist() == available
+        assert not check.problems
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_fit_transform_collate_encode(kind, tmp_path):
     """Fit on the example → input_info with the keys the default encoder needs → one sample →
     a batch of it and a sample without the modality → tokens (B, N, D) and a mask (B, N)."""

@@ -12,6 +12,7 @@ from polymodal.modalities import image, series, tabular, text, volume
 from polymodal.modalities.base import (
     MODALITIES,
     Augmenter,
+    CellCheck,
     Example,
     Fitted,
     FittedInputs,
@@ -27,6 +28,7 @@ from polymodal.modalities.base import (
 __all__ = [
     "MODALITIES",
     "Augmenter",
+    "CellCheck",
     "Example",
     "Fitted",
     "FittedInputs",

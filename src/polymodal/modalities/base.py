@@ -172,6 +172,22 @@ class Example:
     encoder_options: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CellCheck:
+    """What a kind finds in the manifest cells of one modality, every row, before any file is read
+    (for ``polymodal validate``).
+
+    Attributes:
+        available: ``(N,)`` True where the row has the modality.
+        problems: ``(row position, column, reason)`` of each value the dataset could not use.
+        missing_rates: per column, the share of rows whose value is missing (value columns).
+    """
+
+    available: np.ndarray
+    problems: list[tuple[int, str, str]] = field(default_factory=list)
+    missing_rates: dict[str, float] = field(default_factory=dict)
+
+
 class ModalityKind(ABC):
     """One kind of input. Subclasses set the class attributes and implement the methods."""
 
@@ -207,6 +223,11 @@ class ModalityKind(ABC):
         """Read the file one cell of :meth:`file_columns` names with the kind's reader (raises
         :class:`~polymodal.errors.ReadError`); for checking a cohort's files."""
         raise TypeError(f"a {self.name} modality reads no files")
+
+    def check_cells(self, cfg: Any, frame: pd.DataFrame) -> CellCheck | None:
+        """Availability and unusable values of every row, from the manifest's cells alone; None
+        for a kind whose values are in files (:meth:`file_columns`, checked by reading them)."""
+        return None
 
     def fit(self, name: str, cfg: Any, train: TrainingRows) -> dict[str, Any]:
         """JSON-ready values learnt from the training rows only; nothing to learn by default."""

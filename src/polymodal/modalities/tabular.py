@@ -30,6 +30,7 @@ from polymodal.data.issues import DataIssue
 from polymodal.errors import ReadError
 from polymodal.modalities.base import (
     MODALITIES,
+    CellCheck,
     Example,
     Fitted,
     FittedInputs,
@@ -170,6 +171,30 @@ class Tabular(ModalityKind):
         )
         # Unavailable only when every value is missing; otherwise missingness is per value.
         return None if fields is None or no_value(fields) else fields
+
+    def check_cells(self, cfg: TabularModality, frame: pd.DataFrame) -> CellCheck:
+        """Missing rate per column; a row has the modality when any value is present; a numeric
+        cell that is not a finite number is a problem (the dataset uses it as missing)."""
+        rates: dict[str, float] = {}
+        problems: list[tuple[int, str, str]] = []
+        present_any = np.zeros(len(frame), dtype=bool)
+        markers = set(cfg.missing_values)
+        for column in self.columns(cfg):
+            values = frame[column].str.strip()
+            missing = (values == "") | values.isin(markers)
+            rates[column] = float(missing.mean())
+            present_any |= ~missing.to_numpy()
+            if column not in cfg.numeric:
+                continue
+            numbers = pd.to_numeric(values.where(~missing), errors="coerce")
+            # pandas screens fast; parse_number, which the dataset uses, has the last word.
+            suspect = (~missing & ~np.isfinite(numbers.astype(float))).to_numpy()
+            for pos in np.flatnonzero(suspect):
+                try:
+                    parse_number(frame[column].iat[pos], markers)
+                except ReadError as err:
+                    problems.append((int(pos), column, err.reason))
+        return CellCheck(present_any, problems, rates)
 
     def unseen_values(
         self, cfg: TabularModality, state: Mapping[str, Any], rows: pd.DataFrame

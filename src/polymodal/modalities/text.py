@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+import pandas as pd
 import torch
 from pydantic import Field, field_validator, model_validator
 from torch import Tensor
@@ -24,6 +26,7 @@ from polymodal.data.serialize import TabularToText, check_sentences
 from polymodal.errors import ReadError, SpecError
 from polymodal.modalities.base import (
     MODALITIES,
+    CellCheck,
     Example,
     Fitted,
     FittedInputs,
@@ -164,6 +167,23 @@ class Text(ModalityKind):
     def read_file(self, cfg: TextModality, cell: str, resolve: PathResolver) -> str:
         """The text by :func:`~polymodal.data.readers.read_text` (from the file the cell names)."""
         return readers.read_text(cell, cfg, resolve)
+
+    def check_cells(self, cfg: TextModality, frame: pd.DataFrame) -> CellCheck | None:
+        """A text in its column: present where the cell is not blank. Clinical text: every row
+        serialized; present where some sentence is, and each value that does not fit its
+        template is a problem (its sentence is left out). A text in files: None."""
+        if cfg.from_columns is not None:
+            serializer = TabularToText.from_modality(cfg)
+            present = np.zeros(len(frame), dtype=bool)
+            problems = []
+            for pos, cells in enumerate(frame[cfg.from_columns].to_dict("records")):
+                bad: list[tuple[str, str]] = []
+                present[pos] = bool(serializer(cells, bad).text)
+                problems.extend((pos, column, reason) for column, reason in bad)
+            return CellCheck(present, problems)
+        if cfg.source == "column":
+            return CellCheck((frame[cfg.column].str.strip() != "").to_numpy())
+        return None
 
     # ------------------------------------------------------------------------------------------
     # Fitting
