@@ -19,7 +19,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from _common import machine, table, table_row
 from polymodal.datasets.demo import make_demo_cohort
 
 RESULTS = Path(__file__).resolve().parent / "results" / "demo_cohort_check.md"
@@ -263,7 +263,7 @@ def report(results: dict, settings: str, generate_s: float | None) -> str:
         f"Cohort: `polymodal demo-data` with {settings}; {results['n']} samples, "
         f"label prevalence {results['prevalence']:.3f}. Models fitted on train+val, AUROC on test.",
         f"Command: `python bench/demo_cohort_check.py {settings.replace('=', ' ')}`; "
-        f"{platform.processor() or platform.machine()}, 1 thread.",
+        f"Machine: {machine(threads=1)}.",
     ]
     if generate_s is not None:
         lines.append(
@@ -271,28 +271,32 @@ def report(results: dict, settings: str, generate_s: float | None) -> str:
         )
     lines += [
         "",
-        "| inputs | model | test AUROC | test rows |",
-        "|---|---|---|---|",
+        *table(["inputs", "model", "test AUROC", "test rows"]),
     ]
+    hgb = "HistGradientBoosting"
     for modality, scores in results["single"].items():
         lines.append(
-            f"| {modality} alone | HistGradientBoosting | {scores['hgb']:.3f} | {scores['n_test']} |"
+            table_row([f"{modality} alone", hgb, f"{scores['hgb']:.3f}", scores["n_test"]])
         )
         if "logistic" in scores:
+            logistic = f"{scores['logistic']:.3f}"
             lines.append(
-                f"| {modality} alone | logistic regression | {scores['logistic']:.3f} | {scores['n_test']} |"
+                table_row([f"{modality} alone", "logistic regression", logistic, scores["n_test"]])
             )
     together, ceiling = results["together"], results["ceiling"]
+    n_all, n_complete = together["n_all"], together["n_complete"]
+    overall = (
+        ("all together, every test row", together["all_rows"], n_all),
+        ("all together, rows with all 5 modalities", together["complete_rows"], n_complete),
+        ("planted factors (ceiling), every test row", ceiling["all_rows"], n_all),
+        ("planted factors (ceiling), rows with all 5", ceiling["complete_rows"], n_complete),
+    )
+    lines += [table_row([name, hgb, f"{auroc:.3f}", n]) for name, auroc, n in overall]
     lines += [
-        f"| all together, every test row | HistGradientBoosting | {together['all_rows']:.3f} | {together['n_all']} |",
-        f"| all together, rows with all 5 modalities | HistGradientBoosting | {together['complete_rows']:.3f} | {together['n_complete']} |",
-        f"| planted factors (ceiling), every test row | HistGradientBoosting | {ceiling['all_rows']:.3f} | {together['n_all']} |",
-        f"| planted factors (ceiling), rows with all 5 | HistGradientBoosting | {ceiling['complete_rows']:.3f} | {together['n_complete']} |",
         "",
         "How well each hand-crafted feature recovers its planted factor (AUROC, rows with the modality):",
         "",
-        "| feature | planted factor | AUROC |",
-        "|---|---|---|",
+        *table(["feature", "planted factor", "AUROC"]),
     ]
     factor_of = {
         "lesion_elongation": "elongated_lesion",
@@ -302,7 +306,7 @@ def report(results: dict, settings: str, generate_s: float | None) -> str:
         "note_bag_of_words": "breathing_symptom (logistic regression, test rows)",
     }
     for feature, value in results["recovery"].items():
-        lines.append(f"| {feature} | {factor_of[feature]} | {value:.3f} |")
+        lines.append(table_row([feature, factor_of[feature], f"{value:.3f}"]))
     return "\n".join(lines) + "\n"
 
 
@@ -314,9 +318,16 @@ def summary(runs: list[tuple[int, float, dict]]) -> str:
         f"Command: `python bench/demo_cohort_check.py {' '.join(sys.argv[1:])}`. Target: best "
         "single modality at most about 0.75, all together at least 0.95.",
         "",
-        "| seed | missing rate | best single modality (test AUROC) | all together, every test row "
-        "| all together, rows with all 5 | ceiling (planted factors), every row |",
-        "|---|---|---|---|---|---|",
+        *table(
+            [
+                "seed",
+                "missing rate",
+                "best single modality (test AUROC)",
+                "all together, every test row",
+                "all together, rows with all 5",
+                "ceiling (planted factors), every row",
+            ]
+        ),
     ]
     for seed, missing_rate, results in runs:
         best = max(
@@ -328,8 +339,16 @@ def summary(runs: list[tuple[int, float, dict]]) -> str:
         )
         together = results["together"]
         lines.append(
-            f"| {seed} | {missing_rate} | {best[1]:.3f} ({best[0]}) | {together['all_rows']:.3f} "
-            f"| {together['complete_rows']:.3f} | {results['ceiling']['all_rows']:.3f} |"
+            table_row(
+                [
+                    seed,
+                    missing_rate,
+                    f"{best[1]:.3f} ({best[0]})",
+                    f"{together['all_rows']:.3f}",
+                    f"{together['complete_rows']:.3f}",
+                    f"{results['ceiling']['all_rows']:.3f}",
+                ]
+            )
         )
     return "\n".join(lines) + "\n"
 

@@ -36,8 +36,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -52,7 +50,7 @@ import torch
 import yaml
 from torch import nn
 
-from _machine import device_name
+from _common import cell, device_name, load_average, machine, table, table_row, write_report
 from polymodal.adapters import MoRConfig, freeze_except_adapters, inject_adapters, list_adapters
 from polymodal.fusion import create_core
 from polymodal.layers.vit_insertion import ViTWithInsertion
@@ -219,33 +217,50 @@ def run_memory(args: argparse.Namespace) -> None:
 def write_memory_report(args: argparse.Namespace, rows: list[dict]) -> None:
     mib = 2**20
     where = "CUDA allocated" if args.device == "cuda" else "process RSS"
-    gpu = f"{torch.cuda.get_device_name(0)}, " if args.device == "cuda" else ""
     lines = [
         "# Early Intervention: one shared frozen ViT vs 2·M copies",
         "",
         f"Command: `python bench/ei.py memory --backbone {args.backbone} --img-size {args.img_size} "
         f"--batch {args.batch} --device {args.device} --threads {args.threads}`",
         "",
-        f"Machine: {gpu}{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
-        f"{torch.__version__}, {args.threads} thread(s); load average "
-        f"{os.getloadavg()[0]:.1f}. The `intervention` core with M image modalities "
+        f"Machine: {machine(args.threads)}; load average "
+        f"{load_average():.1f}. The `intervention` core with M image modalities "
         f"({args.backbone}, {args.img_size}×{args.img_size} images, one view each, MoR adapters "
         f"2/4/8 on mlp.fc1/fc2), all 2·M passes (reference + target per image), batch "
         f"{args.batch}, one forward + backward; each configuration in a fresh process. "
         "`copies`: every pass has its own deep copy of the frozen ViT carrying only its adapter "
         "set (the official code's layout), run by the same core code.",
         "",
-        f"| M | layout | parameters (MiB) | frozen parameters | trainable parameters | model "
-        f"build, RSS growth (MiB) | {where} after build (MiB) | peak during fwd+bwd (MiB) | "
-        "fwd+bwd (s) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        *table(
+            [
+                "M",
+                "layout",
+                "parameters (MiB)",
+                "frozen parameters",
+                "trainable parameters",
+                "model build, RSS growth (MiB)",
+                f"{where} after build (MiB)",
+                "peak during fwd+bwd (MiB)",
+                "fwd+bwd (s)",
+            ],
+            align="rlrrrrrrr",
+        ),
     ]
     for row in rows:
         lines.append(
-            f"| {row['images']} | {row['layout']} | {row['parameter_bytes'] / mib:,.0f} | "
-            f"{row['frozen_parameters']:,} | {row['trainable_parameters']:,} | "
-            f"{row['rss_model_bytes'] / mib:,.0f} | {row['resident_bytes'] / mib:,.0f} | "
-            f"{row['step_peak_bytes'] / mib:,.0f} | {row['step_seconds']:.2f} |"
+            table_row(
+                [
+                    row["images"],
+                    row["layout"],
+                    f"{row['parameter_bytes'] / mib:,.0f}",
+                    f"{row['frozen_parameters']:,}",
+                    f"{row['trainable_parameters']:,}",
+                    f"{row['rss_model_bytes'] / mib:,.0f}",
+                    f"{row['resident_bytes'] / mib:,.0f}",
+                    f"{row['step_peak_bytes'] / mib:,.0f}",
+                    f"{row['step_seconds']:.2f}",
+                ]
+            )
         )
     lines.append("")
     for n_images in (2, 3):
@@ -259,11 +274,9 @@ def write_memory_report(args: argparse.Namespace, rows: list[dict]) -> None:
             f"MiB more) and peak at {copies['step_peak_bytes'] / shared['step_peak_bytes']:.2f}× "
             "the shared layout's memory during a training step."
         )
-    RESULTS.mkdir(parents=True, exist_ok=True)
     stem = "ei_memory_cuda" if args.device == "cuda" else "ei_memory"
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print(write_report(RESULTS / f"{stem}.md", lines), end="")
     (RESULTS / f"{stem}.json").write_text(json.dumps(rows, indent=2) + "\n")
-    print("\n".join(lines))
 
 
 def passthrough(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
@@ -489,7 +502,6 @@ def write_training_report(args: argparse.Namespace, rows: list[dict], seconds: f
         shown.append(item)
     command = "python bench/ei.py train " + shlex.join(shown)
     split = "val" if args.cohort == "ham10000" else "test"
-    gpu = f"{device_name()}, " if torch.cuda.is_available() else ""
     # Rows read back with --reuse may have been fitted on another machine: say where.
     fitted_on = sorted({row.get("device", "cpu") for row in rows})
     if args.cohort == "ham10000":
@@ -512,9 +524,8 @@ def write_training_report(args: argparse.Namespace, rows: list[dict], seconds: f
         "",
         f"Command: `{command}`",
         "",
-        f"Machine: {gpu}{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
-        f"{torch.__version__}, {args.threads} thread(s); load average at the end "
-        f"{os.getloadavg()[0]:.1f}. Total {seconds / 60:.1f} min. Models fitted on: "
+        f"Machine: {machine(args.threads)}; load average at the end "
+        f"{load_average():.1f}. Total {seconds / 60:.1f} min. Models fitted on: "
         f"{', '.join(fitted_on)}.",
         "",
         f"Cohort: {what}. Models: the configs of `configs/ei` with a small ViT ({args.vit}, "
@@ -524,28 +535,39 @@ def write_training_report(args: argparse.Namespace, rows: list[dict], seconds: f
         f"process. Metrics on {split} with 95 % CIs from {args.n_boot} bootstrap resamples of "
         "patients (lesions).",
         "",
-        "| model | config | balanced accuracy | macro AUROC | epochs | s / epoch | peak RSS (MiB) "
-        "| trainable / all parameters |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        *table(
+            [
+                "model",
+                "config",
+                "balanced accuracy",
+                "macro AUROC",
+                "epochs",
+                "s / epoch",
+                "peak RSS (MiB)",
+                "trainable / all parameters",
+            ],
+            align="llrrrrrr",
+        ),
     ]
     for row in rows:
         m = row["metrics"]
         epoch = "" if row["epoch_seconds"] is None else f"{row['epoch_seconds']:.1f}"
         lines.append(
-            f"| {row['model']} | `{Path(row['config']).name}` | {cell(m['balanced_accuracy'])} | "
-            f"{cell(m['auroc_macro'])} | {row['epochs']} | {epoch} | "
-            f"{row['peak_rss_bytes'] / 2**20:,.0f} | {row['trainable_parameters']:,} / "
-            f"{row['parameters']:,} |"
+            table_row(
+                [
+                    row["model"],
+                    f"`{Path(row['config']).name}`",
+                    cell(m["balanced_accuracy"]),
+                    cell(m["auroc_macro"]),
+                    row["epochs"],
+                    epoch,
+                    f"{row['peak_rss_bytes'] / 2**20:,.0f}",
+                    f"{row['trainable_parameters']:,} / {row['parameters']:,}",
+                ]
+            )
         )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print(write_report(RESULTS / f"{stem}.md", lines), end="")
     (RESULTS / f"{stem}.json").write_text(json.dumps(rows, indent=2) + "\n")
-    print("\n".join(lines))
-
-
-def cell(ci: list[float]) -> str:
-    point, low, high = ci
-    return f"{point:.3f} ({low:.3f}–{high:.3f})"
 
 
 # --------------------------------------------------------------------------------------------

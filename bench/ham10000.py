@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from torch.utils.data import DataLoader
 
+from _common import cell, load_average, machine, table, table_row, write_report
 from polymodal.data.collate import collate_samples
 from polymodal.data.dataset import CohortDataset
 from polymodal.data.manifest import load_cohort
@@ -180,9 +179,6 @@ def main() -> None:
         }
         (args.out / slug / "evaluation.json").write_text(evaluation.to_json())
 
-    def cell(ci) -> str:
-        return f"{ci.point:.3f} ({ci.low:.3f}–{ci.high:.3f})"
-
     lines = [
         "# HAM10000: image + tabular fusion vs single modalities",
         "",
@@ -190,8 +186,7 @@ def main() -> None:
         f"--models '{args.models}' --monitor {args.monitor} --patience {args.patience} --lr {args.lr} "
         f"--name {args.name}`",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
-        f"{torch.__version__}; load average at the end {os.getloadavg()[0]:.1f}. Total "
+        f"Machine: {machine()}; load average at the end {load_average():.1f}. Total "
         f"{(time.perf_counter() - started) / 60:.1f} min, of which {reference_seconds / 60:.1f} min "
         "for the frozen backbone pass over all 8,011 images and the reference.",
         "",
@@ -200,17 +195,14 @@ def main() -> None:
         "(ImageNet, frozen, 7×7 token grid); class-balanced cross-entropy; epoch chosen on "
         f"`{args.monitor}`.",
         "",
-        "| model | balanced accuracy | macro AUROC | epochs | minutes |",
-        "|---|---:|---:|---:|---:|",
+        *table(["model", "balanced accuracy", "macro AUROC", "epochs", "minutes"], align="lrrrr"),
     ]
     for name, row in rows.items():
         m = row["metrics"]
         minutes = "" if row["seconds"] is None else f"{row['seconds'] / 60:.1f}"
-        lines.append(
-            f"| {name} | {cell(m['balanced_accuracy'])} | {cell(m['auroc_macro'])} | {row.get('epochs', '')} | {minutes} |"
-        )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+        scores = [cell(m["balanced_accuracy"]), cell(m["auroc_macro"])]
+        lines.append(table_row([name, *scores, row.get("epochs", ""), minutes]))
+    text = write_report(RESULTS / f"{args.name}.md", lines)
     (RESULTS / f"{args.name}.json").write_text(
         json.dumps(
             {
@@ -224,7 +216,7 @@ def main() -> None:
             default=float,
         )
     )
-    print("\n".join(lines))
+    print(text, end="")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 
+from _common import table
 from polymodal.datasets.prepare import prepare_iu_xray
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "iu_xray"
@@ -62,9 +63,8 @@ def main() -> None:
         scores = leakage(manifest)
     labelled = int((manifest["abnormal"] != "").sum())
     print(f"{labelled} labelled reports, 5-fold CV AUROC for `abnormal`:\n")
-    print("| input | AUROC |\n|---|---|")
-    for name, value in scores.items():
-        print(f"| {name} | {value:.3f} |")
+    rows = [(name, f"{value:.3f}") for name, value in scores.items()]
+    print("\n".join(table(["input", "AUROC"], rows, align="lr")))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import pandas as pd
 import torch
 import yaml
 
+from _common import cell, machine, table, table_row, write_report
 from polymodal.data.manifest import load_cohort
 from polymodal.data.spec import load_spec
 from polymodal.evaluation.evaluate import evaluate_model
@@ -65,16 +65,8 @@ MODEL = [
 
 
 def machine_line(started: float) -> str:
-    return (
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared), torch {torch.__version__}; "
-        f"total {(time.perf_counter() - started) / 60:.1f} min."
-    )
-
-
-def cell(ci) -> str:
-    if ci is None or ci.point is None or np.isnan(ci.point):
-        return "n/a"
-    return f"{ci.point:.3f} ({ci.low:.3f}–{ci.high:.3f})"
+    minutes = (time.perf_counter() - started) / 60
+    return f"Machine: {machine()} (shared); total {minutes:.1f} min."
 
 
 def train_config(epochs: int, patience: int, seed: int, cache: Path, extra=()):
@@ -176,18 +168,17 @@ def part_multitask(args) -> None:
         "prompted core (depth 2, 3 registers, sentence prompt encoder) for every model; the "
         "multitask model samples tasks by the square-root rule; selection on val/loss.",
         "",
-        "| task | metric | multitask | single-task |",
-        "|---|---|---:|---:|",
+        *table(["task", "metric", "multitask", "single-task"], align="llrr"),
     ]
     for task, metrics in TASK_METRICS.items():
         multi = runs["multitask"]["evaluation"].targets[task].subsets[0].metrics
         single = runs[f"single {task}"]["evaluation"].targets[task].subsets[0].metrics
         for metric in metrics:
             lines.append(
-                f"| {task} | {metric} | {cell(multi.get(metric))} | {cell(single.get(metric))} |"
+                table_row([task, metric, cell(multi.get(metric)), cell(single.get(metric))])
             )
-    lines += ["", "| model | epochs | fit + evaluation, min |", "|---|---:|---:|"]
-    lines += [f"| {k} | {v['epochs']} | {v['minutes']:.1f} |" for k, v in runs.items()]
+    timing = [(k, v["epochs"], f"{v['minutes']:.1f}") for k, v in runs.items()]
+    lines += ["", *table(["model", "epochs", "fit + evaluation, min"], timing, align="lrr")]
     write(
         "m3fm_multitask", lines, {k: json.loads(v["evaluation"].to_json()) for k, v in runs.items()}
     )
@@ -298,8 +289,10 @@ def part_adapt(args) -> None:
         "",
         f"## Macro AUROC, mean (SD) over {args.repeats} repeats",
         "",
-        "| labelled rows | " + " | ".join(hows) + " | repeats where adapt (all) > scratch |",
-        "|---:|" + "---:|" * (len(hows) + 1),
+        *table(
+            ["labelled rows", *hows, "repeats where adapt (all) > scratch"],
+            align="r" * (len(hows) + 2),
+        ),
     ]
     points = {
         (k, how): [curve[r][k][how]["auroc_macro"].point for r in range(args.repeats)]
@@ -317,24 +310,27 @@ def part_adapt(args) -> None:
                 a > b for a, b in zip(points[k, "adapt (all)"], points[k, "scratch"], strict=True)
             )
             wins = f"{better} / {args.repeats}"
-        lines.append(f"| {k} | " + " | ".join(cells) + f" | {wins} |")
+        lines.append(table_row([k, *cells, wins]))
     lines += [
         "",
         f"## Each repeat: macro AUROC and balanced accuracy with 95 % CIs ({args.n_boot} "
         "resamples)",
         "",
-        "| repeat | labelled rows | "
-        + " | ".join(f"{h} macro AUROC" for h in hows)
-        + " | "
-        + " | ".join(f"{h} bal. acc." for h in hows)
-        + " |",
-        "|---:|---:|" + "---:|" * (2 * len(hows)),
+        *table(
+            [
+                "repeat",
+                "labelled rows",
+                *(f"{h} macro AUROC" for h in hows),
+                *(f"{h} bal. acc." for h in hows),
+            ],
+            align="r" * (2 * len(hows) + 2),
+        ),
     ]
     for repeat, by_k in enumerate(curve):
         for k, row in by_k.items():
             cells = [cell(row[h]["auroc_macro"]) for h in hows]
             cells += [cell(row[h]["balanced_accuracy"]) for h in hows]
-            lines.append(f"| {repeat} | {k} | " + " | ".join(cells) + " |")
+            lines.append(table_row([repeat, k, *cells]))
     write(
         "m3fm_adapt",
         lines,
@@ -390,9 +386,11 @@ def part_adrenal(args) -> None:
         f"28³ padded to 32³); selection on val AUROC; {result.epochs_run} epochs. MedMNIST v2 reports ResNet "
         "baselines around 0.83-0.87 test AUROC for reference.",
         "",
-        "| metric | test |",
-        "|---|---:|",
-        *(f"| {m} | {cell(metrics.get(m))} |" for m in ("auroc", "auprc", "balanced_accuracy")),
+        *table(
+            ["metric", "test"],
+            [(m, cell(metrics.get(m))) for m in ("auroc", "auprc", "balanced_accuracy")],
+            align="lr",
+        ),
     ]
     write("m3fm_adrenal", lines, json.loads(evaluation.to_json()))
 
@@ -415,8 +413,7 @@ def part_throughput(args) -> None:
         "`volume_multiscale`, D = 128, depth 2, 4 heads, inference (no grad), batch 4, "
         "median of 5 timed batches after 2 warm-up batches; the same encoder serves every scale.",
         "",
-        "| crop (D×H×W) | patch | tokens | volumes / s |",
-        "|---|---|---:|---:|",
+        *table(["crop (D×H×W)", "patch", "tokens", "volumes / s"], align="llrr"),
     ]
     encoder = create_encoder(
         "volume_multiscale",
@@ -441,19 +438,16 @@ def part_throughput(args) -> None:
         rate = 4 / float(np.median(times))
         size = "×".join(map(str, scale["size"]))
         rows[size] = rate
-        lines.append(
-            f"| {size} | {'×'.join(map(str, scale['patch']))} | {tokens.shape[1]} | {rate:.1f} |"
-        )
+        patch = "×".join(map(str, scale["patch"]))
+        lines.append(table_row([size, patch, tokens.shape[1], f"{rate:.1f}"]))
     lines.append("")
     lines.append(machine_line(started))
     write("m3fm_throughput", lines, rows)
 
 
 def write(stem: str, lines: list[str], data) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print(write_report(RESULTS / f"{stem}.md", lines), end="")
     (RESULTS / f"{stem}.json").write_text(json.dumps(data, indent=1, default=str))
-    print("\n".join(lines))
 
 
 def main() -> None:

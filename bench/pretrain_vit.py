@@ -23,18 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import sys
 import time
 from pathlib import Path
 
-import torch
 import yaml
 from safetensors.torch import save_file
 
-from _machine import device_name
+from _common import cell, machine, table, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -136,7 +133,6 @@ def main(argv: list[str] | None = None) -> None:
         k: [subset.metrics[k].point, subset.metrics[k].low, subset.metrics[k].high]
         for k in ("balanced_accuracy", "auroc_macro")
     }
-    device = device_name()
     row = {
         "vit": args.vit,
         "vit_options": vit_options,
@@ -154,26 +150,21 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"Command: `{command}`",
         "",
-        f"Machine: {device}, {os.cpu_count()} CPUs ({platform.machine()}), torch "
-        f"{torch.__version__}. {result.epochs_run} epochs in {seconds / 60:.1f} min.",
+        f"Machine: {machine()}. {result.epochs_run} epochs in {seconds / 60:.1f} min.",
         "",
         f"`{args.vit}` with {vit_options}: {row['parameters']:,} parameters, trained from random "
         f"weights on the skin image alone (train split, flips/rotations), AdamW lr {args.lr}, "
         f"batch {args.batch}, early stopping on val macro AUROC (patience {args.patience}).",
         "",
-        "| split | balanced accuracy | macro AUROC |",
-        "|---|---:|---:|",
-        "| val | "
-        + " | ".join(
-            f"{m[0]:.3f} ({m[1]:.3f}–{m[2]:.3f})"
-            for m in (metrics["balanced_accuracy"], metrics["auroc_macro"])
-        )
-        + " |",
+        *table(
+            ["split", "balanced accuracy", "macro AUROC"],
+            [("val", cell(metrics["balanced_accuracy"]), cell(metrics["auroc_macro"]))],
+            align="lrr",
+        ),
     ]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "pretrain_vit_ham10000.md").write_text("\n".join(lines) + "\n")
+    text = write_report(RESULTS / "pretrain_vit_ham10000.md", lines)
     (RESULTS / "pretrain_vit_ham10000.json").write_text(json.dumps(row, indent=2) + "\n")
-    print("\n".join(lines), flush=True)
+    print(text, end="", flush=True)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from _machine import device_name
+from _common import cell, device_name, machine, table, table_row, write_report
 from polymodal.data.manifest import load_cohort
 from polymodal.data.spec import load_spec
 from polymodal.evaluation.evaluate import evaluate_model
@@ -183,18 +181,6 @@ def reused_row(run_dir: Path) -> dict:
 def run_name(args) -> str:
     """The cohort, with the seed when it is not 0 (a replicate keeps its own results)."""
     return args.cohort + (f"_seed{args.seed}" if args.seed else "")
-
-
-def machine() -> str:
-    """The processor count, and the GPU when training ran on one."""
-    cpus = f"{platform.machine()}, {os.cpu_count()} CPUs (shared)"
-    return f"{device_name()}, {cpus}" if torch.cuda.is_available() else cpus
-
-
-def cell(ci: dict | None) -> str:
-    if ci is None or ci["point"] is None:
-        return "n/a"
-    return f"{ci['point']:.3f} ({ci['low']:.3f}–{ci['high']:.3f})"
 
 
 def subset_metric(evaluation: dict, target: str, modalities: tuple[str, ...], metric: str):
@@ -357,21 +343,18 @@ def cost_table(args, cohort_cfg: Cohort, spec, cohort, out: Path) -> None:
         + (f" --n {args.n} --modalities {args.modalities}" if args.cohort == "demo" else "")
         + "`",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}; "
+        f"Machine: {machine()} (shared); "
         f"total {(time.perf_counter() - started) / 60:.1f} min. Each round trains every variant "
         "for one epoch in turn (the ablation configs; the KD teacher is the main run's); time "
         "of the optimisation steps (`train/epoch_seconds`), median over the rounds.",
         "",
-        "| variant | s / epoch (median) | per round | × PB |",
-        "|---|---:|---|---:|",
+        *table(["variant", "s / epoch (median)", "per round", "× PB"], align="lrlr"),
     ]
     for name, values in seconds.items():
         median = float(np.median(values))
         rounds = ", ".join(f"{v:.1f}" for v in values)
-        lines.append(f"| {name} | {median:.1f} | {rounds} | {median / base:.2f} |")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"robustness_cost_{args.cohort}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        lines.append(table_row([name, f"{median:.1f}", rounds, f"{median / base:.2f}"]))
+    print(write_report(RESULTS / f"robustness_cost_{args.cohort}.md", lines), end="")
 
 
 STUDENT, TEACHER = "PB+KD+GM", "teacher"
@@ -427,7 +410,7 @@ def seeds_summary(args, cohort: Cohort) -> None:
         "and Δ ≥ −0.010.",
         "",
     ]
-    table: dict[int, dict] = {}
+    by_seed: dict[int, dict] = {}
     for seed in seeds:
         path = RESULTS / f"robustness_{args.cohort}{f'_seed{seed}' if seed else ''}.json"
         if not path.is_file():
@@ -435,34 +418,30 @@ def seeds_summary(args, cohort: Cohort) -> None:
         targets = distilled_targets(json.loads(path.read_text()), cohort)
         if targets is None:
             raise SystemExit(f"{path} has no {STUDENT} and {TEACHER} rows")
-        table[seed] = targets
-    missing = list(next(iter(table.values()))["missing"])
+        by_seed[seed] = targets
+    missing = list(next(iter(by_seed.values()))["missing"])
     lines += [
-        "| seed | " + " | ".join(f"Δ, {m} missing" for m in missing) + " | Δ vs teacher, all |",
-        "|---:|" + "---:|" * (len(missing) + 1),
+        *table(
+            ["seed", *(f"Δ, {m} missing" for m in missing), "Δ vs teacher, all"],
+            align="r" * (len(missing) + 2),
+        ),
     ]
-    for seed, targets in table.items():
+    for seed, targets in by_seed.items():
         cells = [f"{targets['missing'][m]['delta']:+.3f}" for m in missing]
-        lines.append(f"| {seed} | " + " | ".join(cells) + f" | {targets['all']['delta']:+.3f} |")
-    deltas = {m: [t["missing"][m]["delta"] for t in table.values()] for m in missing}
-    to_teacher = [t["all"]["delta"] for t in table.values()]
-    lines.append(
-        "| mean | "
-        + " | ".join(f"{np.mean(v):+.3f}" for v in deltas.values())
-        + f" | {np.mean(to_teacher):+.3f} |"
-    )
-    lines.append(
-        "| target met | "
-        + " | ".join(f"{sum(d >= 0 for d in v)} / {len(v)}" for v in deltas.values())
-        + f" | {sum(d >= -0.010 for d in to_teacher)} / {len(to_teacher)} |"
-    )
-    RESULTS.mkdir(parents=True, exist_ok=True)
+        lines.append(table_row([seed, *cells, f"{targets['all']['delta']:+.3f}"]))
+    deltas = {m: [t["missing"][m]["delta"] for t in by_seed.values()] for m in missing}
+    to_teacher = [t["all"]["delta"] for t in by_seed.values()]
+    means = [f"{np.mean(v):+.3f}" for v in deltas.values()]
+    lines.append(table_row(["mean", *means, f"{np.mean(to_teacher):+.3f}"]))
+    met = [f"{sum(d >= 0 for d in v)} / {len(v)}" for v in deltas.values()]
+    close = f"{sum(d >= -0.010 for d in to_teacher)} / {len(to_teacher)}"
+    lines.append(table_row(["target met", *met, close]))
     stem = f"robustness_{args.cohort}_seeds"
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.json").parent.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(
-        json.dumps({str(k): v for k, v in table.items()}, indent=1, default=list)
+        json.dumps({str(k): v for k, v in by_seed.items()}, indent=1, default=list)
     )
-    print("\n".join(lines))
+    print(write_report(RESULTS / f"{stem}.md", lines), end="")
 
 
 def write_results(args, cohort: Cohort, rows: dict[str, dict], started: float) -> None:
@@ -479,22 +458,21 @@ def write_results(args, cohort: Cohort, rows: dict[str, dict], started: float) -
         + (" --reuse" if args.reuse else "")
         + "`",
         "",
-        f"Machine: {machine()}, torch {torch.__version__}; "
+        f"Machine: {machine()} (shared); "
         f"total {(time.perf_counter() - started) / 60:.1f} min. Scored on the `{cohort.split}` "
         f"split with 95 % bootstrap CIs ({args.n_boot} resamples of patient groups). A missing "
         "modality is switched off in the availability mask, as a missing file is.",
         "",
         f"## {metric} on every subset of modalities (fused models)",
         "",
-        "| available | " + " | ".join(fused) + " |",
-        "|---|" + "---:|" * len(fused),
+        *table(["available", *fused], align="l" + "r" * len(fused)),
     ]
     subsets = [s["modalities"] for s in rows[fused[0]]["evaluation"]["targets"][target]["subsets"]]
     for subset in subsets:
         cells = [
             cell(subset_metric(rows[n]["evaluation"], target, tuple(subset), metric)) for n in fused
         ]
-        lines.append(f"| {' + '.join(subset)} | " + " | ".join(cells) + " |")
+        lines.append(table_row([" + ".join(subset), *cells]))
 
     # The issue's two targets for the distilled model.
     targets = distilled_targets(rows, cohort)
@@ -506,14 +484,12 @@ def write_results(args, cohort: Cohort, rows: dict[str, dict], started: float) -
             "With one modality missing at test time, the distilled model against a model "
             "trained on the remaining modalities alone (the yardstick). Δ = student − yardstick.",
             "",
-            f"| missing | remaining | {STUDENT} | yardstick | model | Δ |",
-            "|---|---|---:|---:|---|---:|",
+            *table(["missing", "remaining", STUDENT, "yardstick", "model", "Δ"], align="llrrlr"),
         ]
         for m, row in targets["missing"].items():
-            lines.append(
-                f"| {m} | {' + '.join(row['remaining'])} | {cell(row['student'])} | "
-                f"{cell(row['yardstick'])} | {row['model']} | {row['delta']:+.3f} |"
-            )
+            remaining, delta = " + ".join(row["remaining"]), f"{row['delta']:+.3f}"
+            student, yardstick = cell(row["student"]), cell(row["yardstick"])
+            lines.append(table_row([m, remaining, student, yardstick, row["model"], delta]))
         full = targets["all"]
         lines += [
             "",
@@ -525,18 +501,13 @@ def write_results(args, cohort: Cohort, rows: dict[str, dict], started: float) -
         "",
         "## Single-modality models",
         "",
-        "| model | " + " | ".join(cohort.metrics) + " |",
-        "|---|" + "---:|" * len(cohort.metrics),
+        *table(["model", *cohort.metrics], align="l" + "r" * len(cohort.metrics)),
     ]
     for name in rows:
         if name.startswith(("single", "without")):
             ev = rows[name]["evaluation"]
             full = ev["targets"][target]["subsets"][0]
-            lines.append(
-                f"| {name} | "
-                + " | ".join(cell(full["metrics"].get(k)) for k in cohort.metrics)
-                + " |"
-            )
+            lines.append(table_row([name, *(cell(full["metrics"].get(k)) for k in cohort.metrics)]))
 
     base = rows.get("bottleneck")
     lines += [
@@ -546,19 +517,18 @@ def write_results(args, cohort: Cohort, rows: dict[str, dict], started: float) -
         "Median time of the optimisation steps per epoch (`train/epoch_seconds`, validation "
         "excluded). The runs follow one another while the machine's load changes, so these are not side-by-side ratios: `--cost-rounds` measures those (`robustness_cost_<cohort>.md`).",
         "",
-        "| model | trained on | epochs | s / epoch | × plain PB | fit + export, min |",
-        "|---|---|---:|---:|---:|---:|",
+        *table(
+            ["model", "trained on", "epochs", "s / epoch", "× plain PB", "fit + export, min"],
+            align="llrrrr",
+        ),
     ]
     for name, row in rows.items():
         same = base is not None and row["device"] == base["device"]
         ratio = f"{row['epoch_seconds'] / base['epoch_seconds']:.2f}" if same else "n/a"
-        lines.append(
-            f"| {name} | {row['device']} | {row['epochs']} | {row['epoch_seconds']:.1f} | "
-            f"{ratio} | {row['fit_minutes']:.1f} |"
-        )
-    RESULTS.mkdir(parents=True, exist_ok=True)
+        seconds, minutes = f"{row['epoch_seconds']:.1f}", f"{row['fit_minutes']:.1f}"
+        lines.append(table_row([name, row["device"], row["epochs"], seconds, ratio, minutes]))
     stem = f"robustness_{run_name(args)}"
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    write_report(RESULTS / f"{stem}.md", lines)
     (RESULTS / f"{stem}.json").write_text(
         json.dumps(
             {k: {kk: vv for kk, vv in v.items() if kk != "model_dir"} for k, v in rows.items()},

@@ -31,7 +31,6 @@ import gc
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -307,29 +306,18 @@ def run_all(args: argparse.Namespace) -> list[dict]:
     return results
 
 
-def machine_description(args: argparse.Namespace) -> str:
-    import torch
-
-    if args.device == "cuda":
-        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {os.cpu_count()} logical CPUs, {args.threads} torch threads, torch {torch.__version__}"
-
-
 def write_markdown(
     args: argparse.Namespace, results: list[dict], command: str, load: tuple[float, float]
 ) -> str:
+    # Imported here: this module sets the thread count before torch is first imported.
+    from _common import machine, table, table_row, write_report
+
     lines = [
         "# Scaling: `synergy` vs `attention`",
         "",
         f"Command: `{command}`",
         "",
-        f"Machine: {machine_description(args)}; load average {load[0]:.1f} at the start, "
+        f"Machine: {machine(args.threads)}; load average {load[0]:.1f} at the start, "
         f"{load[1]:.1f} at the end (other jobs share the CPUs: compare within a run).",
         f"Setup: D = {args.dim}, depth = {args.depth}, {args.heads} heads, synergy L = "
         f"{args.num_latents} latents; batch {args.batch}; N tokens split evenly over two "
@@ -337,20 +325,39 @@ def write_markdown(
         f"up to {args.repeats} runs (fewer when they exceed half the budget) after "
         f"{args.warmup} warm-up run(s).",
         "",
-        "| core | tokens N | fwd+bwd time (s), median | min–max (s) | timed runs "
-        "| peak memory (MiB) | GFLOPs (fwd+bwd) | parameters |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        *table(
+            [
+                "core",
+                "tokens N",
+                "fwd+bwd time (s), median",
+                "min–max (s)",
+                "timed runs",
+                "peak memory (MiB)",
+                "GFLOPs (fwd+bwd)",
+                "parameters",
+            ],
+            align="lrrrrrrr",
+        ),
     ]
     for row in results:
         if "skipped" in row:
-            lines.append(
-                f"| {row['core']} | {row['tokens']:,} | skipped: {row['skipped']} | | | | |"
-            )
+            skipped = [row["core"], f"{row['tokens']:,}", f"skipped: {row['skipped']}"]
+            lines.append(table_row(skipped + [""] * 5))
             continue
+        spread = f"{min(row['times_s']):.4f}–{max(row['times_s']):.4f}"
         lines.append(
-            f"| {row['core']} | {row['tokens']:,} | {row['median_s']:.4f} | "
-            f"{min(row['times_s']):.4f}–{max(row['times_s']):.4f} | {row['runs']} | "
-            f"{row['peak_bytes'] / 2**20:.1f} | {row['flops'] / 1e9:.2f} | {row['parameters']:,} |"
+            table_row(
+                [
+                    row["core"],
+                    f"{row['tokens']:,}",
+                    f"{row['median_s']:.4f}",
+                    spread,
+                    row["runs"],
+                    f"{row['peak_bytes'] / 2**20:.1f}",
+                    f"{row['flops'] / 1e9:.2f}",
+                    f"{row['parameters']:,}",
+                ]
+            )
         )
     lines += [
         "",
@@ -368,10 +375,7 @@ def write_markdown(
             )
         else:
             lines.append(f"- `{name}`: not available (a size was skipped)")
-    text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    return text
+    return write_report(args.out, lines)
 
 
 def main(argv: list[str] | None = None) -> None:

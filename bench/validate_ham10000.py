@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import load_average, machine, write_report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEC = REPO_ROOT / "configs" / "ham10000.yaml"
@@ -45,7 +46,7 @@ def main() -> None:
         ]
         if args.workers:
             command += ["--workers", str(args.workers)]
-        load_before = os.getloadavg()[0]
+        load_before = load_average()
         started = time.perf_counter()
         completed = subprocess.run(command, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - started
@@ -60,8 +61,8 @@ def main() -> None:
         "",
         f"Command: `polymodal validate configs/ham10000.yaml` (run by `python {Path(__file__).relative_to(REPO_ROOT)}`)",
         "",
-        f"- machine: {platform.machine()}, {os.cpu_count()} CPU core(s), Python "
-        f"{platform.python_version()}; load average before the run {load_before:.2f}",
+        f"- machine: {machine()}, Python {platform.python_version()}; load average before the "
+        f"run {load_before:.2f}",
         f"- exit status: {completed.returncode} (0 = training possible)",
         f"- rows: {report['n_rows']:,} "
         f"({', '.join(f'{s} {n:,}' for s, n in report['split_counts'].items())})",
@@ -79,10 +80,7 @@ def main() -> None:
     ]
     if leak is not None:
         lines += ["The leakage warning as printed:", "", f"> {leak['reason']}", ""]
-    text = "\n".join(lines)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
-    print(text)
+    print(write_report(RESULTS, lines), end="")
 
 
 if __name__ == "__main__":
