@@ -36,6 +36,7 @@ from polymodal.model import MultimodalModel
 from polymodal.model_folder import load_model_folder, without_pretrained_weights
 from polymodal.training.config import TrainConfig
 from polymodal.training.fit import FitResult, fit
+from polymodal.training.run_config import RunConfig
 
 Trainable = Literal["head", "core", "all"]
 TRAINABLE: tuple[str, ...] = ("head", "core", "all")
@@ -129,7 +130,11 @@ def adapt(
     resume: bool = False,
     progress: bool = True,
 ) -> tuple[FitResult, WarmStart]:
-    """Fine-tune the model in ``model_dir`` to ``spec``'s targets; export to ``OUT/model``."""
+    """Fine-tune the model in ``model_dir`` to ``spec``'s targets; export to ``OUT/model``.
+
+    The run is the trained model's architecture (:func:`adapted_config`) trained with
+    ``train_config``; no training plugin takes part.
+    """
     if train not in TRAINABLE:
         raise ModelError(f"train must be one of {', '.join(TRAINABLE)}; got {train!r}")
     trained = load_model_folder(model_dir)
@@ -140,11 +145,11 @@ def adapt(
     def start(model: MultimodalModel) -> None:
         done.append(warm_start(model, trained.model, train))
 
+    run_config = RunConfig(model=adapted_config(trained.config), train=train_config)
     result = fit(
         spec,
         Path(out_dir),
-        model_config=adapted_config(trained.config),
-        train_config=train_config,
+        run_config,
         cohort=cohort,
         progress=progress,
         resume=resume,
