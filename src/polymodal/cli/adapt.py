@@ -42,13 +42,21 @@ def adapt(
     if train not in TRAINABLE:
         raise SpecError(f"--train must be one of {', '.join(TRAINABLE)}; got {train!r}")
     overrides = list(set_)
-    if any(item.strip().startswith("model.") for item in overrides):
+    other = [item for item in overrides if not item.strip().startswith("train.")]
+    if other:
+        # Anything else would validate and then be ignored by the adaptation.
         raise SpecError(
-            "polymodal adapt keeps the trained model's architecture; --set accepts train.* only"
+            f"polymodal adapt keeps the trained model's architecture and runs no training "
+            f"plugin; --set accepts train.* only, not {', '.join(other)}"
         )
     if epochs is not None:
         overrides.append(f"train.max_epochs={epochs}")
     run = load_run_config(config, overrides)
+    if run.plugin_sections():
+        raise SpecError(
+            f"{config}: polymodal adapt runs no training plugin; remove the "
+            f"{', '.join(run.plugin_sections())} section(s) or use polymodal fit"
+        )
     cohort_spec = load_spec(spec)
     console.print(
         f"adapting [bold]{model_dir}[/] to [bold]{cohort_spec.name}[/] (train {train}) → {out}"
