@@ -21,22 +21,10 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+from polymodal import modalities, targets
 from polymodal.data.label_checks import check_targets
-from polymodal.data.manifest import Cohort, parse_number
-from polymodal.data.readers import read_image, read_series, read_text, read_volume
-from polymodal.data.serialize import TabularToText
-from polymodal.data.spec import (
-    SPLITS,
-    BinaryTarget,
-    ImageModality,
-    MulticlassTarget,
-    SeriesModality,
-    TabularModality,
-    TextModality,
-    VolumeModality,
-    modality_columns,
-    target_columns,
-)
+from polymodal.data.manifest import Cohort
+from polymodal.data.spec import SPLITS, modality_columns, target_columns
 from polymodal.errors import ReadError, SpecError
 from polymodal.validation.leakage import find_leaks
 
@@ -171,71 +159,36 @@ def _check_ids_and_splits(cohort: Cohort, found: _Findings) -> None:
         found.blocking.append(f"{len(leaking)} group(s) sit in more than one split")
 
 
-def _check_tabular(
-    cohort: Cohort, cfg: TabularModality, found: _Findings, bad_rows: set[int], action: str
-) -> tuple[dict[str, float], np.ndarray]:
-    """Missing rate per column and availability per row ``(N,)`` of one tabular modality."""
-    frame = cohort.frame
-    rates: dict[str, float] = {}
-    present_any = np.zeros(len(frame), dtype=bool)
-    markers = set(cfg.missing_values)
-    for column in [*cfg.numeric, *cfg.categorical]:
-        values = frame[column].str.strip()
-        missing = (values == "") | values.isin(markers)
-        rates[column] = float(missing.mean())
-        present_any |= ~missing.to_numpy()
-        if column not in cfg.numeric:
-            continue
-        numbers = pd.to_numeric(values.where(~missing), errors="coerce")
-        # pandas screens fast; parse_number, which the dataset uses, has the last word.
-        suspect = (~missing & ~np.isfinite(numbers.astype(float))).to_numpy()
-        for pos in np.flatnonzero(suspect):
-            try:
-                parse_number(frame[column].iat[pos], markers)
-            except ReadError as err:
-                found.add(pos, column, err.reason, action)
-                bad_rows.add(int(pos))
-    return rates, present_any
-
-
-def _check_clinical_text(
-    cohort: Cohort, cfg: TextModality, found: _Findings, bad_rows: set[int], action: str
-) -> np.ndarray:
-    """Serialize every row's clinical text; availability per row ``(N,)`` (some sentence)."""
-    serializer = TabularToText.from_modality(cfg)
-    present = np.zeros(len(cohort), dtype=bool)
-    for pos, cells in enumerate(cohort.frame[cfg.from_columns].to_dict("records")):
-        bad: list[tuple[str, str]] = []
-        present[pos] = bool(serializer(cells, bad).text)
-        for column, reason in bad:
-            found.add(pos, column, reason, action)
-            bad_rows.add(pos)
-    return present
+def _check_cells(
+    cohort: Cohort, name: str, found: _Findings, bad_rows: set[int], action: str
+) -> tuple[np.ndarray | None, dict[str, float]]:
+    """Availability per row ``(N,)`` and missing rate per column of one modality, from its
+    manifest cells alone (its kind's check); ``(None, {})`` for a kind whose values are in
+    files, which :func:`_file_tasks` reads instead."""
+    cfg = cohort.spec.modalities[name]
+    check = modalities.get(cfg.kind).check_cells(cfg, cohort.frame)
+    if check is None:
+        return None, {}
+    for pos, column, reason in check.problems:
+        found.add(pos, column, reason, action)
+        bad_rows.add(int(pos))
+    return check.available, check.missing_rates
 
 
 FileTask = tuple[int, str, str, Callable[[], object]]
-
-_READERS: dict[type, Callable] = {
-    ImageModality: read_image,
-    VolumeModality: read_volume,
-    SeriesModality: read_series,
-}
 
 
 def _file_tasks(cohort: Cohort, *, open_files: bool = True) -> list[FileTask]:
     """(row, modality, column, check) for every non-blank file cell; check() raises ReadError.
 
-    With ``open_files`` the check resolves the path and reads the file; without, it only
-    resolves the path (no file is opened), so a path the cohort refuses is still reported.
+    With ``open_files`` the check resolves the path and reads the file with its kind's reader;
+    without, it only resolves the path (no file is opened), so a path the cohort refuses is
+    still reported.
     """
     tasks = []
     frame = cohort.frame
     for name, cfg in cohort.spec.modalities.items():
-        if isinstance(cfg, TabularModality):
-            continue
-        if isinstance(cfg, TextModality) and cfg.source == "column":
-            continue
-        for column in modality_columns(cfg):
+        for column in modalities.get(cfg.kind).file_columns(cfg):
             cells = frame[column].to_numpy()
             for pos in np.flatnonzero((frame[column].str.strip() != "").to_numpy()):
                 check = _bind(_read_cell if open_files else _locate_cell, cohort, cfg, cells[pos])
@@ -248,9 +201,7 @@ def _locate_cell(cohort: Cohort, cfg: Any, cell: str) -> Path:
 
 
 def _read_cell(cohort: Cohort, cfg: Any, cell: str) -> object:
-    if isinstance(cfg, TextModality):
-        return read_text(cell, cfg, cohort.resolve_path)
-    return _READERS[type(cfg)](_locate_cell(cohort, cfg, cell), cfg)
+    return modalities.get(cfg.kind).read_file(cfg, cell, cohort.resolve_path)
 
 
 def _bind(function: Callable, *args: object) -> Callable[[], object]:
@@ -308,7 +259,7 @@ def _check_leakage(cohort: Cohort, usable: dict[str, pd.Series], found: _Finding
     categorical = {
         name: labels
         for name, labels in usable.items()
-        if isinstance(spec.targets[name], BinaryTarget | MulticlassTarget)
+        if targets.get(spec.targets[name].kind).class_valued
     }
     flagged = []
     for finding in find_leaks(cohort.frame, categorical, columns):
@@ -370,15 +321,11 @@ def validate_cohort(
             "unavailable for this row"
         )
 
-    for name, cfg in spec.modalities.items():
-        if isinstance(cfg, TabularModality):
-            rates, present = _check_tabular(cohort, cfg, found, bad[name], action(name))
-            missing_rates.update(rates)
+    for name in spec.modalities:
+        present, rates = _check_cells(cohort, name, found, bad[name], action(name))
+        if present is not None:
             available[name] = present
-        elif isinstance(cfg, TextModality) and cfg.from_columns is not None:
-            available[name] = _check_clinical_text(cohort, cfg, found, bad[name], action(name))
-        elif isinstance(cfg, TextModality) and cfg.source == "column":
-            available[name] = (cohort.frame[cfg.column].str.strip() != "").to_numpy()
+        missing_rates.update(rates)
     file_results = (
         _read_all_files(cohort, workers, show_progress)
         if read_files
