@@ -1,0 +1,297 @@
+"""Metrics of many bootstrap resamples at once, each resample a weight per row.
+
+A patient-grouped bootstrap resample counts row i as often as its patient was drawn
+(:func:`polymodal.evaluation.paired_tests.grouped_weights`). Every metric here takes those counts
+as weights ``w (R, n)`` and returns ``(R,)`` values, so R resamples cost a few array operations,
+not R calls of scikit-learn. With ``w = 1`` they equal the metrics of
+:func:`polymodal.evaluation.metrics.compute_metrics`; :mod:`polymodal.evaluation.compare` checks
+that on the full data and leaves out any metric where the two disagree.
+
+The form of a target's data picks its scores, not the kind's name (:func:`scores_for`):
+
+=========================================  =======================================================
+data (kind traits, shapes)                 metrics
+=========================================  =======================================================
+class-valued, probability ``(n,)``         auroc, auprc, sensitivity_at_specificity, accuracy,
+                                           balanced_accuracy, f1, brier, ece
+class-valued, probabilities ``(n, K)``     auroc[c], auprc[c] and their macro means,
+                                           sensitivity_at_specificity_macro, accuracy,
+                                           balanced_accuracy, f1_macro, brier, ece (top label)
+multi-label, probabilities ``(n, K)``      auroc[l], auprc[l], their macro means, f1_macro,
+                                           brier, ece
+neither, value ``(n,)`` vs label ``(n,)``  mae, rmse, r2, pearson_r
+=========================================  =======================================================
+
+Other data (time-to-event pairs, horizons, digits) have no resampled form yet: compare says so.
+Undefined values are NaN, as in :mod:`polymodal.evaluation.metrics` (AUROC of a resample without
+negatives; macro means when a class is undefined).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from polymodal.targets import MetricOptions, TargetKind
+from polymodal.targets.scores import class_names
+
+Metrics = dict[str, np.ndarray]  # metric name → (R,) values
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, NaN where the denominator is 0 (undefined, never 0 or 1)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, numerator / denominator, np.nan)
+
+
+def _strict_mean(columns: list[np.ndarray]) -> np.ndarray:
+    """Mean over classes of ``(R,)`` arrays; NaN when any class is NaN (strict macro)."""
+    return np.mean(np.stack(columns), axis=0)
+
+
+class Ranking:
+    """One score ranked against one yes/no outcome, ready for weighted ROC/PR summaries.
+
+    Rows are sorted once by score and tied scores pooled, so each resample's positive and
+    negative weight per distinct score is one ``np.add.reduceat``.
+    """
+
+    def __init__(self, positive: np.ndarray, score: np.ndarray) -> None:
+        self.positive = np.asarray(positive, dtype=bool)
+        self.score = np.asarray(score, dtype=np.float64)
+        _, codes = np.unique(self.score, return_inverse=True)
+        self.n_scores = int(codes.max()) + 1 if len(codes) else 0
+        # Rows sorted by (score, outcome): each run of equal (score, outcome) is one segment,
+        # so one reduceat sums a resample's positive and negative weight per distinct score.
+        segment = codes * 2 + self.positive
+        self.order = np.argsort(segment, kind="stable")
+        ranked = segment[self.order]
+        self.starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+        self.segment_score = ranked[self.starts] // 2  # (S,) distinct-score index of a segment
+        self.segment_positive = ranked[self.starts] % 2 == 1  # (S,)
+
+    def weights(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positive and negative weight per distinct score, ascending: two ``(R, U)``."""
+        sums = np.add.reduceat(w[:, self.order], self.starts, axis=1)  # (R, S)
+        pos = np.zeros((len(w), self.n_scores))
+        neg = np.zeros((len(w), self.n_scores))
+        pos[:, self.segment_score[self.segment_positive]] = sums[:, self.segment_positive]
+        neg[:, self.segment_score[~self.segment_positive]] = sums[:, ~self.segment_positive]
+        return pos, neg
+
+    def summaries(self, w: np.ndarray, specificity: float) -> tuple[np.ndarray, ...]:
+        """(AUROC, average precision, best sensitivity at ≥ ``specificity``), each ``(R,)``.
+
+        AUROC is the Mann–Whitney form (ties count ½), equal to the trapezoidal ROC area;
+        average precision is scikit-learn's Σ ΔRecall·Precision over distinct thresholds.
+        """
+        pos, neg = self.weights(w)
+        n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+        defined = (n_pos > 0) & (n_neg > 0)
+        below = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each score
+        auroc = _ratio((pos * (below + 0.5 * neg)).sum(axis=1), n_pos * n_neg)
+        # From the highest score down: true and false positives at each threshold.
+        tp = np.cumsum(pos[:, ::-1], axis=1)
+        fp = np.cumsum(neg[:, ::-1], axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+            tpr = tp / n_pos[:, None]
+            fpr = fp / n_neg[:, None]
+        auprc = _ratio((precision * pos[:, ::-1]).sum(axis=1), n_pos)
+        # The ROC curve starts at (0, 0), so the best admissible sensitivity is at least 0.
+        admissible = fpr <= 1.0 - specificity + 1e-12
+        sensitivity = np.where(admissible, tpr, 0.0).max(axis=1)
+        nan = np.nan
+        return (
+            np.where(defined, auroc, nan),
+            np.where(defined, auprc, nan),
+            np.where(defined, sensitivity, nan),
+        )
+
+
+def expected_calibration_error(
+    outcome: np.ndarray, prob: np.ndarray, w: np.ndarray, n_bins: int
+) -> np.ndarray:
+    """Weighted ECE ``(R,)``: Σ_bins |Σ w·(y − p)| / Σ w, equal-width bins over [0, 1].
+
+    ``outcome`` and ``prob`` are ``(n,)`` or ``(n, K)`` (every sample-label pair counts once).
+    """
+    outcome = outcome.reshape(len(outcome), -1)
+    prob = prob.reshape(len(prob), -1)
+    bins = np.minimum((prob * n_bins).astype(np.int64), n_bins - 1)  # (n, K)
+    gap = np.zeros((len(prob), n_bins))  # (n, bins): each row's Σ (y − p) per bin
+    rows = np.repeat(np.arange(len(prob)), prob.shape[1])
+    np.add.at(gap, (rows, bins.ravel()), (outcome - prob).ravel())
+    return np.abs(w @ gap).sum(axis=1) / (w.sum(axis=1) * prob.shape[1])
+
+
+def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    return _ratio(2 * tp, 2 * tp + fp + fn)
+
+
+@dataclass(frozen=True)
+class ResampledScores:
+    """One model's scores of one target, ready to be computed on many resamples.
+
+    ``metrics(w)`` gives ``{metric: (R,)}`` for row weights ``w (R, n)``; ``rankings`` names the
+    yes/no rankings behind each AUROC (for DeLong's test); ``correct`` is whether each row is
+    right at the decision threshold (for McNemar's test), None when "right" has no meaning.
+    """
+
+    metrics: Callable[[np.ndarray], Metrics]
+    rankings: dict[str, Ranking]
+    correct: np.ndarray | None
+
+
+def binary_scores(y: np.ndarray, prob: np.ndarray, o: MetricOptions) -> ResampledScores:
+    """A probability of one outcome ``prob (n,)`` against ``y (n,)`` in {0, 1}."""
+    y = y.astype(np.float64)
+    ranking = Ranking(y == 1, prob)
+    predicted = (prob >= o.threshold).astype(np.float64)
+
+    def metrics(w: np.ndarray) -> Metrics:
+        total = w.sum(axis=1)
+        n_pos = w @ y
+        tp, fp = w @ (y * predicted), w @ ((1 - y) * predicted)
+        fn, tn = n_pos - tp, total - n_pos - fp
+        auroc, auprc, sensitivity = ranking.summaries(w, o.specificity)
+        defined = (n_pos > 0) & (n_pos < total)  # both classes present
+        return {
+            "auroc": auroc,
+            "auprc": auprc,
+            "balanced_accuracy": np.where(
+                defined, (_ratio(tp, n_pos) + _ratio(tn, total - n_pos)) / 2, np.nan
+            ),
+            "accuracy": (tp + tn) / total,
+            "f1": _f1(tp, fp, fn),
+            "sensitivity_at_specificity": sensitivity,
+            "brier": (w @ (y - prob) ** 2) / total,
+            "ece": expected_calibration_error(y, prob, w, o.n_bins_ece),
+        }
+
+    return ResampledScores(metrics, {"auroc": ranking}, predicted == y)
+
+
+def class_scores(y: np.ndarray, prob: np.ndarray, o: MetricOptions) -> ResampledScores:
+    """Class probabilities ``prob (n, K)`` against class indices ``y (n,)``; one-vs-rest."""
+    count = prob.shape[1]
+    names = class_names("class", o.classes, count)
+    y = y.astype(np.int64)
+    one_hot = np.eye(count)[y]  # (n, K)
+    predicted = prob.argmax(axis=1)
+    predicted_hot = np.eye(count)[predicted]
+    correct = predicted == y
+    rankings = {f"auroc[{name}]": Ranking(y == k, prob[:, k]) for k, name in enumerate(names)}
+
+    def metrics(w: np.ndarray) -> Metrics:
+        total = w.sum(axis=1)
+        per_class = [r.summaries(w, o.specificity) for r in rankings.values()]
+        n_true, n_predicted = w @ one_hot, w @ predicted_hot  # (R, K)
+        tp = w @ (one_hot * predicted_hot)
+        recall = _ratio(tp, n_true)
+        out: Metrics = {
+            "auroc_macro": _strict_mean([c[0] for c in per_class]),
+            "auprc_macro": _strict_mean([c[1] for c in per_class]),
+            "balanced_accuracy": recall.mean(axis=1),
+            "accuracy": (w @ correct) / total,
+            "f1_macro": _f1(tp, n_predicted - tp, n_true - tp).mean(axis=1),
+            "sensitivity_at_specificity_macro": _strict_mean([c[2] for c in per_class]),
+            "brier": (w @ ((prob - one_hot) ** 2).sum(axis=1)) / total,
+            "ece": expected_calibration_error(correct, prob.max(axis=1), w, o.n_bins_ece),
+        }
+        for name, (auroc, auprc, _) in zip(names, per_class, strict=True):
+            out[f"auroc[{name}]"] = auroc
+            out[f"auprc[{name}]"] = auprc
+        return out
+
+    return ResampledScores(metrics, rankings, correct)
+
+
+def label_scores(y: np.ndarray, prob: np.ndarray, o: MetricOptions) -> ResampledScores:
+    """Independent probabilities ``prob (n, K)`` of K yes/no labels ``y (n, K)``."""
+    count = prob.shape[1]
+    names = class_names("label", o.classes, count)
+    y = y.astype(np.float64)
+    predicted = (prob >= o.threshold).astype(np.float64)
+    rankings = {f"auroc[{name}]": Ranking(y[:, k] == 1, prob[:, k]) for k, name in enumerate(names)}
+
+    def metrics(w: np.ndarray) -> Metrics:
+        per_label = [r.summaries(w, o.specificity) for r in rankings.values()]
+        n_true, n_predicted = w @ y, w @ predicted  # (R, K)
+        tp = w @ (y * predicted)
+        out: Metrics = {
+            "auroc_macro": _strict_mean([c[0] for c in per_label]),
+            "auprc_macro": _strict_mean([c[1] for c in per_label]),
+            "f1_macro": _f1(tp, n_predicted - tp, n_true - tp).mean(axis=1),
+            "brier": (w @ ((y - prob) ** 2).mean(axis=1)) / w.sum(axis=1),
+            "ece": expected_calibration_error(y, prob, w, o.n_bins_ece),
+        }
+        for name, (auroc, auprc, _) in zip(names, per_label, strict=True):
+            out[f"auroc[{name}]"] = auroc
+            out[f"auprc[{name}]"] = auprc
+        return out
+
+    return ResampledScores(metrics, rankings, None)
+
+
+def value_scores(y: np.ndarray, pred: np.ndarray, o: MetricOptions) -> ResampledScores:
+    """A predicted value ``pred (n,)`` against a measured one ``y (n,)``."""
+    y = y.astype(np.float64)
+    pred = pred.astype(np.float64)
+
+    def metrics(w: np.ndarray) -> Metrics:
+        total = w.sum(axis=1)
+        error = y - pred
+        y_centred = y - ((w @ y) / total)[:, None]  # (R, n)
+        p_centred = pred - ((w @ pred) / total)[:, None]
+        y_spread = (w * y_centred**2).sum(axis=1)
+        p_spread = (w * p_centred**2).sum(axis=1)
+        # A resample of a single label value has no spread: R² and r undefined (NaN), as on
+        # the full data. Rounding leaves ~1e-30 where it should be 0.
+        varies = y_spread > 1e-12 * (w @ y**2 + 1e-300)
+        covaries = varies & (p_spread > 1e-12 * (w @ pred**2 + 1e-300))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r2 = 1.0 - (w @ error**2) / y_spread
+            r = (w * y_centred * p_centred).sum(axis=1) / np.sqrt(y_spread * p_spread)
+        return {
+            "mae": (w @ np.abs(error)) / total,
+            "rmse": np.sqrt((w @ error**2) / total),
+            "r2": np.where(varies, r2, np.nan),
+            "pearson_r": np.where(covaries, r, np.nan),
+        }
+
+    return ResampledScores(metrics, {}, None)
+
+
+def scores_for(
+    kind: TargetKind, y: np.ndarray, prediction: np.ndarray, options: MetricOptions
+) -> ResampledScores | None:
+    """The resampled scores of one target's data, chosen by the kind's traits and the shapes
+    of its labels and predictions; None when none applies."""
+    y, prediction = np.asarray(y), np.asarray(prediction, dtype=np.float64)
+    if kind.multi_label and y.ndim == 2 and prediction.shape == y.shape:
+        return label_scores(y, prediction, options)
+    if kind.class_valued and y.ndim == 1 and prediction.ndim == 1:
+        return binary_scores(y, prediction, options)
+    if kind.class_valued and y.ndim == 1 and prediction.ndim == 2:
+        return class_scores(y, prediction, options)
+    if not (kind.class_valued or kind.multi_label) and y.ndim == prediction.ndim == 1:
+        return value_scores(y, prediction, options)
+    return None
+
+
+def agreeing(
+    resampled: Metrics, reference: dict[str, float], names: Sequence[str] | None = None
+) -> list[str]:
+    """Metrics whose full-data value (``resampled`` at ``w = 1``, each ``(1,)``) equals the
+    reference (:func:`compute_metrics`), both undefined counting as equal."""
+    out = []
+    for name in names if names is not None else resampled:
+        if name not in resampled or name not in reference:
+            continue
+        mine, theirs = float(resampled[name][0]), float(reference[name])
+        if (np.isnan(mine) and np.isnan(theirs)) or np.isclose(mine, theirs, rtol=1e-7, atol=1e-9):
+            out.append(name)
+    return out
