@@ -168,6 +168,7 @@ def test_a_planted_init_from_folder_is_never_unpickled(
 ) -> None:
     from polymodal.adapters.inject import CONFIG_FILE, WEIGHTS_FILE
     from polymodal.fusion import create_core
+    from polymodal.training.adapter_source import init_core_adapters
 
     vit = {"img_size": 32, "embed_dim": 32, "depth": 2, "num_heads": 2}
     core = create_core(
@@ -179,14 +180,14 @@ def test_a_planted_init_from_folder_is_never_unpickled(
     )
     # A model folder: read by load_model_folder (safetensors only).
     with pytest.raises(ModelError, match=r"model\.safetensors: not a readable safetensors file"):
-        core.init_adapters_from("lesion", planted_model_folder)
+        init_core_adapters(core, {"lesion": planted_model_folder})
     # An adapter folder: its weights are read by safetensors, which has no code to run.
     adapters = tmp_path / "adapters"
     adapters.mkdir()
     (adapters / CONFIG_FILE).write_text(json.dumps({"method": "mor"}))
     plant(adapters / WEIGHTS_FILE, marker)
     with pytest.raises(ModelError, match=r"adapter.*not a readable safetensors file"):
-        core.init_adapters_from("lesion", adapters)
+        init_core_adapters(core, {"lesion": adapters})
 
 
 def _unsafe_loads(path: Path) -> list[str]:

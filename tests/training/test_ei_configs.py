@@ -20,6 +20,7 @@ from polymodal.datasets.demo import make_demo_cohort
 from polymodal.errors import ModelError, PolymodalError
 from polymodal.fusion import create_core
 from polymodal.model_folder import load_model_folder
+from polymodal.training.adapter_source import init_core_adapters, read_adapter_weights
 from polymodal.training.fit import fit
 from polymodal.training.run_config import load_run_config
 
@@ -220,6 +221,8 @@ def test_single_models_on_other_frozen_weights_are_flagged(
         backbone_options={"img_size": 32, "embed_dim": 32, "depth": 2, "num_heads": 2},
     )
     with pytest.warns(UserWarning, match="frozen backbone weights differ"):
-        assert core.init_adapters_from("lesion", single) == ["ref_lesion", "tgt_lesion"]
+        assert init_core_adapters(core, {"lesion": single}) == {
+            "lesion": ["ref_lesion", "tgt_lesion"]
+        }
     with pytest.raises(ModelError, match="no adapted image encoder for modality 'closeup'"):
-        core.init_adapters_from("closeup", single)
+        read_adapter_weights("closeup", single)

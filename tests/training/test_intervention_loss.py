@@ -97,7 +97,7 @@ def test_the_loss_is_the_papers_formula_on_a_complete_batch() -> None:
     labels = torch.tensor([0, 2, 1, 2])
     batch = make_batch([True] * 4, [True] * 4, labels.tolist())
     outputs, terms = run_step(module, plugin, batch)
-    branches = module.model.core.last_branches
+    branches = outputs["auxiliary"]
     head = module.model.heads["dx"]
     s2 = {m: head(branches["branch_features"][m]) for m in ("derm", "clinical")}
     s1 = {m: plugin.reference_heads[m]["dx"](branches["reference_cls"][m]) for m in s2}
@@ -118,8 +118,8 @@ def test_the_loss_is_the_papers_formula_on_a_complete_batch() -> None:
     # The official quirk: the probabilities go into cross_entropy as if they were logits.
     quirk = InterventionLossConfig(route_probabilities_as_logits=True)
     module, plugin = make_module(config=quirk)
-    run_step(module, plugin, batch)
-    quirk_terms = plugin.terms(module.model, batch, module.model.core.last_branches)
+    quirk_outputs, _ = run_step(module, plugin, batch)
+    quirk_terms = plugin.terms(module.model, batch, quirk_outputs["auxiliary"])
     assert torch.allclose(quirk_terms["ei/route"], 0.1 * F.cross_entropy(w, r_star), atol=1e-6)
 
 
@@ -146,8 +146,8 @@ def test_a_multilabel_target_supervises_the_router_with_soft_targets() -> None:
     y = torch.tensor([[1, 0, 1], [0, 0, 0], [1, 1, 0], [0, 1, 1]], dtype=torch.float32)
     batch = make_batch([True] * 4, [True] * 4, [0] * 4)
     batch["targets"], batch["target_mask"] = {"knee": y}, {"knee": torch.ones(4, dtype=torch.bool)}
-    _, terms = run_step(module, plugin, batch)
-    branches = module.model.core.last_branches
+    outputs, terms = run_step(module, plugin, batch)
+    branches = outputs["auxiliary"]
     head = module.model.heads["knee"]
     s2 = {m: head(branches["branch_features"][m]) for m in ("derm", "clinical")}
     per_label = torch.stack(
@@ -175,8 +175,8 @@ def test_missing_images_and_labels_leave_their_terms() -> None:
     clinical = [True, False, True, True, False]
     labelled = [True, True, False, True, True]
     batch = make_batch(clinical, labelled, labels)
-    _, terms = run_step(module, plugin, batch)
-    branches = module.model.core.last_branches
+    outputs, terms = run_step(module, plugin, batch)
+    branches = outputs["auxiliary"]
     head = module.model.heads["dx"]
     y = torch.tensor(labels)
     derm_rows, clinical_rows = [0, 1, 3, 4], [0, 3]  # labelled, and with that image
