@@ -40,6 +40,7 @@ def main() -> None:
 # Command modules (each adds its commands to `app` when imported).
 from polymodal.cli import (  # noqa: E402
     adapt,
+    compare,
     demo,
     demo_data,
     evaluate,
@@ -54,6 +55,7 @@ from polymodal.cli import (  # noqa: E402
 __all__ = [
     "adapt",
     "app",
+    "compare",
     "demo",
     "demo_data",
     "evaluate",
