@@ -39,6 +39,15 @@ def evaluate(
     markdown_out: Path | None = typer.Option(
         None, "--markdown", help="Write the results as Markdown."
     ),
+    predictions: Path | None = typer.Option(
+        None,
+        help="Keep the per-sample predictions of every subset here (Parquet). Default: beside "
+        "--json (r.json → r.predictions.parquet), else beside --markdown, else "
+        "RUN/eval/SPLIT.predictions.parquet for MODEL_DIR = RUN/model.",
+    ),
+    keep_predictions: bool = typer.Option(
+        True, help="Write the predictions file (read by `polymodal compare`)."
+    ),
     seed: int = typer.Option(0, help="Bootstrap seed."),
 ) -> None:
     """Score a model on a split, with 95 % bootstrap CIs resampled by patient group."""
@@ -56,6 +65,8 @@ def evaluate(
     if root is None and other is not None and other != cohort_spec.manifest_path:
         root = other.parent
     cohort = load_cohort(cohort_spec, manifest_override=manifest, root=root)
+    if keep_predictions and predictions is None:
+        predictions = predictions_beside(json_out or markdown_out, model_dir, split)
     result = evaluate_model(
         predictor,
         cohort,
@@ -64,6 +75,7 @@ def evaluate(
         n_boot=n_boot,
         specificity=specificity,
         seed=seed,
+        predictions_path=predictions if keep_predictions else None,
     )
     result.print_rich(console)
     for path, text in ((json_out, result.to_json()), (markdown_out, result.to_markdown())):
@@ -71,3 +83,18 @@ def evaluate(
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             console.print(f"wrote {path}")
+    if keep_predictions:
+        console.print(
+            f"wrote {predictions} (per-sample predictions, for `polymodal compare`)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+def predictions_beside(result_path: Path | None, model_dir: Path, split: str) -> Path:
+    """Where the predictions go by default: ``r.json`` → ``r.predictions.parquet``; without a
+    result file, ``RUN/eval/SPLIT.predictions.parquet`` beside ``RUN/model``."""
+    if result_path is not None:
+        return result_path.with_name(f"{result_path.stem}.predictions.parquet")
+    return model_dir.parent / "eval" / f"{split}.predictions.parquet"

@@ -9,6 +9,7 @@ lacks stays missing, as it would in the clinic.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.progress import Progress
 
@@ -16,6 +17,7 @@ from polymodal.data.manifest import Cohort
 from polymodal.data.spec import SPLITS
 from polymodal.errors import PolymodalError
 from polymodal.evaluation.bootstrap import bootstrap_metrics
+from polymodal.evaluation.kept_predictions import predictions_table, write_predictions
 from polymodal.evaluation.tables import EvaluationResult, modality_subsets
 from polymodal.predictor import Predictor
 
@@ -31,6 +33,7 @@ def evaluate_model(
     specificity: float = 0.9,
     seed: int = 0,
     progress: bool = True,
+    predictions_path: Path | str | None = None,
 ) -> EvaluationResult:
     """Score ``predictor`` on one split of ``cohort``.
 
@@ -40,6 +43,9 @@ def evaluate_model(
         modalities: restrict the matrix to subsets of these modalities (default: all).
         n_boot: bootstrap resamples (by patient group) for the 95 % intervals.
         specificity: the specificity at which sensitivity is reported.
+        predictions_path: also keep every subset's per-sample predictions in this Parquet
+            file (schema: :mod:`polymodal.evaluation.kept_predictions`), for figures and
+            paired comparisons (``polymodal compare``) without the model.
 
     Test-time augmentation is the predictor's (``Predictor.load(..., tta=True)``); the result's
     settings record the views averaged (``tta_views``).
@@ -67,7 +73,11 @@ def evaluate_model(
             "tta_views": list(predictor.views) if predictor.tta else None,
         }
     )
-    collectors, _ = predictor.collect_subsets(cohort, plan, split=split, progress=progress)
+    collectors, available = predictor.collect_subsets(cohort, plan, split=split, progress=progress)
+    if predictions_path is not None:
+        settings = {**result.settings, "cohort": cohort.spec.name}
+        table = predictions_table(collectors, available, predictor.loaded.target_infos, settings)
+        write_predictions(predictions_path, table)
     with Progress(transient=True, disable=not progress) as bar:
         task = bar.add_task("bootstrapping metrics per modality subset", total=len(plan))
         for subset in plan:
