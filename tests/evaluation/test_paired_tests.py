@@ -126,3 +126,42 @@ def test_bootstrap_difference_of_identical_models_is_zero_with_p_one() -> None:
     assert (summary.difference, summary.low, summary.high, summary.p) == (0.0, 0.0, 0.0, 1.0)
     shifted = bootstrap_difference(0.1, np.full(1000, 0.1))
     assert shifted.p == pytest.approx(2 / 1001)  # never 0: a bootstrap cannot tell p below 2/R
+
+
+def _probabilities(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    e = np.exp(rng.normal(size=(n, k)))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize(
+    ("kind", "make"),
+    [
+        ("binary", lambda r, n: (r.integers(0, 2, n), np.round(r.random(n), 2))),
+        ("multiclass", lambda r, n: (r.integers(0, 3, n), _probabilities(r, n, 3))),
+        ("multilabel", lambda r, n: (r.integers(0, 2, (n, 3)), np.round(r.random((n, 3)), 2))),
+        ("regression", lambda r, n: (r.normal(size=n), r.normal(size=n))),
+    ],
+)
+def test_resampled_metrics_equal_the_kinds_metrics_on_the_repeated_rows(kind, make) -> None:
+    """A resample's weights score exactly what compute_metrics scores on the rows it drew."""
+    from polymodal import targets
+    from polymodal.evaluation.metrics import compute_metrics
+    from polymodal.evaluation.resampled_metrics import scores_for
+    from polymodal.targets import MetricOptions
+
+    rng = np.random.default_rng(7)
+    n = 120
+    y, prediction = make(rng, n)
+    classes = ["a", "b", "c"] if kind in ("multiclass", "multilabel") else None
+    scores = scores_for(targets.get(kind), y, prediction, MetricOptions(classes=classes))
+    codes, n_groups = group_codes(rng.integers(0, 40, n))  # 40 patients, ~3 rows each
+    w = next(grouped_weights(codes, n_groups, 3, seed=1))  # (3, n)
+    resampled = scores.metrics(w)
+    for r in range(3):
+        rows = np.repeat(np.arange(n), w[r].astype(int))
+        expected = compute_metrics(kind, y[rows], prediction[rows], classes=classes)
+        for name, value in expected.items():
+            assert resampled[name][r] == pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True), (
+                kind,
+                name,
+            )

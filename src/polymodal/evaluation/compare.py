@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -246,7 +247,7 @@ def check_same_rows(kept: Mapping[str, KeptPredictions], subset: tuple[str, ...]
     (first_name, first), *others = kept.items()
     rows = first.subset_rows(subset)
     ids = rows["sample_id"].to_pylist()
-    repeated = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) < len(ids) else []
+    repeated = sorted(i for i, count in Counter(ids).items() if count > 1)
     if repeated:
         raise ComparisonError(
             f"{first.path}: sample ids {_ids(repeated)} occur more than once; rows are matched "

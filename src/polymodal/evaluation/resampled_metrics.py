@@ -90,19 +90,19 @@ class Ranking:
         pos, neg = self.weights(w)
         n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
         defined = (n_pos > 0) & (n_neg > 0)
-        below = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each score
-        auroc = _ratio((pos * (below + 0.5 * neg)).sum(axis=1), n_pos * n_neg)
-        # From the highest score down: true and false positives at each threshold.
-        tp = np.cumsum(pos[:, ::-1], axis=1)
-        fp = np.cumsum(neg[:, ::-1], axis=1)
+        below_neg = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each score
+        below_pos = np.cumsum(pos, axis=1) - pos
         with np.errstate(divide="ignore", invalid="ignore"):
-            precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
-            tpr = tp / n_pos[:, None]
-            fpr = fp / n_neg[:, None]
-        auprc = _ratio((precision * pos[:, ::-1]).sum(axis=1), n_pos)
-        # The ROC curve starts at (0, 0), so the best admissible sensitivity is at least 0.
-        admissible = fpr <= 1.0 - specificity + 1e-12
-        sensitivity = np.where(admissible, tpr, 0.0).max(axis=1)
+            auroc = (pos * (below_neg + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
+            # Calling every score ≥ u positive: true and false positive weight at each u.
+            tp = n_pos[:, None] - below_pos
+            fp = n_neg[:, None] - below_neg
+            called = tp + fp
+            precision = np.divide(tp, called, out=np.zeros_like(tp), where=called > 0)
+            auprc = (precision * pos).sum(axis=1) / n_pos
+            # The ROC curve starts at (0, 0), so the best admissible sensitivity is at least 0.
+            admissible = fp <= (1.0 - specificity + 1e-12) * n_neg[:, None]
+            sensitivity = np.where(admissible, tp, 0.0).max(axis=1) / n_pos
         nan = np.nan
         return (
             np.where(defined, auroc, nan),
@@ -111,20 +111,27 @@ class Ranking:
         )
 
 
-def expected_calibration_error(
-    outcome: np.ndarray, prob: np.ndarray, w: np.ndarray, n_bins: int
-) -> np.ndarray:
-    """Weighted ECE ``(R,)``: Σ_bins |Σ w·(y − p)| / Σ w, equal-width bins over [0, 1].
+class Calibration:
+    """Weighted expected calibration error of one probability against its outcome.
 
-    ``outcome`` and ``prob`` are ``(n,)`` or ``(n, K)`` (every sample-label pair counts once).
+    ``outcome`` and ``prob`` are ``(n,)`` or ``(n, K)`` (every sample-label pair counts once);
+    bins are equal-width over [0, 1], as in
+    :func:`polymodal.targets.scores.expected_calibration_error`.
     """
-    outcome = outcome.reshape(len(outcome), -1)
-    prob = prob.reshape(len(prob), -1)
-    bins = np.minimum((prob * n_bins).astype(np.int64), n_bins - 1)  # (n, K)
-    gap = np.zeros((len(prob), n_bins))  # (n, bins): each row's Σ (y − p) per bin
-    rows = np.repeat(np.arange(len(prob)), prob.shape[1])
-    np.add.at(gap, (rows, bins.ravel()), (outcome - prob).ravel())
-    return np.abs(w @ gap).sum(axis=1) / (w.sum(axis=1) * prob.shape[1])
+
+    def __init__(self, outcome: np.ndarray, prob: np.ndarray, n_bins: int) -> None:
+        outcome = np.asarray(outcome, dtype=np.float64).reshape(len(outcome), -1)
+        prob = np.asarray(prob, dtype=np.float64).reshape(len(prob), -1)
+        bins = np.minimum((prob * n_bins).astype(np.int64), n_bins - 1)  # (n, K)
+        # Each row's Σ (y − p) per bin (n, bins): a resample's per-bin gap is then w @ gap.
+        self.gap = np.zeros((len(prob), n_bins))
+        rows = np.repeat(np.arange(len(prob)), prob.shape[1])
+        np.add.at(self.gap, (rows, bins.ravel()), (outcome - prob).ravel())
+        self.pairs_per_row = prob.shape[1]
+
+    def ece(self, w: np.ndarray) -> np.ndarray:
+        """``(R,)``: Σ_bins |Σ w·(y − p)| / (Σ w · K)."""
+        return np.abs(w @ self.gap).sum(axis=1) / (w.sum(axis=1) * self.pairs_per_row)
 
 
 def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
@@ -150,6 +157,7 @@ def binary_scores(y: np.ndarray, prob: np.ndarray, o: MetricOptions) -> Resample
     y = y.astype(np.float64)
     ranking = Ranking(y == 1, prob)
     predicted = (prob >= o.threshold).astype(np.float64)
+    calibration = Calibration(y, prob, o.n_bins_ece)
 
     def metrics(w: np.ndarray) -> Metrics:
         total = w.sum(axis=1)
@@ -168,7 +176,7 @@ def binary_scores(y: np.ndarray, prob: np.ndarray, o: MetricOptions) -> Resample
             "f1": _f1(tp, fp, fn),
             "sensitivity_at_specificity": sensitivity,
             "brier": (w @ (y - prob) ** 2) / total,
-            "ece": expected_calibration_error(y, prob, w, o.n_bins_ece),
+            "ece": calibration.ece(w),
         }
 
     return ResampledScores(metrics, {"auroc": ranking}, predicted == y)
@@ -184,6 +192,7 @@ def class_scores(y: np.ndarray, prob: np.ndarray, o: MetricOptions) -> Resampled
     predicted_hot = np.eye(count)[predicted]
     correct = predicted == y
     rankings = {f"auroc[{name}]": Ranking(y == k, prob[:, k]) for k, name in enumerate(names)}
+    calibration = Calibration(correct, prob.max(axis=1), o.n_bins_ece)  # top label
 
     def metrics(w: np.ndarray) -> Metrics:
         total = w.sum(axis=1)
@@ -199,7 +208,7 @@ def class_scores(y: np.ndarray, prob: np.ndarray, o: MetricOptions) -> Resampled
             "f1_macro": _f1(tp, n_predicted - tp, n_true - tp).mean(axis=1),
             "sensitivity_at_specificity_macro": _strict_mean([c[2] for c in per_class]),
             "brier": (w @ ((prob - one_hot) ** 2).sum(axis=1)) / total,
-            "ece": expected_calibration_error(correct, prob.max(axis=1), w, o.n_bins_ece),
+            "ece": calibration.ece(w),
         }
         for name, (auroc, auprc, _) in zip(names, per_class, strict=True):
             out[f"auroc[{name}]"] = auroc
@@ -216,6 +225,7 @@ def label_scores(y: np.ndarray, prob: np.ndarray, o: MetricOptions) -> Resampled
     y = y.astype(np.float64)
     predicted = (prob >= o.threshold).astype(np.float64)
     rankings = {f"auroc[{name}]": Ranking(y[:, k] == 1, prob[:, k]) for k, name in enumerate(names)}
+    calibration = Calibration(y, prob, o.n_bins_ece)  # every sample-label pair
 
     def metrics(w: np.ndarray) -> Metrics:
         per_label = [r.summaries(w, o.specificity) for r in rankings.values()]
@@ -226,7 +236,7 @@ def label_scores(y: np.ndarray, prob: np.ndarray, o: MetricOptions) -> Resampled
             "auprc_macro": _strict_mean([c[1] for c in per_label]),
             "f1_macro": _f1(tp, n_predicted - tp, n_true - tp).mean(axis=1),
             "brier": (w @ ((y - prob) ** 2).mean(axis=1)) / w.sum(axis=1),
-            "ece": expected_calibration_error(y, prob, w, o.n_bins_ece),
+            "ece": calibration.ece(w),
         }
         for name, (auroc, auprc, _) in zip(names, per_label, strict=True):
             out[f"auroc[{name}]"] = auroc
