@@ -224,9 +224,14 @@ def _data(
     read = [m for m in preprocessor.modalities if m in needed]
     cohort = prepared.cohort
     train = CohortDataset(
-        cohort, preprocessor, "train", cache=cache, augment=True, augment_seed=cfg.seed,
+        cohort,
+        preprocessor,
+        "train",
+        cache=cache,
+        augment=True,
+        augment_seed=cfg.seed,
         modalities=read,
-    )  # fmt: skip
+    )
     val = CohortDataset(cohort, preprocessor, "val", cache=cache, modalities=read)
     if len(train) == 0:
         raise PolymodalError(
