@@ -4,7 +4,9 @@ For every pair of models, every modality subset both evaluated, every shared tar
 metric with a resampled form (:mod:`polymodal.evaluation.resampled_metrics`):
 
 * the difference A − B on the full data, with a percentile interval and a two-sided p-value from
-  a *paired, patient-grouped* bootstrap (both models scored on the same resamples of patients);
+  a *paired, patient-grouped* bootstrap (both models scored on the same resamples of patients;
+  p from the bootstrap standard error, see
+  :func:`~polymodal.evaluation.paired_tests.bootstrap_difference`);
 * for AUROC (binary, and each class one-vs-rest) DeLong's test, and for accuracy at the decision
   threshold McNemar's test (exact and mid-p): both assume independent rows, noted when patients
   have several rows;
@@ -68,8 +70,10 @@ class MetricComparison:
     difference: float  # value_a − value_b
     low: float
     high: float
-    p: float  # paired grouped bootstrap, two-sided
+    p: float  # paired grouped bootstrap, two-sided (from its standard error)
     p_holm: float = math.nan
+    p_percentile: float = math.nan  # the counting bootstrap p (floor 2/(resamples + 1))
+    standard_error: float = math.nan  # bootstrap SD of the difference
     n_valid: int = 0
     delong_p: float | None = None
     mcnemar_p: float | None = None
@@ -111,7 +115,7 @@ class Comparison:
                 r.metric,
                 _num(r.value_a),
                 _num(r.value_b),
-                f"{_num(r.difference, signed=True)} ({_num(r.low, signed=True)} to "
+                f"{_num(r.difference, signed=True)} ({_num(r.low, signed=True)}, "
                 f"{_num(r.high, signed=True)})",
                 _p(r.p),
                 _p(r.p_holm),
@@ -151,12 +155,16 @@ class Comparison:
         return "\n".join(lines) + "\n"
 
     def print_rich(self, console: Console) -> None:
-        table = Table(title="Paired comparison (A − B)", show_lines=False)
-        for i, header in enumerate(HEADER):
+        """The table in the terminal; with one pair of models its names go in the title."""
+        pairs = list(dict.fromkeys(f"{r.model_a} − {r.model_b}" for r in self.rows))
+        skip = 1 if len(pairs) == 1 else 0
+        title = f"Paired comparison: {pairs[0]}" if skip else "Paired comparison (A − B)"
+        table = Table(title=title)
+        for i, header in enumerate(HEADER[skip:], start=skip):
             table.add_column(header, justify="right" if 4 <= i <= 10 else "left")
         for cells, row in zip(self.table_rows(), self.rows, strict=True):
             style = "bold" if row.verdict.endswith(" better") else None
-            table.add_row(*cells, style=style)
+            table.add_row(*cells[skip:], style=style)
         console.print(table)
         for note in self.notes:
             console.print(note, highlight=False, markup=False, soft_wrap=True)
@@ -377,6 +385,8 @@ def _compare_target(
                 "low": summary.low,
                 "high": summary.high,
                 "p": summary.p,
+                "p_percentile": summary.p_percentile,
+                "standard_error": summary.standard_error,
                 "n_valid": summary.n_valid,
                 **_exact_tests(m, scores_a, scores_b),
             }
