@@ -37,6 +37,7 @@ from polymodal.data.manifest import Cohort, load_cohort
 from polymodal.data.preprocessing import Preprocessor
 from polymodal.data.spec import CohortSpec
 from polymodal.errors import PolymodalError
+from polymodal.frozen_features import fill_feature_stores, frozen_feature_stores
 from polymodal.model import MultimodalModel, build_model
 from polymodal.model_folder import save_model_folder
 from polymodal.progress import is_terminal, log_to_file
@@ -208,6 +209,7 @@ def _fit_locked(
         modalities=read,
     )
     val_ds = CohortDataset(cohort, preprocessor, "val", cache=cache, modalities=read)
+    _read_frozen_features(model, teachers_of(plugins), cfg, cache, [train_ds, val_ds], progress)
     if len(train_ds) == 0:
         raise PolymodalError(
             f"{spec.manifest_path}: the training split has no rows; check the split column or recipe"
@@ -458,6 +460,33 @@ def _write_issues(path: Path, issues: list) -> list:
 def teachers_of(plugins: list[TrainingPlugin]) -> list[torch.nn.Module]:
     """The frozen teacher models of the training plugins (distillation has one)."""
     return [t for p in plugins if (t := getattr(p, "teacher", None)) is not None]
+
+
+def _read_frozen_features(
+    model: torch.nn.Module,
+    teachers: list[torch.nn.Module],
+    cfg: TrainConfig,
+    cache: SampleCache | None,
+    datasets: list[CohortDataset],
+    progress: bool,
+) -> None:
+    """Image modalities whose backbone is frozen for good are read as its features (from the
+    feature store, computed once now) instead of pixels (:mod:`polymodal.frozen_features`).
+
+    Not with mixup/CutMix (they mix pixels), not for an augmented modality in the training
+    split, and not for a modality a teacher reads through another backbone.
+    """
+    if cfg.mixup > 0 or cfg.cutmix > 0:
+        return
+    stores = frozen_feature_stores(model, cache, list(model.modalities))
+    for teacher in teachers:
+        theirs = frozen_feature_stores(teacher, cache, list(getattr(teacher, "modalities", ())))
+        for name in [n for n in stores if n in getattr(teacher, "modalities", ())]:
+            if name not in theirs or theirs[name].folder != stores[name].folder:
+                del stores[name]
+    for dataset in datasets:
+        dataset.read_as_features(stores)
+    fill_feature_stores(datasets, progress=progress)
 
 
 def _keep_frozen_features_on_disk(
