@@ -121,7 +121,8 @@ class FeatureStore:
                 f"{(len(keys), *self.feature_shape)}"
             )
         for key, feature in zip(keys, features, strict=True):
-            feature = feature.clone()  # its own storage: an entry never pins the batch
+            # Its own contiguous storage: an entry never pins the batch, and safetensors needs it.
+            feature = feature.clone(memory_format=torch.contiguous_format)
             self._write(key, feature)
             self._hold(key, feature)
         self.computed += len(keys)
