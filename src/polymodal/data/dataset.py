@@ -186,10 +186,13 @@ def _frozen_features(
     ]
     if all(v is None for v in views):
         return None
-    return {
-        "features": torch.stack([store.empty() if v is None else v for v in views]),
-        "view_mask": torch.tensor([v is not None for v in views]),
-    }
+    # One view (the usual case) is passed on as a view of the stored entry: no copy per sample.
+    features = (
+        views[0][None]
+        if len(views) == 1
+        else torch.stack([store.empty() if v is None else v for v in views])
+    )
+    return {"features": features, "view_mask": torch.tensor([v is not None for v in views])}
 
 
 def _empty_features(prep: Preprocessor, name: str, store: FeatureStore) -> dict[str, torch.Tensor]:
