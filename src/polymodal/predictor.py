@@ -18,10 +18,12 @@ from torch.utils.data import DataLoader
 
 from polymodal import targets
 from polymodal.data.batch import to_device
+from polymodal.data.cache import SampleCache
 from polymodal.data.collate import collate_samples
 from polymodal.data.dataset import CohortDataset
 from polymodal.data.manifest import Cohort, load_cohort
 from polymodal.errors import ModelError
+from polymodal.frozen_features import frozen_feature_stores
 from polymodal.model_folder import LoadedModel, load_model_folder
 from polymodal.prediction_checks import (
     NonFiniteGuard,
@@ -48,6 +50,11 @@ class Predictor:
     for square images, the 4 that keep the shape otherwise) and averages the heads'
     probabilities (not the logits) over the views: see :mod:`polymodal.tta`. It costs one model
     pass per view; meant for images with no preferred orientation.
+
+    ``cache_dir`` keeps decoded images, volumes and series on disk between calls (the sample
+    cache ``fit`` uses; pass the run's ``cache`` folder to share it) and, for an image encoder
+    whose backbone is frozen for good, the backbone's features per file: a file seen before is
+    then neither decoded nor run through the backbone (see :mod:`polymodal.frozen_features`).
     """
 
     def __init__(
@@ -58,8 +65,10 @@ class Predictor:
         batch_size: int = 64,
         prompts: Mapping[str, str] | None = None,
         tta: bool = False,
+        cache_dir: Path | str | None = None,
     ) -> None:
         self.loaded = loaded
+        self.cache = None if cache_dir is None else SampleCache(cache_dir)
         self.device = torch.device(device)
         self.batch_size = batch_size
         # The dihedral views each batch is predicted in (None: the images as they are).
@@ -84,6 +93,7 @@ class Predictor:
         batch_size: int = 64,
         prompts: Mapping[str, str] | None = None,
         tta: bool = False,
+        cache_dir: Path | str | None = None,
     ) -> Predictor:
         return cls(
             load_model_folder(folder, device=device),
@@ -91,6 +101,7 @@ class Predictor:
             batch_size=batch_size,
             prompts=prompts,
             tta=tta,
+            cache_dir=cache_dir,
         )
 
     @property
@@ -145,7 +156,13 @@ class Predictor:
         unknown = sorted({m for s in subsets for m in s} - set(self.modalities))
         if unknown:
             raise ModelError(f"the model has no modality {unknown}; it knows {self.modalities}")
-        dataset = CohortDataset(cohort, self.loaded.preprocessor, split, modalities=self.modalities)
+        dataset = CohortDataset(
+            cohort, self.loaded.preprocessor, split, modalities=self.modalities, cache=self.cache
+        )
+        if not self.tta:  # stored features are of the images as they are, not of other views
+            dataset.read_as_features(
+                frozen_feature_stores(self.loaded.model, self.cache, self.modalities)
+            )
         loader = DataLoader(
             dataset, batch_size=self.batch_size, shuffle=False, collate_fn=collate_samples
         )

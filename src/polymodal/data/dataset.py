@@ -24,7 +24,9 @@ from torch.utils.data import DataLoader, Dataset
 from polymodal.data import readers
 from polymodal.data.batch import Sample
 from polymodal.data.cache import SampleCache
+from polymodal.data.cells import is_blank
 from polymodal.data.collate import collate_samples
+from polymodal.data.feature_store import FeatureStore
 from polymodal.data.manifest import Cohort
 from polymodal.data.pixel_store import pack_pixels, unpack_pixels
 from polymodal.data.preprocessing import (
@@ -58,6 +60,8 @@ class _Row:
     cache: SampleCache | None
     on_error: OnError
     issues: list[DataIssue] = field(default_factory=list)
+    # Modalities whose frozen backbone features stand in for their pixels.
+    feature_stores: Mapping[str, FeatureStore] = field(default_factory=dict)
 
     def read(self, fn: Callable[..., Any], *args: Any, modality: str, column: str | None) -> Any:
         """``fn(*args)``, or None with the ReadError recorded (raised under ``"fail"``)."""
@@ -107,7 +111,56 @@ def _encode_modality(
     prep: Preprocessor, name: str, cells: Mapping[str, str], row: _Row
 ) -> dict[str, torch.Tensor] | None:
     """One modality's tensors for a row, or None when it is unavailable there."""
+    if name in row.feature_stores:
+        return _frozen_features(prep, name, cells, row)
     return modality_kind(prep.modality_configs[name].kind).encode(prep, name, cells, row)
+
+
+def _frozen_features(
+    prep: Preprocessor, name: str, cells: Mapping[str, str], row: _Row
+) -> dict[str, torch.Tensor] | None:
+    """An image modality as its frozen backbone's tokens: ``features`` (V, N, C') and
+    ``view_mask`` (V,); a view's pixels are loaded only when its features are not stored yet."""
+    cfg, store, cache = prep.modality_configs[name], row.feature_stores[name], row.cache
+    assert cache is not None  # CohortDataset refuses feature stores without a sample cache
+    fingerprint = prep.fingerprint(name)
+    decode = partial(_decode_image, cfg=cfg, pack=True)
+
+    def view_features(cell: str) -> torch.Tensor:
+        path = row.resolve(cell, cfg.path_template)
+        if not path.exists():  # the reader says which file is missing
+            decode(path)
+
+        def load_pixels() -> torch.Tensor:
+            entry = cache.load_or_compute(path, fingerprint, partial(decode, path))
+            return prep.transform_image(name, [unpack_pixels(entry, cfg)])["pixels"][0]
+
+        return store.get(cache.key(path, fingerprint), load_pixels)
+
+    views = [
+        None
+        if is_blank(cell := cells.get(column, ""))
+        else row.read(view_features, cell, modality=name, column=column)
+        for column in cfg.columns
+    ]
+    if all(v is None for v in views):
+        return None
+    # One view (the usual case) is passed on as a view of the stored entry: no copy per sample.
+    features = (
+        views[0][None]
+        if len(views) == 1
+        else torch.stack([store.empty() if v is None else v for v in views])
+    )
+    return {"features": features, "view_mask": torch.tensor([v is not None for v in views])}
+
+
+def _empty_features(prep: Preprocessor, name: str, store: FeatureStore) -> dict[str, torch.Tensor]:
+    """What an unavailable image modality in feature form holds: zeros, every view masked."""
+    views = len(prep.modality_configs[name].columns)
+    return {
+        "features": store.empty().expand(views, *store.feature_shape),
+        "view_mask": torch.zeros(views, dtype=torch.bool),
+    }
 
 
 def _decode_image(path: Path, cfg: ImageModality, pack: bool = False) -> dict[str, torch.Tensor]:
@@ -126,6 +179,7 @@ def encode_row(
     on_error: OnError = "skip-modality",
     cache: SampleCache | None = None,
     issues: list[DataIssue] | None = None,
+    feature_stores: Mapping[str, FeatureStore] | None = None,
 ) -> Sample:
     """One manifest row (``{column: cell}``) as a sample of the batch contract.
 
@@ -140,15 +194,24 @@ def encode_row(
             ``"skip-modality"`` makes that modality (or label) unavailable and records it.
         cache: decoded files of image, volume and series modalities.
         issues: list that recorded problems are appended to.
+        feature_stores: image modalities given as their frozen backbone's ``features`` instead
+            of ``pixels`` (needs ``cache``; see :mod:`polymodal.data.feature_store`).
     """
-    row = _Row(row_id, resolve, cache, on_error)
+    row = _Row(row_id, resolve, cache, on_error, feature_stores=feature_stores or {})
     inputs, available = {}, {}
     for name in preprocessor.modalities:
         fields = None
         if modalities is None or name in modalities:
             fields = _encode_modality(preprocessor, name, cells, row)
         available[name] = fields is not None
-        inputs[name] = fields if fields is not None else preprocessor.empty_inputs(name)
+        if fields is None:
+            store = row.feature_stores.get(name)
+            fields = (
+                preprocessor.empty_inputs(name)
+                if store is None
+                else _empty_features(preprocessor, name, store)
+            )
+        inputs[name] = fields
     targets, target_mask = {}, {}
     for name in preprocessor.targets:
         value = row.read(preprocessor.encode_target, name, cells, modality=name, column=None)
@@ -180,6 +243,8 @@ class CohortDataset(Dataset):
         augment: random flips/rotations of image modalities whose spec sets ``augment``.
         augment_seed: with ``(epoch, index)`` items, a row's augmentation depends on
             (augment_seed, epoch, index) only.
+        feature_stores: image modalities whose frozen backbone's tokens replace their pixels
+            (``features`` instead of ``pixels``; see :meth:`read_as_features`).
 
     Attributes:
         issues: problems met so far in this process, once per row, modality and column (each
@@ -197,6 +262,7 @@ class CohortDataset(Dataset):
         modalities: Sequence[str] | None = None,
         augment: bool = False,
         augment_seed: int = 0,
+        feature_stores: Mapping[str, FeatureStore] | None = None,
     ) -> None:
         if on_error not in ON_ERROR_CHOICES:
             raise PolymodalError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
@@ -231,11 +297,52 @@ class CohortDataset(Dataset):
                 for name, cfg in preprocessor.modality_configs.items()
             }
             self._augmenters = {n: a for n, a in augmenters.items() if a is not None}
+        self.feature_stores: dict[str, FeatureStore] = {}
+        self.read_as_features(feature_stores or {})
         self.issues: list[DataIssue] = []
         self._issue_keys: set[tuple] = set()
 
     def __len__(self) -> int:
         return len(self._cells)
+
+    def feature_keys(self, index: int, modality: str) -> list[str | None]:
+        """The sample-cache key of each view's file of row ``index`` (what its frozen features
+        are stored under), without reading pixels; None for a blank cell or a file that cannot
+        be used (reading the row records why)."""
+        assert self.cache is not None
+        cfg = self.preprocessor.modality_configs[modality]
+        fingerprint = self.preprocessor.fingerprint(modality)
+        keys: list[str | None] = []
+        for column in cfg.columns:
+            cell = self._cells[index].get(column, "")
+            try:
+                path = None if is_blank(cell) else self.cohort.resolve_path(cell, cfg.path_template)
+                keys.append(None if path is None else self.cache.key(path, fingerprint))
+            except (PolymodalError, OSError):
+                keys.append(None)
+        return keys
+
+    def with_pixels(self) -> CohortDataset:
+        """The same rows of the stored modalities only, as pixels, never augmented."""
+        return CohortDataset(
+            self.cohort,
+            self.preprocessor,
+            self.split,
+            cache=self.cache,
+            on_error=self.on_error,
+            modalities=list(self.feature_stores),
+        )
+
+    def read_as_features(self, stores: Mapping[str, FeatureStore]) -> None:
+        """Give these image modalities as their frozen backbone's ``features`` (from the stores)
+        instead of ``pixels`` from now on; a modality augmented in this dataset keeps its pixels
+        (they change every epoch, so their features cannot be stored). Needs the sample cache,
+        whose file index keys the features."""
+        if stores and self.cache is None:
+            raise PolymodalError(
+                "frozen-feature stores need the sample cache (its file index keys the features)"
+            )
+        self.feature_stores = {n: s for n, s in stores.items() if n not in self._augmenters}
 
     def __getitem__(self, index: int | tuple[int, int]) -> Sample:
         """Row ``index``; ``(epoch, index)`` (from :class:`polymodal.training.loaders.EpochRows`)
@@ -254,6 +361,7 @@ class CohortDataset(Dataset):
             on_error=self.on_error,
             cache=self.cache,
             issues=found,
+            feature_stores=self.feature_stores,
         )
         for issue in found:
             key = (issue.row_id, issue.modality, issue.column)
@@ -317,8 +425,13 @@ def build_dataloaders(
     on_error: OnError = "skip-modality",
     modalities: Sequence[str] | None = None,
     seed: int = 0,
+    feature_stores: Mapping[str, FeatureStore] | None = None,
 ) -> dict[str, DataLoader]:
-    """One DataLoader per split that has rows; only ``train`` is shuffled and augmented."""
+    """One DataLoader per split that has rows; only ``train`` is shuffled and augmented.
+
+    ``feature_stores``: image modalities read as frozen features (see
+    :meth:`CohortDataset.read_as_features`).
+    """
     pad_ids = preprocessor.pad_ids()
     loaders = {}
     for split in SPLITS:
@@ -330,6 +443,7 @@ def build_dataloaders(
             on_error=on_error,
             modalities=modalities,
             augment=split == "train",
+            feature_stores=feature_stores,
         )
         if len(dataset) == 0:
             continue

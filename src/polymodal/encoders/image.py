@@ -126,6 +126,17 @@ def _read_weights_file(path: Path) -> dict[str, Tensor]:
     return dict(state)
 
 
+def feature_space(backbone: nn.Module) -> str:
+    """A hash of a backbone's class and weights (every parameter and buffer): frozen features
+    computed by equal weights are interchangeable, any other weights get another space."""
+    digest = hashlib.blake2b(type(backbone).__name__.encode(), digest_size=16)
+    digest.update(f"eval-mode features v{FEATURE_CACHE_VERSION}".encode())
+    for name, tensor in backbone.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 class FrozenFeatureCache:
     """Backbone features of images already seen, for frozen backbones (see ``feature_cache``).
 
@@ -166,14 +177,10 @@ class FrozenFeatureCache:
                 f"the frozen-feature cache needs a frozen backbone ({type(backbone).__name__} is "
                 "not frozen with polymodal.freezing.freeze); its features would change as it trains"
             )
-        digest = hashlib.blake2b(type(backbone).__name__.encode(), digest_size=16)
-        digest.update(f"eval-mode features v{FEATURE_CACHE_VERSION}".encode())
-        for name, tensor in backbone.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        cache = cls._caches.setdefault(digest.hexdigest(), cls())
+        space = feature_space(backbone)
+        cache = cls._caches.setdefault(space, cls())
         if folder is not None and cache.folder is None:
-            cache.folder = Path(folder) / digest.hexdigest()
+            cache.folder = Path(folder) / space
         return cache
 
     def _path(self, key: bytes) -> Path:
@@ -434,6 +441,45 @@ class ImageTimmEncoder(nn.Module):
         settle_frozen_modes(self)
         return self
 
+    def _flat_pixels(self, pixels: Tensor) -> Tensor:
+        """(B, V, C, H, W) -> (B·V, C, H, W), checked against the shape this encoder was built for."""
+        batch, views, channels, height, width = pixels.shape
+        if (views, channels, (height, width)) != (self.views, self.channels, self.size):
+            raise ModelError(
+                f"image_timm was built for {self.views} view(s) of {self.channels}×"
+                f"{self.size[0]}×{self.size[1]} images but got {views} view(s) of "
+                f"{channels}×{height}×{width}; encode with the preprocessing state it was fitted with"
+            )
+        return pixels.reshape(batch * views, channels, height, width)
+
+    def _given_features(self, features: Tensor) -> Tensor:
+        """(B, V, N, C') frozen tokens -> (B·V, N, C'), checked against this backbone."""
+        if not self.takes_frozen_features:
+            raise ModelError(
+                "image_timm got precomputed features but its backbone is not frozen for good "
+                "(freeze: all, feature_cache: true, no dihedral views); give it pixels"
+            )
+        expected = (self.views, *self.feature_shape)
+        if tuple(features.shape[1:]) != expected:
+            raise ModelError(
+                f"image_timm expects frozen features of shape (B, {', '.join(map(str, expected))}),"
+                f" got {tuple(features.shape)}"
+            )
+        return features.reshape(-1, *self.feature_shape)
+
+    def _project(
+        self, present_inputs: Tensor, present: Tensor, backbone: Callable[[Tensor], Tensor]
+    ) -> Tensor:
+        """Tokens (B·V, N, D) from the present views' inputs: ``backbone`` gives their
+        (P, N, C') tokens, projected to D; absent views stay zero."""
+        rows = present.shape[0]
+        if not bool(present.any()):
+            return present_inputs.new_zeros(rows, self.num_tokens, self.dim)
+        present_tokens = self.proj(backbone(present_inputs))  # (P, N, D)
+        # Zeros in the tokens' own dtype: under autocast they need not be float32.
+        tokens = present_tokens.new_zeros(rows, self.num_tokens, self.dim)
+        return tokens.index_put((present,), present_tokens)  # (B·V, N, D)
+
     def set_view(self, view: int) -> None:
         """Evaluate on dihedral view ``view`` of every image (test-time augmentation)."""
         if view not in self.dihedral_views:
@@ -503,26 +549,42 @@ class ImageTimmEncoder(nn.Module):
             )
         return self._feature_cache.features(images, self._tokens)
 
+    @property
+    def takes_frozen_features(self) -> bool:
+        """Whether a dataset may hand this encoder its backbone's tokens instead of pixels
+        (``features``, see :mod:`polymodal.data.feature_store`): the whole backbone is frozen
+        for good and every image is seen in one view, so an image's tokens never change."""
+        return (
+            self.freeze == "all"
+            and self.feature_cache
+            and not self.dihedral
+            and self.split is None
+            and not any(p.requires_grad for p in self.backbone.parameters())
+        )
+
+    @property
+    def feature_shape(self) -> tuple[int, int]:
+        """(N, C'): the backbone tokens of one image, before the projection to D."""
+        return self.num_tokens, int(self.backbone.num_features)
+
+    def frozen_features(self, pixels: Tensor) -> Tensor:
+        """Images (M, C, H, W) -> their frozen backbone tokens (M, N, C'), eval mode."""
+        with torch.no_grad():
+            return self._tokens(pixels.to(self.proj.weight.device)).cpu()
+
     def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """``pixels`` (B, V, C, H, W), ``view_mask`` (B, V) -> tokens (B, V·N, D), mask (B, V·N)."""
-        pixels, view_mask = inputs["pixels"], inputs["view_mask"].bool()
-        batch, views, channels, height, width = pixels.shape
-        if (views, channels, (height, width)) != (self.views, self.channels, self.size):
-            raise ModelError(
-                f"image_timm was built for {self.views} view(s) of {self.channels}×"
-                f"{self.size[0]}×{self.size[1]} images but got {views} view(s) of "
-                f"{channels}×{height}×{width}; encode with the preprocessing state it was fitted with"
-            )
-        flat_pixels = pixels.reshape(batch * views, channels, height, width)
+        """``pixels`` (B, V, C, H, W) or, with a frozen backbone, its tokens ``features``
+        (B, V, N, C'); ``view_mask`` (B, V) -> tokens (B, V·N, D), mask (B, V·N)."""
+        view_mask = inputs["view_mask"].bool()
+        batch, views = view_mask.shape
         present = view_mask.reshape(-1)
-        num_tokens = self.num_tokens
-        if present.any():
-            present_tokens = self.proj(self.backbone_features(flat_pixels[present]))  # (P, N, D)
-            # Zeros in the tokens' own dtype: under autocast they need not be float32.
-            tokens = present_tokens.new_zeros(batch * views, num_tokens, self.dim)
-            tokens = tokens.index_put((present,), present_tokens)  # (B·V, N, D)
+        if "features" in inputs:
+            backbone_tokens = self._given_features(inputs["features"])  # (B·V, N, C')
+            tokens = self._project(backbone_tokens[present], present, lambda t: t)
         else:
-            tokens = pixels.new_zeros(batch * views, num_tokens, self.dim)
+            flat_pixels = self._flat_pixels(inputs["pixels"])  # (B·V, C, H, W)
+            tokens = self._project(flat_pixels[present], present, self.backbone_features)
+        num_tokens = self.num_tokens
         tokens = tokens.reshape(batch, views, num_tokens, self.dim)
         tokens = tokens + self.view_embedding[None, :, None, :] * view_mask[..., None, None]
         mask = view_mask.repeat_interleave(num_tokens, dim=1)  # (B, V·N)

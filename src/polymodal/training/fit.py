@@ -36,6 +36,7 @@ from polymodal.data.manifest import Cohort, load_cohort
 from polymodal.data.preprocessing import Preprocessor
 from polymodal.data.spec import CohortSpec
 from polymodal.errors import PolymodalError
+from polymodal.frozen_features import fill_feature_stores, frozen_feature_stores
 from polymodal.model import MultimodalModel, build_model
 from polymodal.model_folder import save_model_folder
 from polymodal.progress import is_terminal, log_to_file
@@ -172,7 +173,7 @@ def _fit_prepared(
     sections = run.plugin_sections()
     context = FitContext(model, run.model, run.train, preprocessor, target_infos)
     parts = build_plugins(sections, context)
-    data = _data(spec, out_dir, prepared, [model, *parts.teachers])
+    data = _data(spec, out_dir, prepared, [model, *parts.teachers], progress)
     mixing = BatchMixing.from_config(
         run.train,
         model=model,
@@ -207,12 +208,17 @@ def _fit_prepared(
 
 
 def _data(
-    spec: CohortSpec, out_dir: Path, prepared: _Prepared, models: list[torch.nn.Module]
+    spec: CohortSpec,
+    out_dir: Path,
+    prepared: _Prepared,
+    models: list[torch.nn.Module],
+    progress: bool,
 ) -> _Data:
-    """The training and validation datasets and loaders of what ``models`` read.
+    """The training and validation datasets and loaders of what ``models`` (the model, then its
+    teachers) read.
 
     Only what the model (and a teacher) reads is loaded: a single-modality model never opens the
-    cohort's volumes.
+    cohort's volumes. A frozen image backbone's features are read instead of its pixels.
     """
     cfg, preprocessor = prepared.run.train, prepared.preprocessor
     cache = SampleCache(cfg.cache_dir or out_dir / "cache") if cfg.cache else None
@@ -233,6 +239,7 @@ def _data(
         modalities=read,
     )
     val = CohortDataset(cohort, preprocessor, "val", cache=cache, modalities=read)
+    _read_frozen_features(models, cfg, cache, [train, val], progress)
     if len(train) == 0:
         raise PolymodalError(
             f"{spec.manifest_path}: the training split has no rows; check the split column or recipe"
@@ -435,6 +442,36 @@ def _write_issues(path: Path, issues: list) -> list:
             ]
         ).to_csv(path, index=False)
     return unique
+
+
+def _read_frozen_features(
+    models: list[torch.nn.Module],
+    cfg: TrainConfig,
+    cache: SampleCache | None,
+    datasets: list[CohortDataset],
+    progress: bool,
+) -> None:
+    """Image modalities whose backbone is frozen for good are read as its features (from the
+    feature store, computed once now, in batches) instead of pixels
+    (:mod:`polymodal.frozen_features`).
+
+    Not with mixup/CutMix (they mix pixels), not for a modality augmented in the training split
+    (the dataset keeps its pixels), and not for a modality a teacher (``models[1:]``) reads
+    through another backbone.
+    """
+    if cfg.mixup > 0 or cfg.cutmix > 0:
+        return
+    model, *teachers = models
+    stores = frozen_feature_stores(model, cache, list(model.modalities))
+    for teacher in teachers:
+        reads = list(getattr(teacher, "modalities", ()))
+        theirs = frozen_feature_stores(teacher, cache, reads)
+        for name in [n for n in stores if n in reads]:
+            if name not in theirs or theirs[name].folder != stores[name].folder:
+                del stores[name]
+    for dataset in datasets:
+        dataset.read_as_features(stores)
+    fill_feature_stores(datasets, progress=progress)
 
 
 def _keep_frozen_features_on_disk(
