@@ -144,3 +144,53 @@ def test_evaluate_then_compare_end_to_end(run: Path, tmp_path: Path) -> None:
     assert auroc["delong_p"] is not None and auroc["p_holm"] >= auroc["p"]
     assert "independent rows" in saved["notes"][0]  # the demo cohort has patients with several rows
     assert "| plain − tta |" in (out / "compare.md").read_text()
+
+
+def test_unlabelled_rows_are_null_and_class_probabilities_are_one_list_per_row(
+    tmp_path: Path,
+) -> None:
+    import pyarrow as pa
+    import torch
+
+    from polymodal.evaluation.kept_predictions import predictions_table, write_predictions
+    from polymodal.targets.predictions import PredictionCollector
+
+    infos = {
+        "grade": {"kind": "multiclass", "classes": ["low", "mid", "high"], "n_outputs": 3},
+        "size": {"kind": "regression", "n_outputs": 1, "mean": None, "std": None},
+    }
+    probabilities = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.4, 0.3]])
+    batch = {
+        "ids": ["a", "b", "c"],
+        "groups": ["p1", "p1", "p2"],
+        "targets": {"grade": torch.tensor([0, 2, 1]), "size": torch.tensor([1.5, 0.0, 2.5])},
+        "target_mask": {
+            "grade": torch.tensor([True, True, False]),
+            "size": torch.tensor([True, False, True]),
+        },
+    }
+    predictions = {
+        "grade": {"probabilities": probabilities, "label": probabilities.argmax(dim=1)},
+        "size": {"value": torch.tensor([1.0, 2.0, 3.0])},
+    }
+    collectors = {}
+    for subset in [("x", "y"), ("x",)]:
+        collectors[subset] = PredictionCollector(infos)
+        collectors[subset].add(batch, predictions)
+    available = {"x": np.array([True, True, False]), "y": np.array([True, False, True])}
+    path = tmp_path / "p.parquet"
+    write_predictions(path, predictions_table(collectors, available, infos, {"split": "test"}))
+    kept = read_predictions(path)
+    assert kept.table.num_rows == 6
+    assert pa.types.is_fixed_size_list(kept.table.schema.field("score[grade]").type)
+    assert kept.table["label[grade]"].to_pylist()[:3] == [0, 2, None]
+    assert kept.table["label[size]"].to_pylist()[:3] == [1.5, None, 2.5]
+    assert kept.table["grade_predicted"].to_pylist()[:3] == ["low", "high", "mid"]
+    grade = kept.arrays(("x",), "grade")
+    assert grade.ids.tolist() == ["a", "b"] and grade.groups.tolist() == ["p1", "p1"]
+    np.testing.assert_allclose(grade.prediction, probabilities[:2].numpy())
+    assert grade.y_true.tolist() == [0, 2]
+    size = kept.arrays(("x", "y"), "size")
+    assert size.ids.tolist() == ["a", "c"] and size.prediction.tolist() == [1.0, 3.0]
+    with pytest.raises(EvaluationError, match="was not evaluated"):
+        kept.arrays(("y",), "size")
