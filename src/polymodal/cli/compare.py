@@ -68,7 +68,7 @@ def compare(
     metric: list[str] | None = typer.Option(
         None,
         "--metric",
-        help="Compare only this metric (repeatable; auroc also selects auroc[class]). "
+        help="Compare only this metric (repeatable; auroc also selects the per-class AUROCs). "
         "Fewer metrics, fewer tests for Holm to adjust for.",
     ),
     n_boot: int = typer.Option(2000, min=100, help="Paired bootstrap resamples of patients."),
