@@ -21,6 +21,8 @@ from polymodal.model_folder import load_model_folder, save_model_folder
 from training.conftest import tiny_config, tiny_run
 
 FILES = ("model.safetensors", "config.json", "preprocessing.json", "spec.yaml")
+# Written last, over the others (tests/test_model_folder_checksums.py).
+WRITTEN = (*FILES, "checksums.json")
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +32,12 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def model_copy(run_dir: Path, tmp_path: Path) -> Path:
-    """A private copy of the trained model folder that a test may break."""
-    return Path(shutil.copytree(run_dir / "model", tmp_path / "model"))
+    """A private copy of the trained model folder that a test may break, without its
+    checksums: what loading finds in each damaged file is checked, as in a folder saved before
+    checksums were written (checksums themselves: tests/test_model_folder_checksums.py)."""
+    folder = Path(shutil.copytree(run_dir / "model", tmp_path / "model"))
+    (folder / "checksums.json").unlink()
+    return folder
 
 
 def _test_batch(loaded) -> dict:
@@ -48,7 +54,7 @@ def _probabilities(model, batch: dict) -> torch.Tensor:
 
 def test_folder_holds_weights_config_preprocessing_and_spec(run_dir: Path) -> None:
     folder = run_dir / "model"
-    assert sorted(p.name for p in folder.iterdir()) == sorted(FILES)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(WRITTEN)
     config = json.loads((folder / "config.json").read_text())
     assert config["model"]["core"] == "synergy" and config["model"]["dim"] == 16
     assert set(config["input_infos"]) == {"lesion", "ct", "labs", "note", "vitals"}
@@ -173,7 +179,7 @@ def test_saving_replaces_an_earlier_folder_whole(run_dir: Path, model_copy: Path
         preprocessor=loaded.preprocessor,
         spec=loaded.spec,
     )
-    assert sorted(p.name for p in model_copy.iterdir()) == sorted(FILES)
+    assert sorted(p.name for p in model_copy.iterdir()) == sorted(WRITTEN)
     assert sorted(p.name for p in model_copy.parent.iterdir()) == ["model"]  # no leftovers
 
 

@@ -54,7 +54,8 @@ def outside_cohort(tmp_path: Path, **spec_changes: object):
         "targets": {"y": {"kind": "binary", "column": "y", "positive": "1"}},
         "modalities": {
             "labs": {"kind": "tabular", "numeric": ["age"]},
-            "report": {"kind": "text", "column": "report", "source": "file"},
+            # min_count 1: each word is in one patient's report, and the leak must be seen.
+            "report": {"kind": "text", "column": "report", "source": "file", "min_count": 1},
         },
         **spec_changes,
     }

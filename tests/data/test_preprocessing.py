@@ -127,7 +127,8 @@ def text_cohort(root: Path, **note):
             "y": ["1", "0", "1", "0", "1"],
             "note": ["Nodule, RIGHT lung.", "no nodule", "Effusion!", "pneumothorax", ""],
         },
-        modalities={"note": {"kind": "text", "column": "note", **note}},
+        # Every word is in one patient's note: min_count 1 keeps them all.
+        modalities={"note": {"kind": "text", "column": "note", "min_count": 1, **note}},
     )
 
 
@@ -155,7 +156,7 @@ def test_word_tokenizer_keeps_the_most_frequent_words(tmp_path):
             "y": ["1", "0"],
             "note": [" ".join(words), " ".join(words[:5])],
         },
-        modalities={"note": {"kind": "text", "column": "note", "vocab_size": 16}},
+        modalities={"note": {"kind": "text", "column": "note", "vocab_size": 16, "min_count": 1}},
     )
     prep = Preprocessor.fit(cohort)
     assert prep.input_info("note")["vocab_size"] == 16

@@ -121,7 +121,8 @@ def write_cohort(root: Path):
     ]
     columns = ["id", "split", "label", *COLUMNS]
     pd.DataFrame(rows, columns=columns).to_csv(root / "manifest.csv", index=False)
-    return load_cohort(parse_spec(spec_data(SENTENCES), base_dir=root))
+    # Four training patients: min_count 1 keeps the words of each one's sentences.
+    return load_cohort(parse_spec(spec_data(SENTENCES, min_count=1), base_dir=root))
 
 
 def test_dataset_gives_text_tokens_from_tabular_columns(tmp_path: Path) -> None:

@@ -150,7 +150,10 @@ class Preprocessor:
             )
         ids = rows[spec.id_column]
         issues: list[DataIssue] = []
-        training = TrainingRows(rows, ids, cohort.resolve_path, spec.base_dir, on_error, issues)
+        groups = rows[spec.group_column] if spec.group_column else None
+        training = TrainingRows(
+            rows, ids, cohort.resolve_path, spec.base_dir, on_error, issues, groups=groups
+        )
         state = {
             f"modality:{name}": modality_kind(cfg.kind).fit(name, cfg, training)
             for name, cfg in spec.modalities.items()

@@ -100,6 +100,8 @@ class TrainingRows:
         base_dir: the spec's folder (relative paths in the spec resolve against it).
         on_error: ``"fail"`` raises for an unreadable training file, ``"skip-modality"`` records.
         issues: where recorded issues go.
+        groups: the rows' patient ids ``(N,)`` (the spec's group column); None when the spec
+            has none, and each row is then its own patient.
     """
 
     rows: pd.DataFrame
@@ -108,6 +110,7 @@ class TrainingRows:
     base_dir: Path
     on_error: OnError
     issues: list[DataIssue]
+    groups: pd.Series | None = None
 
 
 class FittedInputs(Protocol):

@@ -9,6 +9,7 @@ Hugging Face tokenizer folder. Elements are the text's sentences.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -66,6 +67,10 @@ class TextModality(ModalitySpec):
     # the training split otherwise.
     tokenizer: str | None = None
     vocab_size: int = Field(5000, ge=16)
+    # A fitted word tokenizer keeps only words that occur in the texts of at least this many
+    # patients (distinct group ids): a name or record number seen in one patient's notes never
+    # reaches the model folder. A Hugging Face `tokenizer` folder is used as it is.
+    min_count: int = Field(5, ge=1)
     # Clinical text instead of `column`: one sentence per value of these columns (M3FM).
     from_columns: list[str] | None = Field(None, min_length=1)
     # column -> template with {value}/{column}, or category -> sentence; the other columns get
@@ -98,27 +103,52 @@ class TextModality(ModalitySpec):
         return self
 
 
-def word_tokenizer(cfg: TextModality, texts: list[str]) -> str:
-    """A word-level tokenizer (lowercase, punctuation split) fitted on ``texts``, as JSON."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+def word_tokenizer(cfg: TextModality, texts: Sequence[tuple[str, str]]) -> str:
+    """A word-level tokenizer (lowercase, punctuation split) fitted on ``(patient, text)`` pairs,
+    as JSON.
 
-    tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.Sequence(
+    The vocabulary keeps the words that occur in the texts of at least ``cfg.min_count``
+    distinct patients, the most frequent first, up to ``cfg.vocab_size`` entries with the
+    special tokens; every other word reads as ``[UNK]``.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    normalizer = normalizers.Sequence(
         [normalizers.NFD(), normalizers.Lowercase(), normalizers.StripAccents()]
     )
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+    pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()]
     )
-    trainer = trainers.WordLevelTrainer(
-        vocab_size=cfg.vocab_size, special_tokens=list(WORD_SPECIAL_TOKENS), show_progress=False
-    )
-    tokenizer.train_from_iterator(texts, trainer=trainer)
+    vocab = {token: i for i, token in enumerate(WORD_SPECIAL_TOKENS)}
+    for word in _shared_words(texts, normalizer, pre_tokenizer, cfg.min_count):
+        if len(vocab) >= cfg.vocab_size:
+            break
+        vocab.setdefault(word, len(vocab))
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
     # [CLS] first gives text encoders a summary position even for a one-word note.
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A", special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]"))]
+        single="[CLS] $A", special_tokens=[("[CLS]", vocab["[CLS]"])]
     )
     tokenizer.enable_truncation(max_length=cfg.max_tokens)
     return tokenizer.to_str()
+
+
+def _shared_words(
+    texts: Sequence[tuple[str, str]], normalizer: Any, pre_tokenizer: Any, min_count: int
+) -> list[str]:
+    """The words of ``(patient, text)`` pairs found in at least ``min_count`` patients' texts,
+    most frequent first (ties in alphabetical order, so that the vocabulary is reproducible)."""
+    occurrences: Counter[str] = Counter()
+    patients: dict[str, set[str]] = {}
+    for patient, text in texts:
+        words = [w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))]
+        occurrences.update(words)
+        for word in set(words):
+            patients.setdefault(word, set()).add(patient)
+    shared = [w for w, who in patients.items() if len(who) >= min_count]
+    return sorted(shared, key=lambda w: (-occurrences[w], w))
 
 
 def hf_tokenizer(folder: str, where: str) -> Any:
@@ -204,11 +234,16 @@ class Text(ModalityKind):
         vocab_size = len(json.loads(tokenizer_json)["model"]["vocab"])
         return {"tokenizer_json": tokenizer_json, "vocab_size": vocab_size, "pad_id": 0}
 
-    def _training_texts(self, name: str, cfg: TextModality, train: TrainingRows) -> list[str]:
-        """The text of every training row that has one, from its cells, column or file."""
+    def _training_texts(
+        self, name: str, cfg: TextModality, train: TrainingRows
+    ) -> list[tuple[str, str]]:
+        """``(patient, text)`` of every training row that has a text, from its cells, column or
+        file; the patient is the row's group id (its own id without a group column)."""
         texts = []
         columns = self.columns(cfg)
-        for row_id, cells in zip(train.ids, train.rows[columns].to_dict("records"), strict=True):
+        patients = train.ids if train.groups is None else train.groups
+        records = train.rows[columns].to_dict("records")
+        for row_id, patient, cells in zip(train.ids, patients, records, strict=True):
 
             def read(fn: Any, *args: Any, column: str | None, row_id: str = row_id) -> Any:
                 return read_or_record(
@@ -230,7 +265,7 @@ class Text(ModalityKind):
                 cell = cells[cfg.column]
                 text = read(readers.read_text, cell, cfg, train.resolve, column=cfg.column)
             if text:
-                texts.append(text)
+                texts.append((str(patient), text))
         return texts
 
     def input_info(self, cfg: TextModality, state: Mapping[str, Any]) -> dict[str, Any]:
