@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import pandas as pd
 import torch
 import yaml
 
+from _common import machine
 from polymodal.data.manifest import load_cohort
 from polymodal.data.spec import parse_spec
 from polymodal.encoders import create_encoder
@@ -186,14 +186,7 @@ def main() -> None:
     spec = cohort_spec(args.out, args.quick)
     cohort = load_cohort(spec)
     run = load_run_config(RECIPES[args.model], recipe_overrides(args))
-    result = fit(
-        spec,
-        args.out / "run",
-        model_config=run.model,
-        train_config=run.train,
-        cohort=cohort,
-        progress=False,
-    )
+    result = fit(spec, args.out / "run", run, cohort=cohort, progress=False)
     fit_seconds = time.perf_counter() - started
     rows = {}
     for name, tta in (("one view", False), ("TTA, 4 views", True)):
@@ -210,8 +203,7 @@ def main() -> None:
     print(
         f"HAM10000 val ({len(cohort.indices('val'))} images), {args.model}, {args.backbone} stages:"
         f"{args.frozen_stages}, {result.epochs_run} epoch(s), fit {fit_seconds / 60:.1f} min, "
-        f"{args.threads} thread(s), {platform.machine()}, {os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.1f}"
+        f"{machine(args.threads)}, load average {os.getloadavg()[0]:.1f}"
     )
     for name, metrics in rows.items():
         cells = ", ".join(

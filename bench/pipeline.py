@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -39,6 +38,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from _common import machine, table
 from polymodal.data.cache import SampleCache
 from polymodal.data.collate import collate_samples
 from polymodal.data.dataset import CohortDataset
@@ -67,19 +67,12 @@ DEMO_MODEL = [
 ]
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def machine_line() -> str:
+    """The machine (bench/_common.py) and its load average: on a shared machine only ratios
+    measured side by side mean anything."""
     load = os.getloadavg()
-    cores = len(os.sched_getaffinity(0))
     return (
-        f"{cpu}, {cores} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{machine(torch.get_num_threads())}, "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
 
@@ -90,7 +83,7 @@ def demo_fit(spec_path: Path, out: Path, epochs: int) -> tuple[float, Path]:
     The fastest, not the median: on a shared machine other processes only ever add time.
     """
     run = load_run_config(None, [*DEMO_MODEL, f"train.max_epochs={epochs}"])
-    fit(load_spec(spec_path), out, model_config=run.model, train_config=run.train, progress=False)
+    fit(load_spec(spec_path), out, run, progress=False)
     metrics = pd.read_csv(out / "logs" / "metrics.csv")
     seconds = metrics["train/epoch_seconds"].dropna().tolist()
     return min(seconds[1:] or seconds), out / "model"
@@ -233,9 +226,7 @@ def ham_frozen_epoch(out: Path, rows: int) -> float | None:
         ],
     )
     run_dir = out / "ham_frozen"
-    fit(
-        spec, run_dir, model_config=run.model, train_config=run.train, cohort=cohort, progress=False
-    )
+    fit(spec, run_dir, run, cohort=cohort, progress=False)
     metrics = pd.read_csv(run_dir / "logs" / "metrics.csv")
     seconds = metrics["train/epoch_seconds"].dropna().tolist()
     return seconds[-1] * HAM_TRAIN_ROWS / len(train)
@@ -289,10 +280,8 @@ def main() -> None:
     wall, cpu = predictor_load_seconds(model_dir)
     rows.append(("Predictor.load (fresh process)", f"{wall:.1f} s wall, {cpu:.1f} s CPU", "< 5 s"))
 
-    print(f"\nmachine: {machine()}")
-    print("| figure | measured | target |\n|---|---|---|")
-    for name, value, target in rows:
-        print(f"| {name} | {value} | {target} |")
+    print(f"\nmachine: {machine_line()}")
+    print("\n".join(table(["figure", "measured", "target"], rows)))
 
 
 if __name__ == "__main__":
