@@ -13,6 +13,7 @@ from polymodal.data.collate import collate_samples
 from polymodal.data.dataset import CohortDataset
 from polymodal.data.manifest import load_cohort
 from polymodal.errors import ModelError
+from polymodal.fusion import list_cores
 from polymodal.predictor import Predictor
 from training.conftest import tiny_run
 
@@ -162,3 +163,11 @@ def test_unknown_modality_in_a_subset_names_the_known_ones(predictor: Predictor)
     cohort = load_cohort(predictor.loaded.spec)
     with pytest.raises(ModelError, match=r"no modality \['xray'\]; it knows \['lesion', 'ct'"):
         predictor.collect_subsets(cohort, [("lesion", "xray")], split="test")
+
+
+def test_prompts_for_a_core_that_takes_none_name_the_cores_that_do(predictor: Predictor) -> None:
+    assert not predictor.loaded.model.core.takes_prompts
+    prompting = ", ".join(list_cores(takes_prompts=True))
+    assert prompting  # a core that takes prompts is registered, so the message names one
+    with pytest.raises(ModelError, match=rf"takes no task prompts.*\({prompting}\)"):
+        Predictor(predictor.loaded, prompts={"label": "Is the lesion malignant?"})

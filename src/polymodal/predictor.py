@@ -24,6 +24,7 @@ from polymodal.data.dataset import CohortDataset
 from polymodal.data.manifest import Cohort, load_cohort
 from polymodal.errors import ModelError
 from polymodal.frozen_features import frozen_feature_stores
+from polymodal.fusion import list_cores
 from polymodal.model_folder import LoadedModel, load_model_folder
 from polymodal.prediction_checks import (
     NonFiniteGuard,
@@ -43,8 +44,8 @@ class Predictor:
         predictor = Predictor.load("runs/demo/model")
         table = predictor.predict_manifest("new_patients.csv")   # one row per input row
 
-    ``prompts`` (a model with the ``prompted`` core only) asks a task in other words than the
-    ones it was trained with, e.g. ``{"cancer": "How likely is lung cancer within six years?"}``.
+    ``prompts`` (a model whose fusion core takes prompts only: ``list_cores(takes_prompts=True)``)
+    asks a task in other words than the ones it was trained with, e.g. ``{"cancer": "How likely is lung cancer within six years?"}``.
 
     ``tta=True`` (test-time augmentation) predicts every image in each of its dihedral views (8
     for square images, the 4 that keep the shape otherwise) and averages the heads'
@@ -74,15 +75,15 @@ class Predictor:
         # The dihedral views each batch is predicted in (None: the images as they are).
         self.views: tuple[int | None, ...] = tta_views(loaded.model) if tta else (None,)
         if prompts:
-            set_prompt = getattr(loaded.model.core, "set_prompt", None)
-            if set_prompt is None:
+            core = loaded.model.core
+            if not core.takes_prompts:
                 raise ModelError(
                     f"{loaded.folder}: the model's fusion core '{loaded.config.core}' takes no "
-                    "task prompts; --prompt/prompts= works with models trained with the "
-                    "'prompted' core"
+                    "task prompts; --prompt/prompts= works with models trained with a core that "
+                    f"takes them ({', '.join(list_cores(takes_prompts=True))})"
                 )
             for task, text in prompts.items():
-                set_prompt(task, text)
+                core.set_prompt(task, text)
 
     @classmethod
     def load(
