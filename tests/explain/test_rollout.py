@@ -11,7 +11,13 @@ import torch
 
 from polymodal.config import ModelConfig
 from polymodal.errors import ModelError
-from polymodal.explain import explain_model, modality_token_shares, recording_attention, rollout
+from polymodal.explain import (
+    explain_model,
+    modality_token_shares,
+    recording_attention,
+    rollout,
+    rollout_cores,
+)
 from polymodal.fusion import create_core
 from polymodal.layers.attention import Attention
 from polymodal.model import build_model
@@ -125,7 +131,9 @@ def test_rollout_accumulates_from_the_identity() -> None:
 
 def test_a_core_without_rollout_gets_a_clear_message() -> None:
     core = create_core("concat", modalities=MODALITIES, dim=DIM)
-    with pytest.raises(ModelError, match="supports the fusion cores attention, prompted, synergy"):
+    assert {"attention", "prompted", "synergy"} <= set(rollout_cores())
+    listed = ", ".join(rollout_cores())
+    with pytest.raises(ModelError, match=f"supports the fusion cores {listed};"):
         modality_token_shares(core, list(SIZES.items()), 3)
 
 
@@ -186,5 +194,8 @@ def test_a_model_without_rollout_support_falls_back_or_refuses(
         explain_model(concat, manifest, method="rollout", max_samples=2)
     both = explain_model(concat, manifest, method="both", max_samples=2)
     assert both.methods == ("occlusion",)
-    assert "rollout is not available" in both.notes[0]
+    assert both.notes[0] == (
+        "attention rollout is not available for the 'concat' core "
+        f"(only {', '.join(rollout_cores())}): occlusion only"
+    )
     assert both.per_sample["rollout_share"].isna().all()

@@ -5,23 +5,23 @@
 * :mod:`~polymodal.explain.elements`: what an element is and how it is removed (as real data
   goes missing).
 * :mod:`~polymodal.explain.occlusion`: the change of the prediction without each element.
-* :mod:`~polymodal.explain.rollout`: attention rollout for the ``prompted``, ``attention`` and
-  ``synergy`` cores; :mod:`~polymodal.explain.token_map` maps token shares to elements.
+* :mod:`~polymodal.explain.rollout`: attention rollout for the fusion cores that declare it
+  (:func:`rollout_cores` lists them); :mod:`~polymodal.explain.token_map` maps token shares to
+  elements.
 * :mod:`~polymodal.explain.overlay`: region relevance over images and volume slices (PNG).
 """
 
 from polymodal.explain.elements import Element, occlusions, split_sentences, text_sentences
 from polymodal.explain.explainer import ExplainResult, explain_model, resolve_task, summarize
 from polymodal.explain.rollout import (
-    ROLLOUT_CORES,
     modality_token_shares,
     recording_attention,
     rollout,
+    rollout_cores,
     supports_rollout,
 )
 
 __all__ = [
-    "ROLLOUT_CORES",
     "Element",
     "ExplainResult",
     "explain_model",
@@ -30,6 +30,7 @@ __all__ = [
     "recording_attention",
     "resolve_task",
     "rollout",
+    "rollout_cores",
     "split_sentences",
     "summarize",
     "supports_rollout",

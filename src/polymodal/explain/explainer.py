@@ -37,6 +37,7 @@ from polymodal.explain.rollout import (
     check_rollout_support,
     modality_token_shares,
     recording_attention,
+    rollout_cores,
     supports_rollout,
 )
 from polymodal.explain.token_map import TokenMapper
@@ -180,8 +181,8 @@ def explain_model(
         if method == "rollout":
             check_rollout_support(loaded.model.core)  # raises, naming the supported cores
         notes.append(
-            f"attention rollout is not available for the {type(loaded.model.core).__name__} "
-            "core (only prompted, attention and synergy): occlusion only"
+            f"attention rollout is not available for the '{loaded.model.core.core_name}' core "
+            f"(only {', '.join(rollout_cores())}): occlusion only"
         )
         use_rollout = False
     explainer = _Explainer(loaded, cohort, task, kind, device, method != "rollout", use_rollout)

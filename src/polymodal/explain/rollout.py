@@ -25,7 +25,6 @@ from polymodal.fusion import FusionCore, list_cores
 from polymodal.layers.rollout import recording_attention, rollout
 
 __all__ = [
-    "ROLLOUT_CORES",
     "check_rollout_support",
     "modality_token_shares",
     "recording_attention",
@@ -38,10 +37,6 @@ __all__ = [
 def rollout_cores() -> list[str]:
     """The registered fusion cores that support attention rollout."""
     return list_cores(supports_rollout=True)
-
-
-# The built-in cores with rollout support (rollout_cores() also lists cores registered later).
-ROLLOUT_CORES = tuple(rollout_cores())
 
 
 def check_rollout_support(core: FusionCore) -> str:
