@@ -280,7 +280,8 @@ class InterventionLoss(TrainingPlugin):
     def terms(
         self, model: MultimodalModel, batch: dict[str, Any], branches: dict[str, Any]
     ) -> dict[str, Tensor]:
-        """The weighted extra terms from one forward's ``core.forward_branches`` result.
+        """The weighted extra terms from one forward's auxiliary outputs of the core
+        (``outputs["auxiliary"]``, holding :data:`BRANCH_OUTPUTS`).
 
         Returns ``{"ei/first", "ei/second", "ei/route"}`` (and ``"ei/mm_extra"``, the
         (mm − 1)-weighted task loss, when ``mm_loss_weight`` is not 1), each a scalar.

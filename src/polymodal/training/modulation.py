@@ -36,8 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from polymodal.errors import ModelError
-from polymodal.fusion._layers import masked_mean
 from polymodal.heads import PerSampleHead, create_head
+from polymodal.layers.pooling import masked_mean
 from polymodal.model import MultimodalModel
 from polymodal.training.module import PolymodalModule, TrainingPlugin, TrainStep
 
