@@ -253,7 +253,7 @@ def test_one_channel_encoder_from_package_weights_runs() -> None:
         pretrained="package:efficientnet-lite0",
         freeze="all",
     ).eval()
-    from polymodal.encoders.pretrained import efficientnet_lite0_package_state_dict
+    from polymodal.layers.pretrained import efficientnet_lite0_package_state_dict
 
     rgb_stem = efficientnet_lite0_package_state_dict()["conv_stem.weight"]
     torch.testing.assert_close(encoder.backbone.conv_stem.weight, rgb_stem.sum(dim=1, keepdim=True))

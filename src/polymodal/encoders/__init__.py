@@ -9,7 +9,7 @@ Build one by name with :func:`create_encoder`; :func:`list_encoders` shows what 
 """
 
 # Importing each encoder module registers its encoders.
-from polymodal.encoders.image import ImageTimmEncoder, load_pretrained_backbone
+from polymodal.encoders.image import ImageTimmEncoder
 from polymodal.encoders.registry import (
     INPUT_INFO_KEYS,
     KINDS,
@@ -24,6 +24,7 @@ from polymodal.encoders.tabular import TabularTokenEncoder
 from polymodal.encoders.text import TextTransformerEncoder
 from polymodal.encoders.volume import VolumeMonaiEncoder, VolumePatchEncoder
 from polymodal.encoders.volume_multiscale import VolumeMultiscaleEncoder
+from polymodal.layers.weights import load_pretrained_backbone
 
 __all__ = [
     "INPUT_INFO_KEYS",

@@ -12,10 +12,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from polymodal.encoders.pretrained import load_hf_model, resolve_pretrained
 from polymodal.encoders.registry import register_encoder
 from polymodal.errors import ModelError
 from polymodal.freezing import freeze, keep_frozen_parts_in_eval, settle_frozen_modes
+from polymodal.layers.pretrained import load_hf_model, resolve_pretrained
 
 Freeze = Literal["none", "all", "all_but_last"]
 FREEZE_MODES = ("none", "all", "all_but_last")
