@@ -2,8 +2,9 @@
 sentences (``from_columns``, M3FM; see :mod:`polymodal.data.serialize`).
 
 Fields ``input_ids`` ``(L,)`` and ``attention_mask`` ``(L,)``, padded by collate (see
-:mod:`polymodal.data.batch`). Fitted: a word-level tokenizer on the training texts, or a local
-Hugging Face tokenizer folder. Elements are the text's sentences.
+:mod:`polymodal.data.batch`). Fitted: a word-level tokenizer on the training texts (words of at
+least ``min_count`` patients only), or a local Hugging Face tokenizer folder. Elements are the
+text's sentences.
 """
 
 from __future__ import annotations
