@@ -30,7 +30,9 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     core: str = Field(
-        "synergy", description="Fusion core: synergy, attention, concat, single, … (list_cores())."
+        "synergy",
+        description="Registered fusion core name (polymodal.fusion.list_cores() lists them; an "
+        "unknown name is refused with the list).",
     )
     dim: int = Field(128, ge=1, description="Token width D shared by every encoder and the core.")
     core_options: dict[str, Any] = Field(

@@ -6,12 +6,12 @@ metadata, and the rest of polymodal asks the registry::
 
     CORES = Registry("fusion core", config_key="model.core")
 
-    @CORES.register("concat")
-    class ConcatCore(nn.Module): ...
+    @CORES.register("mean")
+    class MeanCore(nn.Module): ...
 
-    CORES.names()                         # ['concat', ...]
-    CORES.get("concat")                   # the class
-    CORES.create("concat", dim=64)        # checks the keyword-only options first
+    CORES.names()                         # ['mean', ...]
+    CORES.get("mean")                     # the class
+    CORES.create("mean", dim=64)          # checks the keyword-only options first
 
 Every lookup of an unknown name and every unknown option raises the family's error class
 (a :class:`~polymodal.errors.PolymodalError`, so the CLI prints it and exits 2) with a message

@@ -39,7 +39,7 @@ def demo(
         [], "--set", help="Extra dotted overrides, e.g. train.max_epochs=5."
     ),
 ) -> None:
-    """Generate the demo cohort, validate it, fit `synergy`, evaluate every modality subset."""
+    """Generate the demo cohort, validate it, fit a model, evaluate every modality subset."""
     from polymodal.data.manifest import load_cohort
     from polymodal.data.spec import load_spec
     from polymodal.datasets.demo import make_demo_cohort
@@ -64,8 +64,8 @@ def demo(
     if not report.training_possible:
         raise typer.Exit(1)
 
-    console.rule("3. fit synergy")
     run = load_run_config(None, [*DEMO_OVERRIDES, f"train.seed={seed}", *set_])
+    console.rule(f"3. fit {run.model.core}")
     result = fit(spec, out / "run", run, cohort=cohort)
     console.print(
         f"best {result.monitor} = {result.best_score:.4f} → model folder {result.model_dir}"

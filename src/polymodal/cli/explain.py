@@ -25,7 +25,10 @@ def explain(
         200, "--max-samples", min=1, help="Explain at most this many rows (a seeded subset)."
     ),
     method: str = typer.Option(
-        "both", "--method", help="occlusion, rollout (prompted/attention/synergy cores) or both."
+        "both",
+        "--method",
+        help="occlusion, rollout (fusion cores that support attention rollout; another core is "
+        "refused with their names) or both.",
     ),
     overlays: int = typer.Option(
         4, "--overlays", min=0, help="PNG region maps for the first N samples with images."

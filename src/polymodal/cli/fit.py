@@ -17,7 +17,9 @@ def fit(
         None, "--config", "-c", help="Run config YAML (model + train)."
     ),
     core: str | None = typer.Option(
-        None, help="Fusion core, e.g. synergy, attention, concat, single."
+        None,
+        help="Fusion core by registered name (same as --set model.core=NAME; an unknown name "
+        "is refused with the list of registered ones).",
     ),
     epochs: int | None = typer.Option(None, help="Shortcut for --set train.max_epochs=N."),
     set_: list[str] = typer.Option(

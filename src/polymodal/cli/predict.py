@@ -36,7 +36,8 @@ def predict(
     prompt: list[str] = typer.Option(
         [],
         "--prompt",
-        help="TASK=TEXT: ask a task of a 'prompted' model in your own words, e.g. "
+        help="TASK=TEXT: ask a task in your own words, of a model whose fusion core takes "
+        "task prompts, e.g. "
         "--prompt 'cancer=How likely is lung cancer within six years?' (repeatable).",
     ),
 ) -> None:

@@ -15,8 +15,8 @@ grows, as in Hinton et al. 2015 (a KL between Bernoulli or softmax distributions
 squared error to the teacher's output for a value or risk score (no τ).
 The distillation term covers every sample of the batch, labelled or not.
 
-``features`` is what the fusion core outputs, so feature matching works for every core; for the
-``bottleneck`` core with its default readout it is the pooled bottleneck Z̄ of methods.md.
+``features`` is what the fusion core outputs, so feature matching works for every core; for a
+core that reads out a pooled bottleneck (Method D of methods.md) it is the pooled bottleneck Z̄.
 Defaults marked ``provenance: recon`` are reconstructions (methods.md §4.3), not paper values.
 """
 

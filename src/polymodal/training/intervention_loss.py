@@ -1,4 +1,4 @@
-"""The Early Intervention loss (methods.md §3.3) as a training plugin of the ``intervention`` core.
+"""The Early Intervention loss (methods.md §3.3): a training plugin for a core with per-branch outputs.
 
 The fused prediction alone says nothing to the branches when the core detaches them
 (``detach_branches: true``, the paper's setting): the paper trains each branch with its own loss
@@ -55,7 +55,7 @@ LAST_PRIOR = 0.001
 
 
 class InterventionLossConfig(BaseModel):
-    """``intervention_loss:`` in a run config (needs ``model.core: intervention``)."""
+    """``intervention_loss:`` in a run config (needs a fusion core with per-branch outputs)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -233,7 +233,7 @@ class InterventionLoss(TrainingPlugin):
         if unknown:
             raise ModelError(
                 f"intervention_loss.priors names {unknown}, which are not image modalities of "
-                f"the intervention core ({', '.join(images)})"
+                f"the fusion core ({', '.join(images)})"
             )
         default = [1.0] * (len(images) - 1) + [LAST_PRIOR]
         priors = [

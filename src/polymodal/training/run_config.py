@@ -3,7 +3,7 @@
 Example ``fit.yaml``::
 
     model:
-      core: synergy
+      core: synergy               # a registered fusion core (polymodal.fusion.list_cores())
       dim: 128
       core_options: {num_latents: 32, depth: 2}
       modality_dropout: 0.2
@@ -13,7 +13,8 @@ Example ``fit.yaml``::
     distill:                      # optional: knowledge distillation (polymodal.training.distill)
       teacher: runs/teacher/model
     modulation: {alpha: 0.5}      # optional: gradient modulation (polymodal.training.modulation)
-    intervention_loss: {}         # optional: EI loss of the intervention core (see configs/ei)
+    intervention_loss: {}         # optional: Early Intervention's loss (a core with per-branch
+                                  # outputs; see configs/ei)
     ema: {decay: 0.999}           # optional: moving average of the weights (polymodal.training.ema)
 
 The optional sections are the registered training plugins (:mod:`polymodal.training.plugins`).
