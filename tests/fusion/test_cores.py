@@ -14,6 +14,8 @@ from safetensors.torch import load_file, save_file
 
 from polymodal.errors import ModelError
 from polymodal.fusion import CORES, FusionCore, create_core, list_cores
+from polymodal.modalities import get as modality_kind
+from polymodal.modalities import kinds as modality_kinds
 
 DIM = 16
 MODALITIES = {"xray": "image", "labs": "tabular", "vitals": "series"}
@@ -218,6 +220,17 @@ def test_synergy_paper_layout_defaults_direct_to_images() -> None:
     changed = core(tokens, masks, available)
     assert not torch.allclose(out[0], changed[0]) and torch.equal(out[2], changed[2])
     assert core.out_dim == DIM
+
+
+def test_synergy_paper_layout_feeds_every_spatial_kind_directly() -> None:
+    # One modality of every registered kind: the spatial ones (pixels, voxels) skip the memory.
+    every_kind = {f"m_{kind.name}": kind.name for kind in modality_kinds()}
+    core = create_core(
+        "synergy", modalities=every_kind, dim=DIM, **SMALL_SYNERGY, layout="paper", fusion_depth=1
+    )
+    assert core.direct == tuple(m for m, kind in every_kind.items() if modality_kind(kind).spatial)
+    assert {"m_image", "m_volume"} <= set(core.direct)
+    assert {"m_tabular", "m_text"}.isdisjoint(core.direct)
 
 
 def test_faithful_double_add_differs_from_standard() -> None:

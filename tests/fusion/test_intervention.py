@@ -199,7 +199,11 @@ def test_pretrained_backbone_loads_from_a_local_file(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("modalities", "options", "message"),
     [
-        ({"labs": "tabular"}, {}, "needs at least one image modality"),
+        (
+            {"labs": "tabular"},
+            {},
+            r"needs at least one image modality \(a kind of 2D pixels: image\)",
+        ),
         (TWO_IMAGES, {"adapter": "prefix"}, "adapter='prefix' is not one of mor, lora"),
         (TWO_IMAGES, {"backbone": "vit_nonexistent"}, "unknown timm backbone 'vit_nonexistent'"),
         (TWO_IMAGES, {"insert_at": 5}, r"insert_at must lie in 0\.\.2"),

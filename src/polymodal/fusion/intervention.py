@@ -56,6 +56,8 @@ from polymodal.fusion.streams import batch_size
 from polymodal.layers.pooling import masked_mean
 from polymodal.layers.vit_insertion import ViTWithInsertion
 from polymodal.layers.weights import load_pretrained_backbone
+from polymodal.modalities import get as modality_kind
+from polymodal.modalities import kinds as modality_kinds
 
 ADAPTERS = {"mor": MoRConfig, "lora": LoRAConfig}
 
@@ -76,7 +78,8 @@ class InterventionCore(FusionCore):
     """Early Intervention over one shared frozen ViT with two adapter sets per image modality.
 
     Args:
-        modalities: modality name -> kind; at least one must be ``"image"`` (a target).
+        modalities: modality name -> kind; at least one of a 2D pixel kind (``pixels_2d``, the
+            image kind), a target of the ViT.
         dim: token width D of the non-image encoders (their summaries feed the MLPs).
         backbone: a timm ViT name with a class token (e.g. ``vit_base_patch16_clip_224``).
         backbone_options: keyword arguments for ``timm.create_model`` (``img_size``,
@@ -113,11 +116,13 @@ class InterventionCore(FusionCore):
         detach_branches: bool = False,
     ) -> None:
         super().__init__(modalities=modalities, dim=dim)
-        self.images = tuple(m for m, kind in modalities.items() if kind == "image")
+        # The ViT's targets: modalities whose kind is 2D pixel views (the core reads them raw).
+        self.images = tuple(m for m, kind in modalities.items() if modality_kind(kind).pixels_2d)
         if not self.images:
             raise ModelError(
-                "the intervention core needs at least one image modality (kind 'image') as a "
-                f"target; got kinds {dict(modalities)}. Use another core, e.g. 'synergy'"
+                "the intervention core needs at least one image modality (a kind of 2D pixels: "
+                f"{', '.join(_pixel_kinds())}) as a target; got kinds {dict(modalities)}. Use "
+                "another core, e.g. 'synergy'"
             )
         if adapter not in ADAPTERS:
             raise ModelError(
@@ -146,10 +151,10 @@ class InterventionCore(FusionCore):
         self.intervention = nn.ModuleDict(
             {
                 _pair(source, target): intervention_mlp(
-                    embed_dim if kind == "image" else dim, embed_dim
+                    embed_dim if source in self.images else dim, embed_dim
                 )
                 for target in self.images
-                for source, kind in modalities.items()
+                for source in modalities
                 if source != target
             }
         )
@@ -373,7 +378,8 @@ class InterventionCore(FusionCore):
         if pixels.ndim != 5:
             raise ModelError(
                 f"the intervention core reads modality '{name}' as pixels (B, V, C, H, W), got "
-                f"shape {tuple(pixels.shape)}; give it a modality of kind 'image'"
+                f"shape {tuple(pixels.shape)}; give it a modality of kind "
+                f"{' or '.join(map(repr, _pixel_kinds()))}"
             )
         patch_embed = self.backbone.vit.patch_embed
         channels = patch_embed.proj.in_channels
@@ -402,6 +408,11 @@ def _same_frozen(own: Tensor, theirs: Tensor) -> bool:
         own = own.sum(dim=1, keepdim=True)
         return own.shape == theirs.shape and torch.allclose(own, theirs.to(own), atol=1e-6)
     return own.shape == theirs.shape and torch.equal(own, theirs.to(own))
+
+
+def _pixel_kinds() -> list[str]:
+    """The registered modality kinds of 2D pixel views (what the ViT reads), for messages."""
+    return [kind.name for kind in modality_kinds() if kind.pixels_2d]
 
 
 def _pair(source: str, target: str) -> str:

@@ -9,8 +9,8 @@ Two layouts:
 
 * ``layout="latent"`` (default): every modality is read by the memory; the latents are pooled
   (``pool="mean"`` or ``"attention"``) into the output.
-* ``layout="paper"`` (LSMT, methods.md §1.2): the modalities in ``direct`` (by default the image
-  and volume modalities) skip the memory; the others are compressed into the latents, projected to
+* ``layout="paper"`` (LSMT, methods.md §1.2): the modalities in ``direct`` (by default those of a
+  spatial kind, ``ModalityKind.spatial``: images and volumes) skip the memory; the others are compressed into the latents, projected to
   ``dim``, and ``[CLS; direct tokens; latents]`` + sinusoidal PE goes through ``fusion_depth``
   pre-LN transformer blocks; the CLS token is the output.
 
@@ -35,9 +35,7 @@ from polymodal.fusion.streams import batch_size, check_modality_names, gather_st
 from polymodal.layers.attention import Attention, CrossAttentionBlock, TransformerBlock
 from polymodal.layers.positional import sinusoidal_embedding
 from polymodal.layers.rollout import head_mean, recorded_attention, rollout
-
-# Kinds whose tokens go straight into the fusion transformer in the paper layout by default.
-DIRECT_KINDS = ("image", "volume")
+from polymodal.modalities import get as modality_kind
 
 
 class LatentMemory(nn.Module):
@@ -112,8 +110,8 @@ class SynergyCore(FusionCore):
         dropout: attention and feed-forward dropout.
         pool: latent layout readout, ``"mean"`` of the latents or ``"attention"`` (a learned query).
         layout: ``"latent"`` or ``"paper"`` (see the module docstring).
-        direct: paper layout: modalities fed straight to the fusion transformer (default: the
-            image and volume modalities).
+        direct: paper layout: modalities fed straight to the fusion transformer (default: those
+            of a spatial kind, images and volumes).
         fusion_depth, fusion_heads, fusion_dim_head, fusion_ff_mult: the paper layout's fusion
             transformer (paper: 4 blocks, 4 heads × 128, MLP ratio 1).
         pe_mode: paper layout: ``"standard"`` (dropout(x + PE)) or ``"faithful_double_add"``
@@ -171,7 +169,8 @@ class SynergyCore(FusionCore):
 
         if layout == "paper":
             if direct is None:
-                direct = [m for m, kind in modalities.items() if kind in DIRECT_KINDS]
+                # The paper feeds the spatial grids (pixels, voxels) straight to the fusion.
+                direct = [m for m, kind in modalities.items() if modality_kind(kind).spatial]
             check_modality_names("synergy", modalities, list(direct))
         self.direct = tuple(direct or ())
 
