@@ -22,6 +22,7 @@ from polymodal.errors import PolymodalError
 from polymodal.freezing import settle_frozen_modes
 from polymodal.model import MultimodalModel
 from polymodal.targets.predictions import PredictionCollector
+from polymodal.training.acceleration import accelerate
 from polymodal.training.config import TrainConfig
 from polymodal.training.mixing import BatchMixing
 from polymodal.training.param_groups import parameter_groups
@@ -149,7 +150,7 @@ class PolymodalModule(L.LightningModule):
         mixing: BatchMixing | None = None,
     ) -> None:
         super().__init__()
-        self.model = model
+        self.model = accelerate(model, train_config)
         self.target_infos = target_infos
         self.train_config = train_config
         self.steps_per_epoch = max(1, steps_per_epoch)
