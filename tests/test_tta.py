@@ -13,6 +13,7 @@ import torch
 import yaml
 from PIL import Image
 
+from polymodal import targets
 from polymodal.data.manifest import load_cohort
 from polymodal.data.spec import load_spec
 from polymodal.encoders.stage_cache import StageCache
@@ -23,6 +24,7 @@ from polymodal.predictor import Predictor
 from polymodal.training.fit import fit
 from polymodal.training.run_config import load_run_config
 from polymodal.tta import average_predictions, tta_views, viewing
+from targets.test_target_kinds import Fitted
 
 ROWS = 24
 CLASSES = ["small", "medium", "large"]
@@ -142,7 +144,7 @@ def test_tta_averages_probabilities_over_the_8_views(square_model) -> None:
             with viewing(model, view):
                 out = model.fuse(*model.encode(batch))["logits"]
             passes.append(model.predictions_from_logits(out))
-    averaged = average_predictions(passes)["label"]
+    averaged = average_predictions(passes, predictor.loaded.target_infos)["label"]
     per_view = torch.stack([p["label"]["probabilities"] for p in passes])
     torch.testing.assert_close(averaged["probabilities"], per_view.mean(0))
     assert torch.equal(averaged["label"], per_view.mean(0).argmax(-1))
@@ -155,11 +157,53 @@ def test_probabilities_are_averaged_not_logits() -> None:
     weight; a softmax of the mean logits would say something else."""
     head = create_head("label", {"kind": "multiclass", "classes": CLASSES}, in_dim=4)
     logits = [torch.tensor([[6.0, 0.0, 0.0]]), torch.tensor([[0.0, 0.0, 2.0]])]
-    averaged = average_predictions([{"label": head.predict(x)} for x in logits])["label"]
+    passes = [{"label": head.predict(x)} for x in logits]
+    averaged = average_predictions(passes, {"label": {"kind": "multiclass"}})["label"]
     expected = torch.stack([x.softmax(-1) for x in logits]).mean(0)
     torch.testing.assert_close(averaged["probabilities"], expected)
     assert averaged["label"].tolist() == [0]  # argmax of the mean probabilities
     assert not torch.allclose(averaged["probabilities"], torch.stack(logits).mean(0).softmax(-1))
+
+
+@pytest.mark.parametrize("kind", targets.TARGETS.names())
+def test_every_target_kind_averages_its_predictions(kind: str) -> None:
+    """Each registered kind, from its own example: one view averaged with itself is that view
+    exactly (integer outputs included); two views that differ average to outputs of the same
+    names, shapes and dtypes, which the kind's prediction columns read."""
+    fitted = Fitted(kind)
+    infos = {"y": fitted.info}
+    with torch.no_grad():
+        first = {"y": fitted.head.predict(fitted.logits)}
+        second = {"y": fitted.head.predict(fitted.head(torch.randn_like(fitted.features)))}
+    same = average_predictions([first, first], infos)["y"]
+    assert same.keys() == first["y"].keys()
+    for name, value in first["y"].items():
+        assert torch.equal(same[name], value), name
+    mixed = average_predictions([first, second], infos)["y"]
+    for name, value in first["y"].items():
+        assert mixed[name].shape == value.shape and mixed[name].dtype == value.dtype, name
+    assert not all(torch.equal(mixed[n], first["y"][n]) for n in mixed)  # the views differ
+    numpy = {name: value.numpy() for name, value in mixed.items()}
+    columns = fitted.kind.prediction_columns("y", fitted.info, numpy)
+    assert columns and all(len(c) == len(fitted.target) for c in columns.values())
+
+
+def test_digits_are_each_the_most_probable_digit_of_the_averaged_views() -> None:
+    """Views that spell 190 and 209 (confidently in different places): each digit is the argmax
+    of its averaged distribution, the value the number those digits spell."""
+    head = create_head("n", {"kind": "digits", "num_digits": 3}, in_dim=4)
+
+    def confident(digits: list[int], confidence: list[float]) -> torch.Tensor:
+        logits = torch.zeros(1, 3, 10)
+        for place, (digit, c) in enumerate(zip(digits, confidence, strict=True)):
+            logits[0, place, digit] = c
+        return logits
+
+    views = [confident([1, 9, 0], [1.0, 5.0, 1.0]), confident([2, 0, 9], [3.0, 1.0, 4.0])]
+    passes = [{"n": head.predict(x)} for x in views]
+    averaged = average_predictions(passes, {"n": {"kind": "digits"}})["n"]
+    assert averaged["digits"].tolist() == [[2, 9, 9]]
+    assert averaged["value"].tolist() == [299.0]
 
 
 def test_non_square_images_fit_cached_stages_and_evaluate_with_tta(tmp_path: Path) -> None:

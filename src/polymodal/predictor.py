@@ -192,7 +192,8 @@ class Predictor:
                     passes[subset].append(model.predictions_from_logits(logits))
                     has_data[subset] = torch.stack([a.bool() for a in masked.values()]).any(0)
             for subset, collector in collectors.items():
-                predictions = average_predictions(passes[subset])  # over the views
+                # over the views
+                predictions = average_predictions(passes[subset], self.loaded.target_infos)
                 guard.add(batch["ids"], predictions, has_data[subset])
                 collector.add(batch, predictions)
             for m in self.modalities:

@@ -5,19 +5,22 @@ rotations and mirrors of a square image, the 4 that keep the shape of any other,
 :mod:`polymodal.data.views`) is set to each view in turn; the heads' **predictions** are
 averaged over the views: probabilities for classification (a mean of probabilities stays a
 calibrated mixture; a mean of logits would sharpen the consensus and move the probability
-scale), values and risks for the other heads. A multiclass ``label`` is the argmax of the
-averaged probabilities. Meant for images with no preferred orientation (dermoscopy, fundus,
+scale), values and risks for the other heads. What is not an average (a class label, digits)
+each target kind rebuilds from the averaged outputs (``TargetKind.predictions_from_average``,
+e.g. the most probable class of the averaged probabilities). Meant for images with no preferred orientation (dermoscopy, fundus,
 histology), ideally a model trained with ``dihedral: true``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from polymodal import targets
 from polymodal.errors import ModelError
 
 Predictions = dict[str, dict[str, Tensor]]
@@ -57,29 +60,32 @@ def viewing(model: nn.Module, view: int) -> Iterator[None]:
             encoder.set_view(0)
 
 
-def average_predictions(passes: Sequence[Predictions]) -> Predictions:
+def average_predictions(
+    passes: Sequence[Predictions], target_infos: Mapping[str, Mapping[str, Any]]
+) -> Predictions:
     """The mean of several passes' predictions ``{target: {name: (B, ...)}}``.
 
-    Floating outputs are averaged; a ``label`` beside ``probabilities`` is their argmax.
+    Floating outputs are averaged; each target's kind (``target_infos[target]["kind"]``)
+    rebuilds its integer outputs from those means (:meth:`~polymodal.targets.base.TargetKind.
+    predictions_from_average`). Every output keeps its name, shape and dtype.
     """
     if len(passes) == 1:
         return passes[0]
     averaged: Predictions = {}
     for target, outputs in passes[0].items():
-        mean = {
+        kind = targets.get(target_infos[target]["kind"])
+        means = {
             name: torch.stack([p[target][name] for p in passes]).mean(0)
             for name, value in outputs.items()
             if value.is_floating_point()
         }
-        for name, value in outputs.items():
-            if value.is_floating_point():
-                continue
-            if name == "label" and "probabilities" in mean:
-                mean[name] = mean["probabilities"].argmax(-1).to(value.dtype)
-            else:
-                raise ModelError(
-                    f"test-time augmentation cannot average the {value.dtype} output "
-                    f"'{name}' of target '{target}'"
-                )
-        averaged[target] = mean
+        rebuilt = kind.predictions_from_average(means)
+        missing = [name for name in outputs if name not in rebuilt]
+        if missing:
+            raise ModelError(
+                f"test-time augmentation cannot average the output(s) {missing} of target "
+                f"'{target}': its kind '{kind.name}' does not rebuild them from the averaged "
+                "ones (TargetKind.predictions_from_average)"
+            )
+        averaged[target] = {name: rebuilt[name].to(value.dtype) for name, value in outputs.items()}
     return averaged

@@ -231,6 +231,12 @@ class TargetKind(ABC):
         """Batch-encoded labels ``(n, ...)`` → the labels :meth:`metrics` scores."""
         return y_true
 
+    def predictions_from_average(self, averaged: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The head's predictions from the means over several passes (test-time augmentation)
+        of its floating outputs, ``averaged`` ``{name: (B, ...)}``; its integer outputs (a
+        label, digits) are not in it, and a kind with any rebuilds them from the means."""
+        return averaged
+
     def label_array(self, y_true: Any) -> np.ndarray:
         """Labels as handed to evaluation (an array, or a kind's documented tuple) → array."""
         return np.asarray(y_true)

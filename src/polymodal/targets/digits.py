@@ -41,16 +41,14 @@ class DigitsHead(PerSampleHead):
 
     Logits ``(B, num_digits, 10)``. Loss: cross-entropy averaged over the digits, then over the
     labelled samples (target int64 ``(B, num_digits)``). Predicts ``digits`` ``(B, num_digits)``
-    (each digit's argmax) and ``value`` ``(B,)`` = Σ d_i · 10^(num_digits − 1 − i), e.g.
-    100·d₁ + 10·d₂ + d₃ for three digits.
+    (each digit's argmax), ``value`` ``(B,)`` = Σ d_i · 10^(num_digits − 1 − i), e.g.
+    100·d₁ + 10·d₂ + d₃ for three digits, and ``probabilities`` ``(B, num_digits, 10)`` (each
+    digit's softmax: what test-time augmentation averages).
     """
 
     def __init__(self, *, in_dim: int, num_digits: int = 3) -> None:
         super().__init__(in_dim=in_dim, n_outputs=10 * num_digits)
         self.num_digits = int(num_digits)
-        # An integer buffer: a cast of the model to half precision leaves it exact.
-        place_values = 10 ** torch.arange(self.num_digits - 1, -1, -1, dtype=torch.int64)
-        self.register_buffer("place_values", place_values, persistent=False)
 
     def forward(self, features: Tensor) -> Tensor:
         """``features (B, D)`` -> logits ``(B, num_digits, 10)``."""
@@ -64,8 +62,19 @@ class DigitsHead(PerSampleHead):
 
     def predict(self, logits: Tensor) -> dict[str, Tensor]:
         digits = logits.argmax(dim=-1)  # (B, num_digits)
-        value = (digits * self.place_values).sum(dim=-1)
-        return {"value": value.to(torch.float32), "digits": digits}
+        return {
+            "value": spelled_value(digits),
+            "digits": digits,
+            "probabilities": logits.softmax(dim=-1),
+        }
+
+
+def spelled_value(digits: Tensor) -> Tensor:
+    """Digits ``(B, D)``, most significant first → the number they spell ``(B,)`` float32."""
+    count = digits.shape[-1]
+    # Integer place values: exact for every number below 10**6, whatever the model's dtype.
+    place_values = 10 ** torch.arange(count - 1, -1, -1, dtype=torch.int64, device=digits.device)
+    return (digits.long() * place_values).sum(dim=-1).to(torch.float32)
 
 
 def parse_digits(cell: str, column: str, num_digits: int) -> list[int] | None:
@@ -196,6 +205,12 @@ class Digits(TargetKind):
         self, target: str, info: Mapping[str, Any], outputs: Mapping[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
         return {f"{target}_value": np.rint(outputs["value"]).astype(np.int64)}
+
+    def predictions_from_average(self, averaged: dict[str, Tensor]) -> dict[str, Tensor]:
+        # Each digit is the most probable one of its averaged distribution; the value is the
+        # number those digits spell (not the mean of the passes' values, which may be none).
+        digits = averaged["probabilities"].argmax(dim=-1)  # (B, num_digits)
+        return {**averaged, "digits": digits, "value": spelled_value(digits)}
 
     def metrics(self, y: np.ndarray, pred: np.ndarray, options: MetricOptions) -> MetricValues:
         return digits_metrics(y, pred)

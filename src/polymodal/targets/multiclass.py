@@ -323,6 +323,10 @@ class Multiclass(TargetKind):
     ) -> dict[str, np.ndarray]:
         return class_columns(target, info, outputs["probabilities"])
 
+    def predictions_from_average(self, averaged: dict[str, Tensor]) -> dict[str, Tensor]:
+        # The most probable class of the mixture, as the head's label is of one pass.
+        return {**averaged, "label": averaged["probabilities"].argmax(dim=-1)}
+
     def metrics(self, y: np.ndarray, pred: np.ndarray, options: MetricOptions) -> MetricValues:
         return multiclass_metrics(self.name, y, pred, options)
 

@@ -214,6 +214,11 @@ class Ordinal(TargetKind):
         columns[f"{target}_predicted"] = np.asarray(classes, dtype=object)[median_grade(probs)]
         return columns
 
+    def predictions_from_average(self, averaged: dict[str, Tensor]) -> dict[str, Tensor]:
+        # The median grade of the averaged grade probabilities, as median_grade reads them.
+        above = 1.0 - averaged["probabilities"].cumsum(dim=-1)[:, :-1]  # (B, K − 1)
+        return {**averaged, "label": (above > 0.5).sum(dim=-1)}
+
     def metrics(self, y: np.ndarray, pred: np.ndarray, options: MetricOptions) -> MetricValues:
         return ordinal_metrics(self.name, y, pred, options)
 
