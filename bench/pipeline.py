@@ -25,6 +25,9 @@ Usage::
 
 from __future__ import annotations
 
+import polymodal.huge_pages  # noqa: F401  (before torch, as the command line does)
+
+# isort: split
 import argparse
 import os
 import resource

@@ -11,6 +11,7 @@ import sys
 
 from rich.text import Text
 
+import polymodal.huge_pages  # noqa: F401  (before torch: huge pages for big tensors)
 from polymodal.cli._app import app, console, err_console
 from polymodal.errors import PolymodalError
 
