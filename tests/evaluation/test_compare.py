@@ -12,13 +12,9 @@ import pytest
 import torch
 
 from polymodal.cli import main
-from polymodal.evaluation.compare import UNDECIDED, ComparisonError, compare_predictions
-from polymodal.evaluation.kept_predictions import (
-    KeptPredictions,
-    predictions_table,
-    read_predictions,
-    write_predictions,
-)
+from polymodal.evaluation import KeptPredictions, compare_predictions, read_predictions
+from polymodal.evaluation.compare import UNDECIDED, ComparisonError
+from polymodal.evaluation.kept_predictions import predictions_table, write_predictions
 from polymodal.targets.predictions import PredictionCollector
 
 BINARY = {"kind": "binary", "classes": ["no", "yes"], "n_outputs": 1}

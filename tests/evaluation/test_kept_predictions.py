@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 
 from polymodal.cli import app
 from polymodal.data.manifest import load_cohort
+from polymodal.evaluation import read_predictions
 from polymodal.evaluation.evaluate import evaluate_model
-from polymodal.evaluation.kept_predictions import read_predictions, subset_name
+from polymodal.evaluation.kept_predictions import subset_name
 from polymodal.evaluation.metrics import EvaluationError, compute_metrics
 from polymodal.predictor import Predictor
 from training.conftest import tiny_run

@@ -8,6 +8,10 @@ Typical use, once per target and modality subset::
         ci = bootstrap_metrics("binary", y, prob, patient_ids, n_boot=1000)
         result.add("melanoma", "binary", subset, ci)
     print(result.to_markdown())
+
+Kept predictions (``polymodal evaluate --predictions``) are read back with
+:func:`read_predictions`, and two models' kept predictions on the same samples are compared with
+:func:`compare_predictions` (paired tests, as ``polymodal compare``).
 """
 
 from polymodal.evaluation.bootstrap import (
@@ -16,6 +20,8 @@ from polymodal.evaluation.bootstrap import (
     bootstrap_ci,
     bootstrap_metrics,
 )
+from polymodal.evaluation.compare import compare_predictions
+from polymodal.evaluation.kept_predictions import KeptPredictions, read_predictions
 from polymodal.evaluation.metrics import (
     KINDS,
     EvaluationError,
@@ -38,14 +44,17 @@ __all__ = [
     "BootstrapResult",
     "EvaluationError",
     "EvaluationResult",
+    "KeptPredictions",
     "MetricCI",
     "MetricValues",
     "SubsetResult",
     "TargetResult",
     "bootstrap_ci",
     "bootstrap_metrics",
+    "compare_predictions",
     "compute_metrics",
     "expected_calibration_error",
     "harrell_c_index",
     "modality_subsets",
+    "read_predictions",
 ]

@@ -76,18 +76,6 @@ def _column(values: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
     )
 
 
-def _labels(collector: PredictionCollector, target: str) -> tuple[np.ndarray, np.ndarray]:
-    """Every sample's scored label of ``target`` ``(n, …)`` and whether it has one ``(n,)``.
-
-    PredictionCollector has no public accessor for unlabelled rows' positions; its per-batch
-    label and mask lists are read here (one place to change if it gains one).
-    """
-    info = collector.target_infos[target]
-    mask = np.concatenate(collector._masks[target]).astype(bool)
-    labels = np.concatenate(collector._targets[target])
-    return targets.get(info["kind"]).scored_labels(info, labels), mask
-
-
 def predictions_table(
     collectors: Mapping[tuple[str, ...], PredictionCollector],
     available: Mapping[str, np.ndarray],
@@ -115,7 +103,7 @@ def predictions_table(
         for target, info in target_infos.items():
             kind = targets.get(info["kind"])
             outputs = collector.predictions(target)
-            labels, labelled = _labels(collector, target)
+            labels, labelled = collector.labels(target)
             columns[f"label[{target}]"] = _column(labels, labelled)
             columns[f"score[{target}]"] = _column(outputs[kind.prediction])
             for name, values in kind.prediction_columns(target, info, outputs).items():

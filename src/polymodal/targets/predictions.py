@@ -19,7 +19,8 @@ class PredictionCollector:
 
     ``add(batch, predictions)`` takes a batch (see :mod:`polymodal.data.batch`) and
     ``{target: {name: Tensor (B, ...)}}`` from the heads; ``arrays(target)`` returns
-    ``(y_true, prediction, groups)`` for the samples that have a label for that target.
+    ``(y_true, prediction, groups)`` for the samples that have a label for that target, and
+    ``labels(target)`` every sample's scored label with the mask of those that have one.
     """
 
     def __init__(self, target_infos: dict[str, dict]) -> None:
@@ -46,17 +47,25 @@ class PredictionCollector:
         """Every prediction output of a target's head, for all samples (labelled or not)."""
         return {name: np.concatenate(parts) for name, parts in self._preds[target].items()}
 
+    def labels(self, target: str) -> tuple[np.ndarray, np.ndarray]:
+        """Every sample's label of ``target`` as its metrics score it ``(n, …)``
+        (``TargetKind.scored_labels``; an unlabelled sample holds its kind's placeholder) and
+        whether the sample has one ``(n,)`` bool, in the order the samples were added."""
+        if not self.ids:
+            return np.empty(0), np.empty(0, dtype=bool)
+        info = self.target_infos[target]
+        labels = np.concatenate(self._targets[target])
+        mask = np.concatenate(self._masks[target]).astype(bool)
+        return get(info["kind"]).scored_labels(info, labels), mask
+
     def arrays(self, target: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(y_true, main prediction, groups) restricted to samples labelled for ``target``."""
         if not self.ids:
             return np.empty(0), np.empty(0), np.empty(0)
-        info = self.target_infos[target]
-        kind = get(info["kind"])
-        mask = np.concatenate(self._masks[target])
-        y_true = kind.scored_labels(info, np.concatenate(self._targets[target])[mask])
-        pred = self.predictions(target)[kind.prediction][mask]
+        labels, mask = self.labels(target)
+        pred = self.predictions(target)[get(self.target_infos[target]["kind"]).prediction][mask]
         groups = np.asarray(self.groups, dtype=object)[mask]
-        return y_true, pred, groups
+        return labels[mask], pred, groups
 
 
 def _numpy(value: torch.Tensor | np.ndarray) -> np.ndarray:
