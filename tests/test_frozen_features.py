@@ -243,3 +243,20 @@ def test_fit_and_the_predictor_read_stored_features(tmp_path: Path) -> None:
     from_store = cached.predict_cohort(cohort)
     assert cached.cache is not None
     pd.testing.assert_frame_equal(from_store, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_the_store_can_be_turned_off(tmp_path: Path) -> None:
+    spec = load_spec(write_cohort(tmp_path / "cohort"))
+    cache_dir = tmp_path / "cache"
+    run = load_run_config(
+        None,
+        [
+            *RUN,
+            "train.max_epochs=1",
+            f"train.cache_dir={cache_dir}",
+            "train.frozen_feature_store=false",
+        ],
+    )
+    fit(spec, tmp_path / "run", run, progress=False)
+    assert not (cache_dir / STORE_FOLDER).exists()
+    assert any((cache_dir / "features").rglob("*.safetensors"))  # the in-model cache instead

@@ -141,6 +141,13 @@ class TrainConfig(BaseModel):
         True,
         description="Cache decoded, preprocessed files on disk (second epoch decodes nothing).",
     )
+    frozen_feature_store: bool = Field(
+        True,
+        description="Read an image modality whose backbone is frozen for good (image_timm with "
+        "freeze: all, feature_cache: true) as the backbone's features, stored per file beside "
+        "the sample cache, instead of its pixels: later epochs load no pixels and run no "
+        "backbone. Needs cache: true.",
+    )
     cache_dir: Path | None = Field(
         None,
         description="Where the cache lives (default OUT/cache). Runs on the same cohort may share "

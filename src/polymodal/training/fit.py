@@ -455,11 +455,12 @@ def _read_frozen_features(
     feature store, computed once now, in batches) instead of pixels
     (:mod:`polymodal.frozen_features`).
 
-    Not with mixup/CutMix (they mix pixels), not for a modality augmented in the training split
+    Not with ``train.frozen_feature_store: false``, not with mixup/CutMix (they mix pixels),
+    not for a modality augmented in the training split
     (the dataset keeps its pixels), and not for a modality a teacher (``models[1:]``) reads
     through another backbone.
     """
-    if cfg.mixup > 0 or cfg.cutmix > 0:
+    if not cfg.frozen_feature_store or cfg.mixup > 0 or cfg.cutmix > 0:
         return
     model, *teachers = models
     stores = frozen_feature_stores(model, cache, list(model.modalities))
