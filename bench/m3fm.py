@@ -39,7 +39,7 @@ from polymodal.evaluation.evaluate import evaluate_model
 from polymodal.predictor import Predictor
 from polymodal.training.adapt import adapt
 from polymodal.training.fit import fit
-from polymodal.training.run_config import load_run_config
+from polymodal.training.run_config import RunConfig, load_run_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -244,7 +244,8 @@ def part_adapt(args) -> None:
                         base_dir / "model",
                         few_spec,
                         out,
-                        train_config=few.train,
+                        # The trained model's architecture; this run's training settings.
+                        RunConfig(train=few.train),
                         train=trainable,
                         cohort=cohort,
                         progress=False,

@@ -17,6 +17,7 @@ from polymodal.errors import ModelError
 from polymodal.model_folder import load_model_folder
 from polymodal.training.adapt import adapt
 from polymodal.training.config import TrainConfig
+from polymodal.training.run_config import RunConfig
 from training.conftest import tiny_cohort, tiny_run
 
 NEW_TASK = {"older": {"kind": "binary", "column": "older", "prompts": ["Is the patient over 65?"]}}
@@ -51,7 +52,7 @@ def test_adapt_trains_what_it_is_told_and_predicts_the_new_task(tmp_path: Path, 
         tiny_run(base) / "model",
         spec,
         tmp_path / "run",
-        train_config=TrainConfig(max_epochs=2, batch_size=16, early_stopping_patience=None),
+        RunConfig(train=TrainConfig(max_epochs=2, batch_size=16, early_stopping_patience=None)),
         train=train,
         progress=False,
     )
@@ -78,7 +79,7 @@ def test_a_spec_with_other_modality_settings_is_refused(tmp_path: Path) -> None:
             tiny_run(base) / "model",
             spec,
             tmp_path / "run",
-            train_config=TrainConfig(max_epochs=1),
+            RunConfig(train=TrainConfig(max_epochs=1)),
             progress=False,
         )
 
@@ -90,7 +91,7 @@ def test_cli_refuses_model_overrides_and_unknown_train_choice(
     model_dir = str(tiny_run(base) / "model")
     spec = str(new_task_spec(base, tmp_path / "cohort"))
     for extra, message in (
-        (["--set", "model.dim=8"], "--set accepts train.* only"),
+        (["--set", "model.dim=8"], "--set accepts train.* and training plugin sections"),
         (["--train", "encoders"], "--train must be one of head, core, all"),
     ):
         argv = ["polymodal", "adapt", model_dir, spec, "-o", str(tmp_path / "r"), *extra]

@@ -24,15 +24,23 @@ def adapt(
         "heads; encoders frozen) or 'all'.",
     ),
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="Run config YAML; only its 'train' section is used."
+        None,
+        "--config",
+        "-c",
+        help="Run config YAML: its 'train' and training plugin sections (e.g. 'ema'); the model "
+        "is the trained one.",
     ),
     epochs: int | None = typer.Option(None, help="Shortcut for --set train.max_epochs=N."),
     set_: list[str] = typer.Option(
-        [], "--set", help="Dotted override of the training, e.g. train.lr=1e-4 (repeatable)."
+        [],
+        "--set",
+        help="Dotted override of the training or a plugin section, e.g. train.lr=1e-4 "
+        "(repeatable).",
     ),
     resume: bool = typer.Option(False, help="Continue from OUT/checkpoints/last.ckpt."),
 ) -> None:
     """Train the model in MODEL_DIR on SPEC's targets, starting from its weights; export."""
+    from polymodal.config import ModelConfig
     from polymodal.data.spec import load_spec
     from polymodal.errors import SpecError
     from polymodal.training.adapt import TRAINABLE
@@ -42,20 +50,20 @@ def adapt(
     if train not in TRAINABLE:
         raise SpecError(f"--train must be one of {', '.join(TRAINABLE)}; got {train!r}")
     overrides = list(set_)
-    other = [item for item in overrides if not item.strip().startswith("train.")]
-    if other:
-        # Anything else would validate and then be ignored by the adaptation.
+    model = [item for item in overrides if item.strip().startswith("model.")]
+    if model:
+        # The adaptation keeps the trained model: a model override would change nothing.
         raise SpecError(
-            f"polymodal adapt keeps the trained model's architecture and runs no training "
-            f"plugin; --set accepts train.* only, not {', '.join(other)}"
+            "polymodal adapt keeps the trained model's architecture; --set accepts train.* and "
+            f"training plugin sections, not {', '.join(model)}"
         )
     if epochs is not None:
         overrides.append(f"train.max_epochs={epochs}")
     run = load_run_config(config, overrides)
-    if run.plugin_sections():
+    if run.model != ModelConfig():
         raise SpecError(
-            f"{config}: polymodal adapt runs no training plugin; remove the "
-            f"{', '.join(run.plugin_sections())} section(s) or use polymodal fit"
+            f"{config}: polymodal adapt keeps the trained model's architecture; leave the run "
+            "config's model section out (its train and training plugin sections apply)"
         )
     cohort_spec = load_spec(spec)
     console.print(
@@ -65,7 +73,7 @@ def adapt(
         model_dir,
         cohort_spec,
         out,
-        train_config=run.train,
+        run,
         train=train,
         resume=resume,  # type: ignore[arg-type]
     )

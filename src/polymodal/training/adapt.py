@@ -14,7 +14,9 @@ training split, loads every trained tensor whose name and shape still fit, and t
 * ``all``: everything, starting from the trained weights.
 
 Frozen parts also stay in eval mode during training (batch-norm statistics and dropout as in the
-trained model). The result is an ordinary model folder for the new targets.
+trained model). The run config's ``train`` section and training plugin sections (e.g. ``ema``)
+apply as in ``fit``; its ``model`` is the trained model's. The result is an ordinary model folder
+for the new targets.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from polymodal.freezing import freeze
 from polymodal.fusion import CORES
 from polymodal.model import MultimodalModel
 from polymodal.model_folder import load_model_folder, without_pretrained_weights
-from polymodal.training.config import TrainConfig
 from polymodal.training.fit import FitResult, fit
 from polymodal.training.run_config import RunConfig
 
@@ -123,8 +124,8 @@ def adapt(
     model_dir: Path | str,
     spec: CohortSpec,
     out_dir: Path | str,
+    run_config: RunConfig | None = None,
     *,
-    train_config: TrainConfig,
     train: Trainable = "core",
     cohort: Cohort | None = None,
     resume: bool = False,
@@ -132,11 +133,21 @@ def adapt(
 ) -> tuple[FitResult, WarmStart]:
     """Fine-tune the model in ``model_dir`` to ``spec``'s targets; export to ``OUT/model``.
 
-    The run is the trained model's architecture (:func:`adapted_config`) trained with
-    ``train_config``; no training plugin takes part.
+    The run is ``run_config`` (its training and plugin sections; default: ``RunConfig()``) with
+    the trained model's architecture (:func:`adapted_config`) as its model.
+
+    Raises:
+        ModelError: ``train`` is not one of :data:`TRAINABLE`, or ``run_config`` sets a model
+            (the adaptation keeps the trained one).
     """
     if train not in TRAINABLE:
         raise ModelError(f"train must be one of {', '.join(TRAINABLE)}; got {train!r}")
+    run_config = run_config or RunConfig()
+    if run_config.model != ModelConfig():
+        raise ModelError(
+            "adapt keeps the trained model's architecture: leave the run config's model section "
+            "out (its train and training plugin sections apply)"
+        )
     trained = load_model_folder(model_dir)
     cohort = cohort or load_cohort(spec)
     preprocessor = adapted_preprocessor(trained.preprocessor, cohort)
@@ -145,11 +156,10 @@ def adapt(
     def start(model: MultimodalModel) -> None:
         done.append(warm_start(model, trained.model, train))
 
-    run_config = RunConfig(model=adapted_config(trained.config), train=train_config)
     result = fit(
         spec,
         Path(out_dir),
-        run_config,
+        run_config.model_copy(update={"model": adapted_config(trained.config)}),
         cohort=cohort,
         progress=progress,
         resume=resume,
