@@ -141,9 +141,13 @@ def test_the_best_checkpoint_is_read_without_unpickling_objects(
 
 @pytest.fixture()
 def planted_model_folder(run_copy: Path, marker: Path) -> Path:
-    """A model folder whose weights file is a pickle payload."""
+    """A model folder whose weights file is a pickle payload, its checksums rewritten to match
+    (anyone who can plant a file can rewrite checksums.json): the weights reader must refuse it."""
+    from polymodal.checksums import write_checksums
+
     folder = run_copy / "model"
     plant(folder / "model.safetensors", marker)
+    write_checksums(folder)
     return folder
 
 
