@@ -17,9 +17,10 @@ def configs(
         False, "--path", help="Print the config's file path instead of its text."
     ),
 ) -> None:
-    """List the ready configs shipped with polymodal; with NAME, print that config (to copy and
-    edit) or, with --path, its file path, e.g. `polymodal fit SPEC -c "$(polymodal configs
-    ham10000_cpu --path)"`."""
+    """List the ready configs; with NAME, print one (to copy and edit) or its --path.
+
+    For example: polymodal fit SPEC -o RUN -c "$(polymodal configs ham10000_cpu --path)"
+    """
     from polymodal.ready_configs import config_kind, find_config, ready_configs, summary
 
     if name is None:
