@@ -300,15 +300,20 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def without_pretrained_weights(config: ModelConfig) -> ModelConfig:
-    """The config with image encoders' ``pretrained`` weights left out.
+    """The config with the ``pretrained`` weights of image encoders and of the core (a ViT
+    backbone inside it) left out.
 
     The folder's safetensors overwrite every weight anyway; loading the ImageNet weights first
-    would read a large file for nothing and fail where the weights package is not installed.
+    would read a large file for nothing and fail where the weights package is not installed or
+    the training machine's weights file is not there.
     """
     encoders = {
-        name: choice.model_copy(
-            update={"options": {k: v for k, v in choice.options.items() if k != "pretrained"}}
-        )
+        name: choice.model_copy(update={"options": _without_pretrained(choice.options)})
         for name, choice in config.encoders.items()
     }
-    return config.model_copy(update={"encoders": encoders})
+    core_options = _without_pretrained(config.core_options)
+    return config.model_copy(update={"encoders": encoders, "core_options": core_options})
+
+
+def _without_pretrained(options: dict) -> dict:
+    return {k: v for k, v in options.items() if k != "pretrained"}

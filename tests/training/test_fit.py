@@ -134,7 +134,13 @@ def test_a_frozen_cached_backbone_keeps_its_features_on_disk_for_the_next_run(
         "model.encoders.lesion={name: image_timm, options: {backbone: test_resnet, "
         "freeze: all, feature_cache: true}}"
     )
-    settings = (frozen, "train.max_epochs=1", f"train.cache_dir={tmp_path / 'cache'}")
+    # The in-model cache is the path without the feature store (tests/test_frozen_features.py).
+    settings = (
+        frozen,
+        "train.max_epochs=1",
+        f"train.cache_dir={tmp_path / 'cache'}",
+        "train.frozen_feature_store=false",
+    )
     monkeypatch.setattr(FrozenFeatureCache, "_caches", {})
     _fit(cohort_spec_path, tmp_path / "first", *settings)
     files = list((tmp_path / "cache" / "features").rglob("*.safetensors"))

@@ -75,6 +75,7 @@ def test_fit_with_feature_cache_keeps_the_backbone(tmp_path: Path) -> None:
         f"model.encoders.lesion={{name: image_timm, options: {run_options}}}",
         "train.max_epochs=1",
         f"train.cache_dir={tmp_path / 'cache'}",
+        "train.frozen_feature_store=false",  # the in-model cache, filled inside the epoch
     )
     initial: dict[str, torch.Tensor] = {}
     result = fit(

@@ -61,8 +61,8 @@ def feature_space(backbone: nn.Module) -> str:
 class FrozenFeatureCache:
     """Backbone features of images already seen, for frozen backbones (see ``feature_cache``).
 
-    One cache per set of backbone weights (a hash of every parameter and buffer), shared by all
-    encoders built on them, so e.g. a benchmark of several fusion models over one frozen
+    One cache per set of backbone weights (a hash of every parameter and buffer) and folder,
+    shared by all encoders built on them, so e.g. a benchmark of several fusion models over one frozen
     ImageNet backbone runs the backbone once per image. Stops storing new entries in memory
     after ``max_items`` so an augmenting pipeline cannot exhaust memory.
 
@@ -99,10 +99,9 @@ class FrozenFeatureCache:
                 "not frozen with polymodal.freezing.freeze); its features would change as it trains"
             )
         space = feature_space(backbone)
-        cache = cls._caches.setdefault(space, cls())
-        if folder is not None and cache.folder is None:
-            cache.folder = Path(folder) / space
-        return cache
+        # One cache per weights and folder: a run with another cache_dir writes to its own.
+        where = Path(folder) / space if folder is not None else None
+        return cls._caches.setdefault(f"{space}@{where}", cls(folder=where))
 
     def _path(self, key: bytes) -> Path:
         assert self.folder is not None
