@@ -17,6 +17,8 @@ Usage::
     python bench/ham10000_finetune.py                    # the image-only recipe (2 cores)
     python bench/ham10000_finetune.py --model synergy    # the fused recipe
     python bench/ham10000_finetune.py --timing           # seconds per image / per step, 1 thread
+    polymodal compare runs/bench_ham10000_synergy/predictions_one_view.parquet \
+        runs/bench_ham10000_image/predictions_one_view.parquet   # the paired difference
 
 Skips (exit 0) when ../shared/data/ham10000 is absent. Prints the metrics and writes
 ``<out>/results.json``.
@@ -190,6 +192,8 @@ def main() -> None:
     fit_seconds = time.perf_counter() - started
     rows = {}
     for name, tta in (("one view", False), ("TTA, 4 views", True)):
+        # Kept per-sample predictions: `polymodal compare` pairs the fused and image-only runs.
+        kept = args.out / f"predictions_{'tta' if tta else 'one_view'}.parquet"
         evaluation = evaluate_model(
             Predictor.load(result.model_dir, tta=tta),
             cohort,
@@ -197,6 +201,7 @@ def main() -> None:
             subsets=False,
             n_boot=args.n_boot,
             progress=False,
+            predictions_path=kept,
         )
         metrics = evaluation.targets["dx"].subsets[0].metrics
         rows[name] = {k: metrics[k] for k in ("balanced_accuracy", "auroc_macro")}
