@@ -16,6 +16,12 @@ predictions                      :attr:`~TargetKind.prediction`, :meth:`~TargetK
 metrics                          :meth:`~TargetKind.metrics`, :attr:`~TargetKind.headline`,
                                  :attr:`~TargetKind.table_metrics`,
                                  :attr:`~TargetKind.lower_is_better`
+no-skill levels and figures      :meth:`~TargetKind.no_skill`, :meth:`~TargetKind.label_summary`,
+                                 :meth:`~TargetKind.outcomes`, :meth:`~TargetKind.decided_classes`,
+                                 :meth:`~TargetKind.survival`
+recalibration                    :attr:`~TargetKind.recalibrations`, :meth:`~TargetKind.logit_nll`
+conformal prediction             :meth:`~TargetKind.class_probabilities` (sets) or
+                                 :meth:`~TargetKind.point_values` (intervals)
 explanation                      :meth:`~TargetKind.explanation_score`
 example                          :meth:`~TargetKind.example` (for the registry-wide tests)
 ===============================  ==============================================================
@@ -43,6 +49,7 @@ from torch import Tensor
 
 from polymodal.errors import ModelError, SpecError
 from polymodal.registry import Registry
+from polymodal.targets.figure_inputs import DecidedClasses, Outcome, SurvivalRows
 from polymodal.targets.head import Head
 from polymodal.targets.scores import MetricOptions, MetricValues
 
@@ -141,6 +148,8 @@ class TargetKind(ABC):
         class_valued: one class per row in one column (stratified splits, class-balanced
             sampling, "a single class in train cannot be trained").
         multi_label: one independent 0/1 outcome per label column.
+        recalibrations: the ``calibration.method`` values its head's logits can be recalibrated
+            with after training (:mod:`polymodal.calibration.recalibration`); empty: none.
     """
 
     name: ClassVar[str]
@@ -155,6 +164,7 @@ class TargetKind(ABC):
     cross_entropy: ClassVar[bool] = False
     class_valued: ClassVar[bool] = False
     multi_label: ClassVar[bool] = False
+    recalibrations: ClassVar[tuple[str, ...]] = ()
 
     # ---- spec -----------------------------------------------------------------------------
 
@@ -250,6 +260,53 @@ class TargetKind(ABC):
     @abstractmethod
     def metrics(self, y: np.ndarray, pred: np.ndarray, options: MetricOptions) -> MetricValues:
         """Every metric of this kind (see :func:`polymodal.evaluation.metrics.compute_metrics`)."""
+
+    # ---- no-skill references and clinical figures ------------------------------------------
+
+    def no_skill(self, y: np.ndarray, options: MetricOptions) -> dict[str, float]:
+        """Metric → the value a model without skill gets on the scored labels ``y`` (AUROC 0.5,
+        AUPRC the prevalence, Brier p(1 − p) of always predicting the prevalence); metrics
+        without such a level are left out. Reports flag results at or worse than it."""
+        return {}
+
+    def label_summary(self, y: np.ndarray, options: MetricOptions) -> dict[str, float]:
+        """A few numbers that describe the scored labels ``y`` (``prevalence``, event rate)."""
+        return {}
+
+    def outcomes(self, y: np.ndarray, pred: np.ndarray, options: MetricOptions) -> list[Outcome]:
+        """The yes/no outcomes with a probability (ROC, PR, calibration); none by default."""
+        return []
+
+    def decided_classes(
+        self, y: np.ndarray, pred: np.ndarray, options: MetricOptions
+    ) -> DecidedClasses | None:
+        """True and decided class per sample (confusion matrix); None for kinds without classes."""
+        return None
+
+    def survival(self, y: np.ndarray, pred: np.ndarray) -> SurvivalRows | None:
+        """Time, event and risk per sample (Kaplan–Meier by risk group); None by default."""
+        return None
+
+    # ---- recalibration and conformal prediction -------------------------------------------
+
+    def logit_nll(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Negative log-likelihood ``(n,)`` of each sample's label under its logits (float64),
+        which temperature scaling minimises; kinds with :attr:`recalibrations` override it."""
+        raise NotImplementedError(f"target kind {self.name!r} has no logit likelihood")
+
+    def class_probabilities(
+        self, info: Mapping[str, Any], outputs: Mapping[str, np.ndarray]
+    ) -> np.ndarray | None:
+        """``(n, K)`` probability of each of ``info["classes"]``, from which conformal prediction
+        sets are built; None for a kind whose label is not one of K classes."""
+        return None
+
+    def point_values(
+        self, info: Mapping[str, Any], outputs: Mapping[str, np.ndarray]
+    ) -> np.ndarray | None:
+        """``(n,)`` predicted value in the unit of :meth:`scored_labels`, around which conformal
+        intervals are built; None for a kind whose label is not one number."""
+        return None
 
     # ---- explanation -----------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from polymodal.targets.base import (
     TargetSpec,
     TargetState,
 )
+from polymodal.targets.figure_inputs import DecidedClasses, Outcome
 from polymodal.targets.head import PerSampleHead, bernoulli_kl, class_weights
 from polymodal.targets.scores import (
     EvaluationError,
@@ -235,6 +236,33 @@ class Binary(TargetKind):
 
     def metrics(self, y: np.ndarray, pred: np.ndarray, options: MetricOptions) -> MetricValues:
         return binary_metrics(self.name, y, pred, options)
+
+    def no_skill(self, y: np.ndarray, options: MetricOptions) -> dict[str, float]:
+        # Always predicting the prevalence p: ranks nothing, Brier p(1 − p), finds positives
+        # at the rate of 1 − specificity.
+        p = float(np.mean(y))
+        return {
+            "auroc": 0.5,
+            "auprc": p,
+            "balanced_accuracy": 0.5,
+            "sensitivity_at_specificity": 1.0 - options.specificity,
+            "brier": p * (1.0 - p),
+        }
+
+    def label_summary(self, y: np.ndarray, options: MetricOptions) -> dict[str, float]:
+        return {"prevalence": float(np.mean(y))}
+
+    def outcomes(self, y: np.ndarray, pred: np.ndarray, options: MetricOptions) -> list[Outcome]:
+        name = str(options.classes[-1]) if options.classes else "positive"
+        return [Outcome(name, np.asarray(y) == 1, np.asarray(pred, dtype=float), alone=True)]
+
+    def decided_classes(
+        self, y: np.ndarray, pred: np.ndarray, options: MetricOptions
+    ) -> DecidedClasses:
+        names = [str(c) for c in options.classes] if options.classes else ["0", "1"]
+        predicted = (np.asarray(pred) >= options.threshold).astype(np.int64)
+        rule = f"P({names[1]}) ≥ {options.threshold:g}"
+        return DecidedClasses(np.asarray(y).astype(np.int64), predicted, names, rule)
 
     def explanation_score(self, predictions: Mapping[str, Tensor], reference: int | None):
         return predictions["probability"].reshape(-1)

@@ -264,6 +264,10 @@ class CumulativeRisk(TargetKind):
     def metrics(self, y: np.ndarray, pred: np.ndarray, options: MetricOptions) -> MetricValues:
         return cumulative_risk_metrics(y, pred, options.horizons)
 
+    def no_skill(self, y: np.ndarray, options: MetricOptions) -> dict[str, float]:
+        horizons = options.horizons or range(1, np.asarray(y).shape[1] // 2 + 1)
+        return {"auroc_mean": 0.5, "c_index": 0.5} | {f"auroc[{h:g}]": 0.5 for h in horizons}
+
     def explanation_score(self, predictions: Mapping[str, Tensor], reference: int | None):
         return predictions["risk"][:, -1]
 

@@ -33,6 +33,7 @@ from polymodal.targets.base import (
     positions,
 )
 from polymodal.targets.binary import CLASSIFICATION_HEADERS
+from polymodal.targets.figure_inputs import DecidedClasses, Outcome, shares
 from polymodal.targets.head import PerSampleHead, class_weights, softmax_kl
 from polymodal.targets.scores import (
     EvaluationError,
@@ -186,6 +187,12 @@ def check_distribution(kind: str, y: np.ndarray, prob: np.ndarray) -> None:
         )
 
 
+def label_names(kind: str, y: np.ndarray, options: MetricOptions) -> list[str]:
+    """The class names of class indices ``y`` (n,): the options' names, else "0" … max."""
+    count = len(options.classes) if options.classes else int(np.max(y)) + 1
+    return class_names(kind, options.classes, count)
+
+
 def multiclass_metrics(
     kind: str, y: np.ndarray, prob: np.ndarray, o: MetricOptions
 ) -> MetricValues:
@@ -329,6 +336,35 @@ class Multiclass(TargetKind):
 
     def metrics(self, y: np.ndarray, pred: np.ndarray, options: MetricOptions) -> MetricValues:
         return multiclass_metrics(self.name, y, pred, options)
+
+    def no_skill(self, y: np.ndarray, options: MetricOptions) -> dict[str, float]:
+        # Always predicting the class shares p_k: Brier 1 − Σ p_k², recall 1/K on average.
+        names = label_names(self.name, y, options)
+        share = np.array(list(shares(y, names).values()))
+        out = {"auroc_macro": 0.5, "balanced_accuracy": 1.0 / len(names)}
+        out["brier"] = float(1.0 - (share**2).sum())
+        for name, p in zip(names, share, strict=True):
+            out[f"auroc[{name}]"], out[f"auprc[{name}]"] = 0.5, float(p)
+        out["auprc_macro"] = float(share.mean())
+        return out
+
+    def label_summary(self, y: np.ndarray, options: MetricOptions) -> dict[str, float]:
+        names = label_names(self.name, y, options)
+        return shares(y, names)
+
+    def outcomes(self, y: np.ndarray, pred: np.ndarray, options: MetricOptions) -> list[Outcome]:
+        # One class against the rest, per class.
+        names = class_names(self.name, options.classes, pred.shape[1])
+        return [Outcome(n, np.asarray(y) == k, pred[:, k]) for k, n in enumerate(names)]
+
+    def decided_classes(
+        self, y: np.ndarray, pred: np.ndarray, options: MetricOptions
+    ) -> DecidedClasses:
+        names = class_names(self.name, options.classes, pred.shape[1])
+        predicted = pred.argmax(axis=1)
+        return DecidedClasses(
+            np.asarray(y, dtype=np.int64), predicted, names, "most probable class"
+        )
 
     def reference_index(self, predictions: Mapping[str, Tensor]) -> int | None:
         return int(predictions["probabilities"][0].argmax())

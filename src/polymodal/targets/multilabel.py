@@ -23,6 +23,7 @@ import polymodal.targets.checks as checks
 from polymodal.data.cells import parse_flag
 from polymodal.errors import ModelError, ReadError
 from polymodal.targets.base import TARGETS, Example, LabelFrame, TargetKind, TargetSpec
+from polymodal.targets.figure_inputs import DecidedClasses, Outcome
 from polymodal.targets.head import PerSampleHead, bernoulli_kl
 from polymodal.targets.multiclass import Multiclass
 from polymodal.targets.scores import (
@@ -172,6 +173,29 @@ class Multilabel(TargetKind):
 
     def metrics(self, y: np.ndarray, pred: np.ndarray, options: MetricOptions) -> MetricValues:
         return multilabel_metrics(self.name, y, pred, options)
+
+    def no_skill(self, y: np.ndarray, options: MetricOptions) -> dict[str, float]:
+        # Always predicting each label's prevalence p_l: Brier is the mean of p_l(1 − p_l).
+        share = np.asarray(y, dtype=float).mean(axis=0)  # (K,)
+        out = {"auroc_macro": 0.5, "auprc_macro": float(share.mean())}
+        out["brier"] = float((share * (1.0 - share)).mean())
+        for name, p in zip(class_names(self.name, options.classes, len(share)), share, strict=True):
+            out[f"auroc[{name}]"], out[f"auprc[{name}]"] = 0.5, float(p)
+        return out
+
+    def label_summary(self, y: np.ndarray, options: MetricOptions) -> dict[str, float]:
+        share = np.asarray(y, dtype=float).mean(axis=0)
+        names = class_names(self.name, options.classes, len(share))
+        return {f"prevalence[{n}]": float(p) for n, p in zip(names, share, strict=True)}
+
+    def outcomes(self, y: np.ndarray, pred: np.ndarray, options: MetricOptions) -> list[Outcome]:
+        names = class_names(self.name, options.classes, pred.shape[1])
+        return [Outcome(n, np.asarray(y)[:, k] == 1, pred[:, k]) for k, n in enumerate(names)]
+
+    def decided_classes(
+        self, y: np.ndarray, pred: np.ndarray, options: MetricOptions
+    ) -> DecidedClasses | None:
+        return None  # labels are not exclusive: no single class per sample
 
     reference_index = Multiclass.reference_index
     explanation_score = Multiclass.explanation_score

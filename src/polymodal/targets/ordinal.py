@@ -42,6 +42,7 @@ from polymodal.targets.base import (
     TargetState,
     positions,
 )
+from polymodal.targets.figure_inputs import DecidedClasses, shares
 from polymodal.targets.head import PerSampleHead, bernoulli_kl
 from polymodal.targets.multiclass import (
     check_classes,
@@ -221,6 +222,21 @@ class Ordinal(TargetKind):
 
     def metrics(self, y: np.ndarray, pred: np.ndarray, options: MetricOptions) -> MetricValues:
         return ordinal_metrics(self.name, y, pred, options)
+
+    def no_skill(self, y: np.ndarray, options: MetricOptions) -> dict[str, float]:
+        # A constant grade agrees with the truth no better than chance and recalls one grade.
+        return {"qwk": 0.0, "balanced_accuracy": 1.0 / len(np.unique(y))}
+
+    def label_summary(self, y: np.ndarray, options: MetricOptions) -> dict[str, float]:
+        count = len(options.classes) if options.classes else int(np.max(y)) + 1
+        return shares(y, class_names(self.name, options.classes, count))
+
+    def decided_classes(
+        self, y: np.ndarray, pred: np.ndarray, options: MetricOptions
+    ) -> DecidedClasses:
+        names = class_names(self.name, options.classes, pred.shape[1])
+        predicted = median_grade(pred)
+        return DecidedClasses(np.asarray(y, dtype=np.int64), predicted, names, "the median grade")
 
     def explanation_score(self, predictions: Mapping[str, Tensor], reference: int | None):
         return predictions["score"].reshape(-1).float()

@@ -161,6 +161,20 @@ class Regression(TargetKind):
     def metrics(self, y: np.ndarray, pred: np.ndarray, options: MetricOptions) -> MetricValues:
         return regression_metrics(self.name, y, pred)
 
+    def no_skill(self, y: np.ndarray, options: MetricOptions) -> dict[str, float]:
+        # Always predicting the mean of the labels.
+        y = np.asarray(y, dtype=float)
+        error = y - y.mean()
+        return {
+            "r2": 0.0,
+            "rmse": float(np.sqrt(np.mean(error**2))),
+            "mae": float(np.abs(error).mean()),
+        }
+
+    def label_summary(self, y: np.ndarray, options: MetricOptions) -> dict[str, float]:
+        y = np.asarray(y, dtype=float)
+        return {"mean": float(y.mean()), "sd": float(y.std())}
+
     def explanation_score(self, predictions: Mapping[str, Tensor], reference: int | None):
         return predictions["value"].reshape(-1).float()
 

@@ -29,6 +29,7 @@ from polymodal.targets.base import (
     TargetSpec,
     TargetState,
 )
+from polymodal.targets.figure_inputs import SurvivalRows
 from polymodal.targets.head import Head, PerSampleHead, bernoulli_kl, masked_weighted_mean
 from polymodal.targets.scores import (
     EvaluationError,
@@ -308,6 +309,17 @@ class TimeToEvent(TargetKind):
 
     def metrics(self, y: np.ndarray, pred: np.ndarray, options: MetricOptions) -> MetricValues:
         return time_to_event_metrics(self.name, y, pred, options.horizon)
+
+    def no_skill(self, y: np.ndarray, options: MetricOptions) -> dict[str, float]:
+        return {"c_index": 0.5, "auroc_at_horizon": 0.5}  # a constant risk orders nobody
+
+    def label_summary(self, y: np.ndarray, options: MetricOptions) -> dict[str, float]:
+        y = self.label_array(y)
+        return {"event rate": float(np.mean(y[:, 1])), "median time": float(np.median(y[:, 0]))}
+
+    def survival(self, y: np.ndarray, pred: np.ndarray) -> SurvivalRows:
+        y = self.label_array(y)
+        return SurvivalRows(y[:, 0].astype(float), y[:, 1] > 0.5, np.asarray(pred, dtype=float))
 
     def explanation_score(self, predictions: Mapping[str, Tensor], reference: int | None):
         return predictions["risk"].reshape(-1)
