@@ -159,6 +159,7 @@ class Binary(TargetKind):
     headers = CLASSIFICATION_HEADERS
     cross_entropy = True
     class_valued = True
+    recalibrations = ("temperature", "platt", "isotonic")
 
     def fit(self, where: str, cfg: Any, rows: pd.DataFrame, ids: pd.Series) -> BinaryState:
         seen = {c.strip() for c in rows[cfg.column] if not is_blank(c)}
@@ -263,6 +264,17 @@ class Binary(TargetKind):
         predicted = (np.asarray(pred) >= options.threshold).astype(np.int64)
         rule = f"P({names[1]}) ≥ {options.threshold:g}"
         return DecidedClasses(np.asarray(y).astype(np.int64), predicted, names, rule)
+
+    def logit_nll(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(
+            logits.double(), labels.double(), reduction="none"
+        )
+
+    def class_probabilities(
+        self, info: Mapping[str, Any], outputs: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        positive = np.asarray(outputs["probability"], dtype=np.float64)
+        return np.stack([1.0 - positive, positive], axis=1)  # (n, 2) in info["classes"] order
 
     def explanation_score(self, predictions: Mapping[str, Tensor], reference: int | None):
         return predictions["probability"].reshape(-1)

@@ -274,6 +274,7 @@ class Multiclass(TargetKind):
     detail_table = "per class"
     cross_entropy = True
     class_valued = True
+    recalibrations = ("temperature",)
 
     def fit(self, where: str, cfg: Any, rows: pd.DataFrame, ids: pd.Series) -> MulticlassState:
         labels, classes = fit_classes(where, cfg, rows)
@@ -336,6 +337,14 @@ class Multiclass(TargetKind):
 
     def metrics(self, y: np.ndarray, pred: np.ndarray, options: MetricOptions) -> MetricValues:
         return multiclass_metrics(self.name, y, pred, options)
+
+    def logit_nll(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return F.cross_entropy(logits.double(), labels.long(), reduction="none")
+
+    def class_probabilities(
+        self, info: Mapping[str, Any], outputs: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        return np.asarray(outputs["probabilities"], dtype=np.float64)
 
     def no_skill(self, y: np.ndarray, options: MetricOptions) -> dict[str, float]:
         # Always predicting the class shares p_k: Brier 1 − Σ p_k², recall 1/K on average.

@@ -161,6 +161,11 @@ class Regression(TargetKind):
     def metrics(self, y: np.ndarray, pred: np.ndarray, options: MetricOptions) -> MetricValues:
         return regression_metrics(self.name, y, pred)
 
+    def point_values(
+        self, info: Mapping[str, Any], outputs: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        return np.asarray(outputs["value"], dtype=np.float64)
+
     def no_skill(self, y: np.ndarray, options: MetricOptions) -> dict[str, float]:
         # Always predicting the mean of the labels.
         y = np.asarray(y, dtype=float)
