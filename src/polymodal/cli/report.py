@@ -31,6 +31,15 @@ def load_result(path: Path) -> EvaluationResult:
         raise ReportError(f"{path}: {err}") from None
 
 
+def kept_beside(path: Path):
+    """The kept predictions ``evaluate`` wrote beside ``path`` (``r.json`` →
+    ``r.predictions.parquet``), or None where there are none."""
+    from polymodal.evaluation.kept_predictions import read_predictions
+
+    beside = path.with_name(f"{path.stem}.predictions.parquet")
+    return read_predictions(beside) if beside.is_file() else None
+
+
 def default_names(paths: Sequence[Path], results: Sequence[EvaluationResult]) -> list[str]:
     """A name per result: its JSON's folder, else its model folder, else its file name.
 
@@ -81,7 +90,12 @@ def report(
         help="Compare models over different modalities on the subsets every model evaluated.",
     ),
 ) -> None:
-    """Compare models' robustness to missing modalities: one HTML report with figures."""
+    """Compare models' robustness to missing modalities: one HTML report with figures.
+
+    Where each RESULT.json has its RESULT.predictions.parquet beside it (evaluate keeps it),
+    the report also runs paired tests (a model is bold only where it is significantly better)
+    and draws ROC/PR, calibration, decision-curve and confusion figures.
+    """
     # imported here: matplotlib and scikit-learn would slow down every other command's start
     from polymodal.evaluation.report import DEFAULT_TITLE, build_report
     from polymodal.evaluation.report_plan import ReportError
@@ -104,6 +118,8 @@ def report(
         metric=metric,
         title=title or DEFAULT_TITLE,
         shared_subsets=shared_subsets,
+        # paired tests and clinical figures come from the predictions kept beside each RESULT
+        predictions={n: kept_beside(p) for n, p in zip(names, results, strict=True)},
     )
     for model, path in zip(names, results, strict=True):
         console.print(f"{model}: {path}", highlight=False, markup=False, soft_wrap=True)

@@ -18,6 +18,7 @@ from polymodal.data.spec import SPLITS
 from polymodal.errors import PolymodalError
 from polymodal.evaluation.bootstrap import bootstrap_metrics
 from polymodal.evaluation.kept_predictions import predictions_table, write_predictions
+from polymodal.evaluation.provenance import evaluated_at, label_references, model_provenance
 from polymodal.evaluation.tables import EvaluationResult, modality_subsets
 from polymodal.predictor import Predictor
 
@@ -71,11 +72,18 @@ def evaluate_model(
             "population": "all labelled rows of the split; modalities outside a subset masked",
             # Test-time augmentation: the dihedral views whose probabilities were averaged.
             "tta_views": list(predictor.views) if predictor.tta else None,
+            # For reports: the cohort, when, and the model's core, config and training cohort.
+            "cohort": cohort.spec.name,
+            "evaluated_at": evaluated_at(),
+            "provenance": model_provenance(predictor.loaded.folder),
         }
     )
     collectors, available = predictor.collect_subsets(cohort, plan, split=split, progress=progress)
+    infos = predictor.loaded.target_infos
+    labelled = {t: collectors[plan[0]].arrays(t)[:2] for t in infos}  # labels: same per subset
+    result.settings["labels"] = label_references(labelled, infos, specificity)
     if predictions_path is not None:
-        settings = {**result.settings, "cohort": cohort.spec.name}
+        settings = dict(result.settings)
         table = predictions_table(collectors, available, predictor.loaded.target_infos, settings)
         write_predictions(predictions_path, table)
     with Progress(transient=True, disable=not progress) as bar:

@@ -1,9 +1,22 @@
 """The robustness report: models side by side over the missing-modality matrix, as HTML + PNGs.
 
 :func:`build_report` takes one :class:`EvaluationResult` per model (what ``polymodal evaluate
---json`` writes) and writes, per target, a figure of the chosen metric against the number of
-missing modalities, a forest plot of every modality subset, a side-by-side table of the models,
-and each model's full metric table, into one self-contained ``report.html``.
+--json`` writes) and, where given, each model's kept per-sample predictions, and writes one
+self-contained ``report.html`` (rendered with jinja2 from ``templates/report.html.j2``, every
+figure embedded) and the figures as PNGs:
+
+- a header per model: core, configuration, training cohort and date, evaluation cohort, split,
+  date, rows, patients and prevalence (:mod:`polymodal.evaluation.report_models`);
+- per target, the chosen metric against the number of missing modalities, a forest plot of every
+  modality subset, and a side-by-side table where a model is bold only when a paired test
+  (:mod:`polymodal.evaluation.report_verdicts`) finds it better than every other model and it
+  is better than no skill; numbers that do not mean what they seem are flagged
+  (:mod:`polymodal.evaluation.report_flags`) against the kind's no-skill levels;
+- per target, from the kept predictions, the clinical figures (ROC/PR with bands, reliability,
+  decision curve, confusion matrix, Kaplan–Meier by risk group;
+  :mod:`polymodal.evaluation.figures`) for the full modality set and each single modality;
+- each model's full metric tables (collapsed), training curves from each run's metrics.csv,
+  and the evaluation settings.
 
 Which models can be compared:
 
@@ -19,26 +32,28 @@ Which models can be compared:
 from __future__ import annotations
 
 import base64
-import html
+import json
 import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from polymodal import __version__
+from polymodal import __version__, targets
+from polymodal.evaluation.kept_predictions import KeptPredictions
+from polymodal.evaluation.report_flags import FLAGS, NO_SKILL, flags, symbols
+from polymodal.evaluation.report_models import model_rows, no_skill_levels
 from polymodal.evaluation.report_plan import TargetPlan, lower_is_better, plan_report
-from polymodal.evaluation.tables import (
-    MAIN_METRICS,
-    EvaluationResult,
-    _cell,
-    _header,
-    _notes,
-)
+from polymodal.evaluation.report_verdicts import Verdicts, paired_verdicts
+from polymodal.evaluation.tables import MAIN_METRICS, EvaluationResult, _cell, _header, _notes
 
 DEFAULT_TITLE = "polymodal robustness report"
+TEMPLATE = "report.html.j2"
 
 # Settings shown first in the settings table; any others follow in the order they appear.
 SETTINGS_ORDER = ("model", "split", "n_boot", "population")
+# Settings shown in the models table instead (nested records).
+IN_HEADER = ("provenance", "labels")
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -48,11 +63,14 @@ table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
 th, td { border: 1px solid #ddd; padding: 0.25em 0.5em; vertical-align: top; }
 th { background: #f3f3f3; text-align: left; }
 td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+td.text { min-width: 12em; max-width: 28em; }
 caption { caption-side: top; text-align: left; color: #555; padding-bottom: 0.3em; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; }
 figcaption, .note { color: #555; font-size: 0.9em; }
-ul.notes { color: #555; font-size: 0.85em; }
-.wide { overflow-x: auto; } td:first-child { white-space: nowrap; }
+ul.notes, ul.legend { color: #555; font-size: 0.85em; }
+.flag { font-weight: bold; color: #b45309; }
+details { margin: 0.6em 0; } summary { cursor: pointer; font-weight: 600; }
+.wide { overflow-x: auto; max-width: 100%; } td:first-child { white-space: nowrap; }
 """
 
 
@@ -63,85 +81,114 @@ def build_report(
     metric: str | None = None,
     title: str = DEFAULT_TITLE,
     shared_subsets: bool = False,
+    predictions: Mapping[str, KeptPredictions | None] | None = None,
+    n_boot_paired: int = 1000,
+    figure_boot: int = 200,
+    seed: int = 0,
 ) -> Path:
     """Write ``report.html`` and its figures into ``out_dir``; return the HTML path.
 
     Args:
         results: model name → its evaluation result (``EvaluationResult.from_json``).
-        out_dir: created if needed; gets ``robustness_<target>.png``, ``subsets_<target>.png``
-            and ``report.html`` (the PNGs embedded as base64, so the HTML stands alone).
-        metric: the metric of the figures and side-by-side table (default per target kind:
-            AUROC, macro AUROC, RMSE, C-index).
+        out_dir: created if needed; gets the PNGs and ``report.html`` (the PNGs embedded as
+            base64, so the HTML stands alone).
+        metric: the metric of the figures and side-by-side table (default: each kind's
+            headline: AUROC, macro AUROC, RMSE, C-index, …).
         title: the report's heading.
         shared_subsets: compare models over different modalities on the subsets they share.
+        predictions: model name → its kept predictions (``read_predictions``), None where it has
+            none: paired tests and clinical figures need them.
+        n_boot_paired: paired bootstrap resamples of the tests. figure_boot: resamples of the
+            figures' bands. seed: of both.
 
     Raises:
         ReportError: the results cannot be compared (see :func:`plan_report`).
     """
     # matplotlib is imported only when a report is drawn
-    from polymodal.evaluation.report_figures import png_bytes, robustness_figure, subsets_figure
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     plans = plan_report(results, metric=metric, shared_subsets=shared_subsets)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    models = list(results)
-    stems = _file_stems([plan.name for plan in plans])
-    body = [f"<h1>{_e(title)}</h1>", _settings_html(results), _method_note(results)]
-    for plan in plans:
-        figures = []
-        for prefix, figure, caption in (
-            ("robustness", robustness_figure(plan, models), _robustness_caption(plan)),
-            ("subsets", subsets_figure(plan, models), _subsets_caption(plan)),
-        ):
-            data = png_bytes(figure)
-            path = out_dir / f"{prefix}_{stems[plan.name]}.png"
-            path.write_bytes(data)
-            figures.append((path.name, data, caption))
-        body.append(_target_html(plan, results, figures))
-    page = (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        + "\n".join(body)
-        + f'\n<p class="note">Written by polymodal {_e(__version__)}.</p>\n</body>\n</html>\n'
+    kept = {m: (predictions or {}).get(m) for m in results}
+    no_skill = no_skill_levels(results, kept)
+    verdicts = paired_verdicts(
+        plans, kept, _below_chance(plans, no_skill), n_boot=n_boot_paired, seed=seed
+    )
+    clinical = _clinical(plans, kept, out_dir, figure_boot, seed)
+    training, training_note = _training(results, plans, out_dir)
+    environment = Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        keep_trailing_newline=True,
+    )
+    page = environment.get_template(TEMPLATE).render(
+        title=title,
+        css=_CSS,
+        models=model_rows(results, kept),
+        model_names=list(results),
+        target_names=[plan.name for plan in plans],
+        method=_method_note(results),
+        verdict_rule=_verdict_rule(verdicts, len(results)),
+        verdict_notes=verdicts.notes,
+        flags=FLAGS,
+        targets=[
+            _target(plan, results, out_dir, stem, no_skill.get(plan.name, {}), verdicts, clinical)
+            for plan, stem in zip(plans, _file_stems([p.name for p in plans]).values(), strict=True)
+        ],
+        training=training,
+        training_note=training_note,
+        settings=_settings_rows(results),
+        version=__version__,
     )
     html_path = out_dir / "report.html"
     html_path.write_text(page, encoding="utf-8")
     return html_path
 
 
-def _file_stems(targets: list[str]) -> dict[str, str]:
+def _file_stems(names: list[str]) -> dict[str, str]:
     """A file-name-safe, unique stem per target name (``"age/sex"`` → ``"age_sex"``)."""
     stems: dict[str, str] = {}
-    for target in targets:
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", target).strip("._") or "target"
+    for name in names:
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "target"
         candidate, i = stem, 2
         while candidate in stems.values():
             candidate, i = f"{stem}_{i}", i + 1
-        stems[target] = candidate
+        stems[name] = candidate
     return stems
 
 
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+def _figure(file_name: str, data: bytes, caption: str, alt: str) -> dict[str, str]:
+    uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    return {"file": file_name, "uri": uri, "caption": caption, "alt": alt}
 
 
-def _settings_html(results: Mapping[str, EvaluationResult]) -> str:
-    keys = list(SETTINGS_ORDER) + [
-        k for r in results.values() for k in r.settings if k not in SETTINGS_ORDER
-    ]
-    keys = [k for k in dict.fromkeys(keys) if any(k in r.settings for r in results.values())]
-    header = "".join(f"<th>{_e(model)}</th>" for model in results)
-    rows = [
-        f"<tr><th>{_e(key)}</th>"
-        + "".join(f"<td>{_e(r.settings.get(key, '—'))}</td>" for r in results.values())
-        + "</tr>"
-        for key in keys
-    ]
-    return (
-        "<h2>Settings</h2>\n<table>\n<caption>What each model was evaluated on "
-        "(from its evaluation result).</caption>\n"
-        f"<tr><th>setting</th>{header}</tr>\n" + "\n".join(rows) + "\n</table>"
-    )
+def _below_chance(plans: list[TargetPlan], no_skill: Mapping[str, Mapping[str, float]]):
+    """(target, subset) → the models whose estimate of the plan's metric is at or worse than
+    no skill (never marked better)."""
+    out: dict[tuple[str, frozenset[str]], set[str]] = {}
+    for plan in plans:
+        for subset in plan.subsets:
+            out[(plan.name, frozenset(subset))] = {
+                model
+                for model in plan.by_model
+                if (r := plan.result(model, subset)) is not None
+                and NO_SKILL
+                in flags(r.metrics.get(plan.metric), plan.metric, no_skill.get(plan.name, {}))
+            }
+    return out
+
+
+def _verdict_rule(verdicts: Verdicts, n_models: int) -> str:
+    if n_models < 2:
+        return "One model: there is nothing to compare."
+    if verdicts.tested:
+        return (
+            "A model is bold only where a paired, patient-grouped bootstrap test of the "
+            "difference finds it better than every other model (Holm-adjusted p < 0.05) and its "
+            "estimate is better than no skill; elsewhere the data cannot tell the models apart."
+        )
+    return "No model is bold: there is no paired test behind this report (see below)."
 
 
 def _method_note(results: Mapping[str, EvaluationResult]) -> str:
@@ -155,8 +202,7 @@ def _method_note(results: Mapping[str, EvaluationResult]) -> str:
         }
     )
     if not draws:
-        how = "<p>No intervals: the models were evaluated without bootstrap resamples.</p>"
-        return "<h2>How to read this report</h2>\n" + how
+        return "No intervals: the models were evaluated without bootstrap resamples."
     if len(draws) == 1:
         level, n_boot = draws[0]
         how = f"{level * 100:g}% percentile bootstrap interval from {n_boot} resamples"
@@ -166,14 +212,11 @@ def _method_note(results: Mapping[str, EvaluationResult]) -> str:
         )
         how += ")"
     return (
-        "<h2>How to read this report</h2>\n<p>Every interval is a "
-        + _e(how)
-        + ": patient groups, not rows, are drawn with replacement and the metric is recomputed "
-        "on each resample (grouped percentile bootstrap), so the rows of one patient move "
-        "together. A † marks an interval that rests on fewer resamples than were drawn because "
-        "the metric was undefined in some of them; the notes under a table say why. Each model "
-        "scores every modality subset on the same rows with the other modalities masked, so "
-        "the rows of a table are paired: the overlap of two intervals is not a test.</p>"
+        f"Every interval is a {how}: patient groups, not rows, are drawn with replacement and "
+        "the metric is recomputed on each resample (grouped percentile bootstrap), so the rows "
+        "of one patient move together. Each model scores every modality subset on the same "
+        "rows with the other modalities masked, so the rows of a table are paired: the overlap "
+        "of two intervals is not a test."
     )
 
 
@@ -196,107 +239,207 @@ def _subsets_caption(plan: TargetPlan) -> str:
     )
 
 
-def _target_html(plan: TargetPlan, results: Mapping[str, EvaluationResult], figures) -> str:
-    parts = [f"<h2>Target {_e(plan.name)} ({_e(plan.kind)})</h2>"]
-    for file_name, data, caption in figures:
-        uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-        parts.append(
-            f'<figure><img src="{uri}" alt="{_e(file_name)}">'
-            f"<figcaption>{_e(caption)}</figcaption></figure>"
-        )
-    parts.append(_side_by_side(plan))
-    for model, subsets in plan.left_out.items():
-        if subsets:
-            parts.append(
-                f'<p class="note">Left out for {_e(model)} (not evaluated by every model): '
-                f"{_e(', '.join(subsets))}.</p>"
-            )
-    parts.append("<h3>Every metric, per model</h3>")
-    for model, result in results.items():
-        parts.append(_full_tables(model, plan, result))
-    return "\n".join(parts)
+def _alt(plan: TargetPlan, what: str) -> str:
+    """Alt text naming the numbers of the figure: each model's estimate on the full set."""
+    full = plan.subsets[0]
+    values = []
+    for model in plan.by_model:
+        result = plan.result(model, full)
+        values.append(f"{model} {_cell(result, plan.metric) if result else 'not evaluated'}")
+    return (
+        f"{what} of {_header(plan.metric)} for {plan.name}; with {' + '.join(full)}: "
+        + "; ".join(values)
+    )
 
 
-def _side_by_side(plan: TargetPlan) -> str:
-    models = list(plan.by_model)
-    direction = "lower is better" if lower_is_better(plan.metric) else "higher is better"
-    rows = []
-    for subset in plan.subsets:
-        results = {m: plan.result(m, subset) for m in models}
-        points = {
-            m: r.metrics[plan.metric].point
-            for m, r in results.items()
-            if r is not None
-            and plan.metric in r.metrics
-            and not math.isnan(r.metrics[plan.metric].point)
-        }
-        best = None
-        if len(points) > 1:
-            best = (min if lower_is_better(plan.metric) else max)(points.values())
-        cells = []
-        for model, result in results.items():
-            text = "not evaluated" if result is None else _cell(result, plan.metric)
-            cell = _e(text)
-            if best is not None and points.get(model) == best:
-                cell = f"<strong>{cell}</strong>"
-            cells.append(f'<td class="num">{cell}</td>')
-        missing = [m for m in plan.modalities if m not in subset]
-        rows.append(
-            f"<tr><td>{_e(' + '.join(subset))}</td><td>{_e(', '.join(missing) or '—')}</td>"
-            + "".join(cells)
-            + "</tr>"
-        )
-    header = "".join(f"<th>{_e(m)}</th>" for m in models)
+def _target(plan, results, out_dir: Path, stem: str, no_skill, verdicts, clinical):
+    """The template's context of one target."""
+    from polymodal.evaluation.report_figures import png_bytes, robustness_figure, subsets_figure
+
+    models = list(results)
+    figures = []
+    for prefix, figure, caption, what in (
+        ("robustness", robustness_figure(plan, models), _robustness_caption(plan), "Line plot"),
+        ("subsets", subsets_figure(plan, models), _subsets_caption(plan), "Forest plot"),
+    ):
+        data = png_bytes(figure)
+        path = out_dir / f"{prefix}_{stem}.png"
+        path.write_bytes(data)
+        figures.append(_figure(path.name, data, caption, _alt(plan, what)))
+    rows, show_verdicts = _side_rows(plan, no_skill, verdicts)
     notes = [
         f"{model}, {subset.label}: {subset.reasons[plan.metric]}"
         for model in models
         for s in plan.subsets
         if (subset := plan.result(model, s)) is not None and plan.metric in subset.reasons
     ]
-    return (
-        f"<table>\n<caption>{_e(_header(plan.metric))} ({direction}), point estimate "
-        "(CI), models side by side; the best model per subset in bold.</caption>\n"
-        f"<tr><th>modalities</th><th>missing</th>{header}</tr>\n"
-        + "\n".join(rows)
-        + "\n</table>"
-        + _notes_html(notes)
-    )
+    notes += [
+        f"Left out for {model} (not evaluated by every model): {', '.join(subsets)}."
+        for model, subsets in plan.left_out.items()
+        if subsets
+    ]
+    sections, clinical_note = clinical.get(plan.name, ([], None))
+    return {
+        "name": plan.name,
+        "kind": plan.kind,
+        "no_skill": ", ".join(f"{_header(m)} {v:.3f}" for m, v in no_skill.items()),
+        "figures": figures,
+        "metric_header": _header(plan.metric),
+        "direction": "lower is better" if lower_is_better(plan.metric) else "higher is better",
+        "model_names": models,
+        "rows": rows,
+        "show_verdicts": show_verdicts,
+        "notes": notes,
+        "clinical": sections,
+        "clinical_note": clinical_note,
+        "full_tables": [
+            table
+            for model, result in results.items()
+            for table in _full_tables(model, plan, result, no_skill)
+        ],
+    }
 
 
-def _full_tables(model: str, plan: TargetPlan, result: EvaluationResult) -> str:
+def _side_rows(plan: TargetPlan, no_skill, verdicts: Verdicts):
+    """Rows of the side-by-side table: flagged cells, bold only for a paired test's winner."""
+    rows = []
+    for subset in plan.subsets:
+        verdict = verdicts.get(plan.name, subset)
+        cells = []
+        for model in plan.by_model:
+            result = plan.result(model, subset)
+            if result is None:
+                cells.append({"text": "not evaluated", "bold": False})
+                continue
+            found = flags(result.metrics.get(plan.metric), plan.metric, no_skill)
+            text = _cell(result, plan.metric) + symbols(found)
+            bold = verdict is not None and verdict.better == model
+            cells.append({"text": text, "bold": bold})
+        rows.append(
+            {
+                "label": " + ".join(subset),
+                "missing": ", ".join(m for m in plan.modalities if m not in subset) or "—",
+                "cells": cells,
+                "verdict": verdict.text if verdict else "no paired test",
+            }
+        )
+    return rows, verdicts.tested
+
+
+def _full_tables(model: str, plan: TargetPlan, result: EvaluationResult, no_skill):
     target = result.targets[plan.name]
     ordered = list(dict.fromkeys(m for s in target.subsets for m in s.metrics))
     tables = [("", [m for m in MAIN_METRICS[plan.kind] if m in ordered])]
     per_class = [m for m in ordered if "[" in m]
     if per_class:
         tables.append((" per class", per_class))
-    parts = []
+    out = []
     for suffix, columns in tables:
-        header = "".join(f"<th>{_e(_header(c))}</th>" for c in columns)
-        rows = [
-            f'<tr><td>{_e(s.label)}</td><td class="num">{s.n_samples} ({s.n_groups})</td>'
-            + "".join(f'<td class="num">{_stacked(_cell(s, c))}</td>' for c in columns)
-            + "</tr>"
-            for s in target.subsets
-        ]
-        parts.append(
-            f'<div class="wide"><table>\n<caption>{_e(model)}{_e(suffix)}: point estimate '
-            "(CI) per modality subset; n = rows (patient groups) scored.</caption>\n"
-            f"<tr><th>modalities</th><th>n (groups)</th>{header}</tr>\n"
-            + "\n".join(rows)
-            + "\n</table></div>"
-            + _notes_html(_notes(target, columns))
+        rows = []
+        for s in target.subsets:
+            cells = []
+            for column in columns:
+                point, _, interval = _cell(s, column).partition(" (")
+                mark = symbols(flags(s.metrics.get(column), column, no_skill))
+                cells.append(
+                    {"point": point + mark, "interval": f"({interval}" if interval else ""}
+                )
+            rows.append({"label": s.label, "n": f"{s.n_samples} ({s.n_groups})", "cells": cells})
+        out.append(
+            {
+                "title": f"{model}{suffix}",
+                "headers": [_header(c) for c in columns],
+                "rows": rows,
+                "notes": _notes(target, columns),
+            }
         )
-    return "\n".join(parts)
+    return out
 
 
-def _stacked(cell: str) -> str:
-    """``0.873 (0.851–0.894)`` with the interval on its own line, so wide tables fit a page."""
-    point, bracket, interval = cell.partition(" (")
-    return _e(point) + (f"<br>{_e(bracket.strip() + interval)}" if bracket else "")
+def _clinical(plans, kept, out_dir: Path, n_boot: int, seed: int):
+    """target → (subset sections of figures, or a note why there are none)."""
+    from polymodal.evaluation.compare import ComparisonError, shared_subsets, shared_targets
+    from polymodal.evaluation.figures.clinical import ClinicalFigures
+
+    have = {m: k for m, k in kept.items() if k is not None}
+    if not have:
+        note = (
+            "No clinical figures (ROC, PR, calibration, decision curve, confusion matrix): they "
+            "are drawn from the per-sample predictions polymodal evaluate keeps beside each "
+            "RESULT.json (RESULT.predictions.parquet), and none were found."
+        )
+        return {plan.name: ([], note) for plan in plans}
+    try:
+        names, subsets = shared_targets(have), shared_subsets(have)
+    except ComparisonError as err:
+        return {plan.name: ([], f"No clinical figures: {err}") for plan in plans}
+    drawer = ClinicalFigures(have, out_dir, n_boot, seed)
+    lacking = [m for m in kept if m not in have]
+    out = {}
+    for plan in plans:
+        if plan.name not in names:
+            continue
+        sections = [
+            {"label": s.label, "figures": [_figure(*f.__dict__.values()) for f in s.figures]}
+            for s in drawer.target(plan.name, subsets)
+        ]
+        note = f"Without {', '.join(lacking)} (no kept predictions)." if lacking else None
+        out[plan.name] = (sections, note)
+    return out
 
 
-def _notes_html(notes: list[str]) -> str:
-    if not notes:
-        return ""
-    return '\n<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>"
+def _training(results: Mapping[str, EvaluationResult], plans, out_dir: Path):
+    """Training curves of the models whose run folder has a metrics.csv, and a note on the
+    others."""
+    from polymodal.evaluation.figures.training_curves import metrics_csv, per_epoch, training_figure
+    from polymodal.evaluation.report_figures import png_bytes
+
+    runs, without = {}, []
+    for model, result in results.items():
+        folder = result.settings.get("model")
+        path = metrics_csv(folder) if folder else None
+        try:
+            runs[model] = per_epoch(path)
+        except (OSError, ValueError, TypeError):
+            without.append(model)
+    note = (
+        f"No training curves for {', '.join(without)}: no RUN/logs/metrics.csv beside the model "
+        "folder (polymodal fit --out RUN writes it)."
+        if without
+        else None
+    )
+    if not runs:
+        return [], note
+    headlines = {plan.name: targets.get(plan.kind).headline for plan in plans}
+    figure = training_figure(runs, headlines, "training curves")
+    data = png_bytes(figure)
+    (out_dir / "training_curves.png").write_bytes(data)
+    last = "; ".join(f"{m}: {len(e)} epochs" for m, e in runs.items())
+    caption = (
+        "Training (solid) and validation (dashed) loss per epoch, and each target's headline "
+        "validation metric, from each run's metrics.csv."
+    )
+    return [_figure("training_curves.png", data, caption, f"Training curves. {last}.")], note
+
+
+def _settings_rows(results: Mapping[str, EvaluationResult]) -> list[dict[str, Any]]:
+    keys = list(SETTINGS_ORDER) + [
+        k for r in results.values() for k in r.settings if k not in SETTINGS_ORDER
+    ]
+    keys = [
+        k
+        for k in dict.fromkeys(keys)
+        if k not in IN_HEADER and any(k in r.settings for r in results.values())
+    ]
+    return [
+        {"key": key, "cells": [_setting(r.settings.get(key, "—")) for r in results.values()]}
+        for key in keys
+    ]
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    return str(value)
