@@ -17,6 +17,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from polymodal import targets
+from polymodal.calibration.conformal import ConformalPrediction
+from polymodal.calibration.recalibration import Recalibration
 from polymodal.data.batch import to_device
 from polymodal.data.cache import SampleCache
 from polymodal.data.collate import collate_samples
@@ -56,6 +58,12 @@ class Predictor:
     cache ``fit`` uses; pass the run's ``cache`` folder to share it) and, for an image encoder
     whose backbone is frozen for good, the backbone's features per file: a file seen before is
     then neither decoded nor run through the backbone (see :mod:`polymodal.frozen_features`).
+
+    A folder fitted with ``calibration:`` holds a recalibration of the probabilities
+    (:mod:`polymodal.calibration.recalibration`), applied to every prediction; with
+    ``conformal:`` it holds conformal thresholds, and :meth:`predict_cohort` adds each target's
+    prediction set (or interval) columns (:mod:`polymodal.calibration.conformal`).
+    ``calibrated=False`` gives the model's own probabilities, without either.
     """
 
     def __init__(
@@ -67,8 +75,12 @@ class Predictor:
         prompts: Mapping[str, str] | None = None,
         tta: bool = False,
         cache_dir: Path | str | None = None,
+        calibrated: bool = True,
     ) -> None:
         self.loaded = loaded
+        self.recalibration = Recalibration.load(loaded.folder) if calibrated else None
+        # The thresholds were calibrated on the recalibrated probabilities: both or neither.
+        self.conformal = ConformalPrediction.load(loaded.folder) if calibrated else None
         self.cache = None if cache_dir is None else SampleCache(cache_dir)
         self.device = torch.device(device)
         self.batch_size = batch_size
@@ -95,6 +107,7 @@ class Predictor:
         prompts: Mapping[str, str] | None = None,
         tta: bool = False,
         cache_dir: Path | str | None = None,
+        calibrated: bool = True,
     ) -> Predictor:
         return cls(
             load_model_folder(folder, device=device),
@@ -103,6 +116,7 @@ class Predictor:
             prompts=prompts,
             tta=tta,
             cache_dir=cache_dir,
+            calibrated=calibrated,
         )
 
     @property
@@ -124,6 +138,7 @@ class Predictor:
         split: str | None = None,
         modalities: Sequence[str] | None = None,
         progress: bool = False,
+        logits: bool = False,
     ) -> tuple[PredictionCollector, dict[str, np.ndarray]]:
         """Run the model over a cohort (optionally one split, optionally a modality subset).
 
@@ -131,7 +146,7 @@ class Predictor:
         """
         subset = tuple(modalities) if modalities is not None else tuple(self.modalities)
         collectors, available = self.collect_subsets(
-            cohort, [subset], split=split, progress=progress
+            cohort, [subset], split=split, progress=progress, logits=logits
         )
         return collectors[subset], available
 
@@ -143,12 +158,15 @@ class Predictor:
         *,
         split: str | None = None,
         progress: bool = False,
+        logits: bool = False,
     ) -> tuple[dict[tuple[str, ...], PredictionCollector], dict[str, np.ndarray]]:
         """Predictions with only each subset of modalities available, from one pass over the data.
 
         Every file is read and every encoder runs once per batch; the fusion core and heads
         then run once per subset with the other modalities masked as unavailable.
         Returns ``{subset: collector}`` and the availability ``{modality: (n,)}`` in the data.
+        With ``logits``, each target's predictions also hold the ``logits`` they came from
+        (recalibrated, when the predictor applies a recalibration).
 
         Raises:
             ModelError: the model's outputs are not finite (NaN or inf) for rows that have data
@@ -188,8 +206,7 @@ class Predictor:
                         m: a if m in subset else torch.zeros_like(a)
                         for m, a in availability.items()
                     }
-                    logits = model.fuse(encoded, masked)["logits"]
-                    passes[subset].append(model.predictions_from_logits(logits))
+                    passes[subset].append(self._predictions(model, encoded, masked, logits))
                     has_data[subset] = torch.stack([a.bool() for a in masked.values()]).any(0)
             for subset, collector in collectors.items():
                 # over the views
@@ -202,6 +219,16 @@ class Predictor:
         return collectors, {
             m: np.concatenate(v) if v else np.empty(0, bool) for m, v in available.items()
         }
+
+    def _predictions(self, model, encoded, availability, keep_logits: bool):
+        """The heads' predictions of one pass ``{target: {name: (B, ...)}}``, recalibrated."""
+        logits = model.fuse(encoded, availability)["logits"]
+        if self.recalibration is not None:
+            logits = self.recalibration.apply(logits)
+        predictions = model.predictions_from_logits(logits)
+        if keep_logits:
+            predictions = {t: {**p, "logits": logits[t]} for t, p in predictions.items()}
+        return predictions
 
     def predict_cohort(
         self, cohort: Cohort, *, split: str | None = None, progress: bool = False
@@ -222,7 +249,10 @@ class Predictor:
         for m, used in available.items():
             table[f"available_{m}"] = used.astype(bool)
         for target, info in self.loaded.target_infos.items():
-            columns = _prediction_columns(target, info, collector.predictions(target))
+            outputs = collector.predictions(target)
+            columns = _prediction_columns(target, info, outputs)
+            if self.conformal is not None and target in self.conformal.targets:
+                columns.update(self.conformal.targets[target].columns(target, info, outputs))
             table.update({name: _blank(values, no_data) for name, values in columns.items()})
         if no_data.any():
             table["note"] = np.where(no_data, NO_DATA_NOTE, "")

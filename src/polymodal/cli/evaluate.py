@@ -53,6 +53,7 @@ def evaluate(
     """Score a model on a split, with 95 % bootstrap CIs resampled by patient group."""
     from polymodal.data.manifest import load_cohort
     from polymodal.data.spec import load_spec
+    from polymodal.evaluation.coverage import coverage_lines
     from polymodal.evaluation.evaluate import evaluate_model
     from polymodal.predictor import Predictor
     from polymodal.runtime import setup_process
@@ -78,7 +79,11 @@ def evaluate(
         predictions_path=predictions if keep_predictions else None,
     )
     result.print_rich(console)
-    for path, text in ((json_out, result.to_json()), (markdown_out, result.to_markdown())):
+    coverage = coverage_lines(result)
+    for line in coverage:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    markdown = result.to_markdown() + "".join(f"\n- {line}" for line in coverage)
+    for path, text in ((json_out, result.to_json()), (markdown_out, markdown)):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)

@@ -11,16 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from rich.progress import Progress
 
 from polymodal.data.manifest import Cohort
 from polymodal.data.spec import SPLITS
 from polymodal.errors import PolymodalError
-from polymodal.evaluation.bootstrap import bootstrap_metrics
+from polymodal.evaluation.bootstrap import BootstrapResult, bootstrap_metrics
+from polymodal.evaluation.coverage import coverage_metrics
 from polymodal.evaluation.kept_predictions import predictions_table, write_predictions
 from polymodal.evaluation.provenance import evaluated_at, label_references, model_provenance
 from polymodal.evaluation.tables import EvaluationResult, modality_subsets
 from polymodal.predictor import Predictor
+from polymodal.targets.predictions import PredictionCollector
 
 
 def evaluate_model(
@@ -104,6 +107,38 @@ def evaluate_model(
                     specificity=specificity,
                     horizons=info.get("horizons"),
                 )
+                _add_coverage(ci, predictor, collectors[subset], target, n_boot, seed)
                 result.add(target, info["kind"], subset, ci, classes=info.get("classes"))
             bar.advance(task)
     return result
+
+
+def _add_coverage(
+    ci: BootstrapResult,
+    predictor: Predictor,
+    collector: PredictionCollector,
+    target: str,
+    n_boot: int,
+    seed: int,
+) -> None:
+    """With conformal thresholds in the model folder, ``ci`` also gets the empirical coverage
+    and the mean set size / interval width (:mod:`polymodal.evaluation.coverage`)."""
+    conformal = predictor.conformal
+    if conformal is None or target not in conformal.targets:
+        return
+    labels, labelled = collector.labels(target)
+    outputs = {name: v[labelled] for name, v in collector.predictions(target).items()}
+    groups = np.asarray(collector.groups, dtype=object)[labelled]
+    info = predictor.loaded.target_infos[target]
+    covered = coverage_metrics(
+        conformal.targets[target],
+        conformal.coverage,
+        info,
+        outputs,
+        labels[labelled],
+        groups,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    ci.update(covered)
+    ci.reasons.update(covered.reasons)

@@ -48,7 +48,7 @@ from polymodal.training.epoch_seeds import SeedEachEpoch
 from polymodal.training.loaders import make_loader
 from polymodal.training.mixing import BatchMixing
 from polymodal.training.module import PolymodalModule, resolve_monitor
-from polymodal.training.plugins import PLUGINS, FitContext, build_plugins
+from polymodal.training.plugins import PLUGINS, Exported, FitContext, build_plugins
 from polymodal.training.preflight import check_blocking
 from polymodal.training.resume import check_resume_config
 from polymodal.training.run_config import RunConfig
@@ -204,7 +204,11 @@ def _fit_prepared(
         run.train, out_dir, best, seeds, parts.callbacks, monitor, mode, steps, progress
     )
     _train_keeping_metrics(trainer, module, data, out_dir, resuming, monitor)
-    return _export(spec, out_dir, prepared, module, best, data, trainer.current_epoch)
+    result = _export(spec, out_dir, prepared, module, best, data, trainer.current_epoch)
+    cache_dir = (run.train.cache_dir or out_dir / "cache") if run.train.cache else None
+    for step in parts.after_export:  # recalibration, conformal thresholds: on the folder
+        step(Exported(result.model_dir, prepared.cohort, cache_dir))
+    return result
 
 
 def _data(

@@ -5,6 +5,8 @@
 ``modulation``         gradient modulation (OGM-GE) against a dominant modality
 ``intervention_loss``  the Early Intervention loss of a core with per-branch outputs
 ``ema``                an exponential moving average of the weights for validation and export
+``calibration``        recalibrated probabilities, fitted on the validation split after export
+``conformal``          split-conformal prediction sets or intervals, calibrated on validation
 =====================  ===========================================================================
 
 ``PLUGINS.names()`` lists them; :mod:`polymodal.training.plugins.base` says what a plugin is.
@@ -12,9 +14,17 @@ Importing this package registers the built-in plugins; a new plugin is one modul
 subclasses :class:`FitPlugin` with :func:`register_plugin`, plus its import below.
 """
 
-from polymodal.training.plugins import distill, ema, intervention_loss, modulation
+from polymodal.training.plugins import (
+    calibration,
+    conformal,
+    distill,
+    ema,
+    intervention_loss,
+    modulation,
+)
 from polymodal.training.plugins.base import (
     PLUGINS,
+    Exported,
     FitContext,
     FitPlugin,
     PluginParts,
@@ -25,11 +35,14 @@ from polymodal.training.plugins.base import (
 
 __all__ = [
     "PLUGINS",
+    "Exported",
     "FitContext",
     "FitPlugin",
     "PluginParts",
     "active_sections",
     "build_plugins",
+    "calibration",
+    "conformal",
     "distill",
     "ema",
     "intervention_loss",

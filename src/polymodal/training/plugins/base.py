@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from polymodal.config import ModelConfig
+from polymodal.data.manifest import Cohort
 from polymodal.data.preprocessing import Preprocessor
 from polymodal.errors import SpecError
 from polymodal.model import MultimodalModel
@@ -51,23 +52,37 @@ class FitContext:
     target_infos: dict[str, dict]
 
 
+@dataclass(frozen=True)
+class Exported:
+    """A fit's exported model folder, the cohort it was fitted on (its ``val`` split selected
+    the epoch) and the sample cache of the run (None without one)."""
+
+    model_dir: Path
+    cohort: Cohort
+    cache_dir: Path | None
+
+
 @dataclass
 class PluginParts:
     """What one plugin adds to a fit (all empty: the plugin is switched off).
 
     ``modules``: loss terms and gradient hooks of the Lightning module; ``callbacks``: Lightning
     callbacks of the trainer; ``teachers``: frozen models that read the batch too (the cohort
-    loads the modalities they read, and their frozen features may be cached).
+    loads the modalities they read, and their frozen features may be cached); ``after_export``:
+    steps run in order on the exported model folder (:class:`Exported`), e.g. fitting a
+    recalibration on the validation split and adding it to the folder.
     """
 
     modules: list[TrainingPlugin] = field(default_factory=list)
     callbacks: list[L.Callback] = field(default_factory=list)
     teachers: list[nn.Module] = field(default_factory=list)
+    after_export: list[Callable[[Exported], None]] = field(default_factory=list)
 
     def extend(self, other: PluginParts) -> None:
         self.modules.extend(other.modules)
         self.callbacks.extend(other.callbacks)
         self.teachers.extend(other.teachers)
+        self.after_export.extend(other.after_export)
 
 
 class FitPlugin:
@@ -75,13 +90,16 @@ class FitPlugin:
 
     Class attributes: ``config`` (the section's pydantic model), ``summary`` (one line for the
     run config's schema), ``reads_labels`` (its loss reads each sample's own label, so the batch
-    labels must not be mixed: :mod:`polymodal.training.mixing` refuses the combination).
+    labels must not be mixed: :mod:`polymodal.training.mixing` refuses the combination),
+    ``fits_on_validation`` (it fits something on the validation split's predictions, so a fit
+    without held-out validation rows, like ``polymodal cv --refit``, leaves it out).
     """
 
     name: ClassVar[str] = ""
     config: ClassVar[type[BaseModel]]
     summary: ClassVar[str] = ""
     reads_labels: ClassVar[bool] = False
+    fits_on_validation: ClassVar[bool] = False
 
     @classmethod
     def adjust_model_config(cls, config: Any, model_config: ModelConfig) -> ModelConfig:
