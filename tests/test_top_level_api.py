@@ -29,9 +29,11 @@ def test_the_names_are_the_library_objects() -> None:
     from polymodal.data.spec import load_spec
     from polymodal.evaluation.evaluate import evaluate_model
     from polymodal.predictor import Predictor
-    from polymodal.training.fit import fit
+    from polymodal.frames.api import fit
+    from polymodal.training.fit import fit as fit_spec
 
     assert polymodal.Predictor is Predictor and polymodal.fit is fit
+    assert polymodal.fit_spec is fit_spec
     assert polymodal.evaluate is evaluate_model and polymodal.load_spec is load_spec
 
 

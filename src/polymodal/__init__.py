@@ -4,11 +4,16 @@ The public surface, importable from the top level::
 
     import polymodal
 
-    spec = polymodal.load_spec("cohort/spec.yaml")
+    model = polymodal.fit(df, target="dx", modalities={"skin": "image_path",
+                          "clinical": ["age", "sex"]}, core="synergy")   # from a DataFrame
+    table = model.predict(df_new)
+    scores = model.evaluate(df_test)
+    model.save("models/dx"); model = polymodal.load("models/dx")
+
+    spec = polymodal.load_spec("cohort/spec.yaml")                      # from a cohort spec
     result = polymodal.fit(spec, "runs/demo", polymodal.load_run_config(None, ["model.core=synergy"]))
-    predictor = polymodal.load(result.model_dir)          # a Predictor
+    predictor = polymodal.load(result.model_dir)
     table = predictor.predict_manifest("new_patients.csv")
-    scores = polymodal.evaluate(predictor, polymodal.load_cohort(spec))
 
 Every name is imported on first use (module ``__getattr__``, by module name: the package
 imports none of its modules), so ``import polymodal`` stays fast, loads neither torch nor
@@ -30,7 +35,10 @@ except PackageNotFoundError:  # run from a source tree that was never installed
 # name -> (module, attribute): what each lazily exported name is.
 _EXPORTS: dict[str, tuple[str, str]] = {
     "Predictor": ("polymodal.predictor", "Predictor"),
-    "fit": ("polymodal.training.fit", "fit"),
+    "fit": ("polymodal.frames.api", "fit"),
+    "fit_spec": ("polymodal.training.fit", "fit"),
+    "Model": ("polymodal.frames.model", "Model"),
+    "PolymodalEstimator": ("polymodal.frames.estimator", "PolymodalEstimator"),
     "FitResult": ("polymodal.training.fit", "FitResult"),
     "evaluate": ("polymodal.evaluation.evaluate", "evaluate_model"),
     "evaluate_model": ("polymodal.evaluation.evaluate", "evaluate_model"),
@@ -48,7 +56,9 @@ __all__ = ["__version__", "load", *sorted(_EXPORTS)]
 
 
 def load(folder: str | Path, **options: Any) -> Any:
-    """The model folder ``folder`` (OUT/model of a fit) as a :class:`~polymodal.Predictor`.
+    """The model folder ``folder`` (OUT/model of a fit) as a :class:`~polymodal.Model`: a
+    :class:`~polymodal.Predictor` that also reads DataFrames (``predict(df)``,
+    ``evaluate(df)``).
 
     ``options`` go to :meth:`Predictor.load` (``device``, ``batch_size``, ``tta``, ...). The
     folder's files are checked against its checksums first.
@@ -56,7 +66,7 @@ def load(folder: str | Path, **options: Any) -> Any:
     Raises:
         ModelError: not a model folder, a file damaged or changed, or weights that do not fit.
     """
-    return __getattr__("Predictor").load(folder, **options)
+    return import_module("polymodal.frames.api").load(folder, **options)
 
 
 def __getattr__(name: str) -> Any:

@@ -283,17 +283,35 @@ def load_cohort(
             or a column the spec declares is absent (the message names the column, the spec
             field and the columns present).
     """
-    from polymodal.data.splits import make_split
-
     path = Path(manifest_override).expanduser().resolve() if manifest_override else None
     path = path or spec.manifest_path
-    frame = _read_table(path)
+    if for_inference and root is None and path != spec.manifest_path:
+        root = path.parent
+    return cohort_from_frame(spec, _read_table(path), path, for_inference=for_inference, root=root)
+
+
+def cohort_from_frame(
+    spec: CohortSpec,
+    frame: pd.DataFrame,
+    source: Path,
+    *,
+    for_inference: bool = False,
+    root: Path | str | None = None,
+) -> Cohort:
+    """A cohort over a table already in memory, every column ``str`` as :func:`_read_table`
+    gives it (see :func:`polymodal.frames.text_table.as_text_table` for a typed frame).
+
+    ``source`` names the table in messages (a manifest file, or the frame's stand-in path).
+    The rest is :func:`load_cohort`'s, whose checks it makes.
+    """
+    from polymodal.data.splits import make_split
+
+    path = source
+    frame = frame.reset_index(drop=True)
     columns = list(frame.columns)
     optional = set()
     if for_inference:
         optional = _label_and_split_columns(spec) | _absent_modality_columns(spec, columns, path)
-        if root is None and path != spec.manifest_path:
-            root = path.parent
     for column, declared_by in spec.required_columns().items():
         if column not in columns and column not in optional:
             raise ManifestError(
