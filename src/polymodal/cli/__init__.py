@@ -53,6 +53,7 @@ from polymodal.cli import (  # noqa: E402
     predict,
     prepare,
     report,
+    serve,
     validate,
 )
 
@@ -72,5 +73,6 @@ __all__ = [
     "predict",
     "prepare",
     "report",
+    "serve",
     "validate",
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from polymodal.cli._app import app, console
+from polymodal.cli.device_option import DEVICE_HELP
 
 
 @app.command()
@@ -26,6 +27,7 @@ def evaluate(
         None, help="Folder that relative file paths start from; every file must lie inside it."
     ),
     split: str = typer.Option("test", help="Split to score: test, val or train."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     tta: bool = typer.Option(
         False,
         help="Average the probabilities over the images' dihedral views (8; 4 if not square).",
@@ -53,13 +55,14 @@ def evaluate(
     """Score a model on a split, with 95 % bootstrap CIs resampled by patient group."""
     from polymodal.data.manifest import load_cohort
     from polymodal.data.spec import load_spec
+    from polymodal.devices import resolve_device
     from polymodal.evaluation.coverage import coverage_lines
     from polymodal.evaluation.evaluate import evaluate_model
     from polymodal.predictor import Predictor
     from polymodal.runtime import setup_process
 
     setup_process()  # threads for this process, allocator buffers kept across batches
-    predictor = Predictor.load(model_dir, tta=tta)
+    predictor = Predictor.load(model_dir, device=resolve_device(device), tta=tta)
     cohort_spec = load_spec(spec) if spec is not None else predictor.loaded.spec
     # Another table is other patients: a same-named file beside the training data is not theirs.
     other = manifest.expanduser().resolve() if manifest is not None else None

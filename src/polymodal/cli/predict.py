@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from polymodal.cli._app import app, console, err_console
+from polymodal.cli.device_option import DEVICE_HELP
 
 
 @app.command()
@@ -29,6 +30,7 @@ def predict(
         Path("predictions.csv"), "--out", "-o", help="Where to write the CSV."
     ),
     batch_size: int = typer.Option(64, help="Rows per batch."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     tta: bool = typer.Option(
         False,
         help="Average the probabilities over the images' dihedral views (8; 4 if not square).",
@@ -46,12 +48,17 @@ def predict(
     A row with no data in any modality the model reads gets blank outputs and a note; rows
     without data, repeated ids and unseen categories are warned about.
     """
+    from polymodal.devices import resolve_device
     from polymodal.predictor import Predictor
     from polymodal.runtime import setup_process
 
     setup_process()  # threads for this process, allocator buffers kept across batches
     predictor = Predictor.load(
-        model_dir, batch_size=batch_size, prompts=_parse_prompts(prompt), tta=tta
+        model_dir,
+        device=resolve_device(device),
+        batch_size=batch_size,
+        prompts=_parse_prompts(prompt),
+        tta=tta,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
