@@ -104,3 +104,17 @@ def test_evaluate_reports_the_coverage_with_a_patient_grouped_interval(model_dir
     assert result.targets["grade"].subsets[0].metrics["coverage"].point == pytest.approx(
         np.mean(held)
     )
+
+
+def test_sets_by_hand() -> None:
+    from polymodal import targets
+    from polymodal.calibration.conformal import TargetConformal
+
+    kind, info = targets.get("multiclass"), {**MULTICLASS, "classes": ["a", "b", "c"]}
+    outputs = {"probabilities": np.array([[0.5, 0.3, 0.2], [0.9, 0.06, 0.04]])}
+    aps = TargetConformal("set", "aps", 0.8).members(kind, info, outputs)
+    assert aps.tolist() == [[True, True, False], [True, False, False]]  # mass 0.5, 0.8, 1.0
+    lac = TargetConformal("set", "lac", 0.75).members(kind, info, outputs)
+    assert lac.tolist() == [[True, True, False], [True, False, False]]  # 1 − p ≤ 0.75
+    scores = TargetConformal("set", "aps", None).scores(kind, info, outputs, np.array([1, 2]))
+    np.testing.assert_allclose(scores, [0.8, 1.0])

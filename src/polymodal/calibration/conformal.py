@@ -10,8 +10,8 @@ set holds every class and every interval is unbounded, and the file says so.
 =====================  ========================================================================
 class-valued kinds     ``lac`` (default): score ``1 − p(label)``; the set holds each class with
 (sets over classes)    ``p ≥ 1 − q`` (Sadinle et al. 2019: the smallest sets on average).
-                       ``aps``: score = the probability mass of the classes at least as likely as
-                       the label; the set holds the classes whose mass so counted is at most
+                       ``aps``: score = the probability mass of the classes ranked up to the
+                       label, most likely first; the set holds the classes whose mass so counted is at most
                        ``q``, and always the most likely class (Romano et al. 2020, without
                        the randomisation, so a row always gets the same set: sets that adapt to
                        how hard a row is, never empty, covering slightly more than asked).
@@ -110,8 +110,7 @@ class TargetConformal:
         label = np.asarray(y).astype(np.int64)
         if self.score == "lac":
             return 1.0 - probabilities[np.arange(len(label)), label]
-        p_label = probabilities[np.arange(len(label)), label][:, None]
-        return np.where(probabilities >= p_label, probabilities, 0.0).sum(axis=1)
+        return _mass_up_to(probabilities)[np.arange(len(label)), label]
 
     def members(self, kind: TargetKind, info: Mapping, outputs: Mapping) -> np.ndarray:
         """``(n, K)`` bool: which classes each row's prediction set holds."""
@@ -119,11 +118,9 @@ class TargetConformal:
         q = math.inf if self.threshold is None else self.threshold
         if self.score == "lac":
             return 1.0 - probabilities <= q
-        # Mass of the classes at least as likely as each class (ties count in), (n, K); the
-        # most likely class always belongs, so that no set is empty.
-        at_least = probabilities[:, None, :] >= probabilities[:, :, None]
-        mass = np.where(at_least, probabilities[:, None, :], 0.0).sum(axis=2)
-        return (mass <= q) | (probabilities == probabilities.max(axis=1, keepdims=True))
+        # The most likely class always belongs, so that no set is empty.
+        top = probabilities == probabilities.max(axis=1, keepdims=True)
+        return (_mass_up_to(probabilities) <= q) | top
 
     def bounds(self, kind: TargetKind, info: Mapping, outputs: Mapping):
         """``(lower (n,), upper (n,))`` of each row's interval."""
@@ -156,6 +153,16 @@ class TargetConformal:
         members = self.members(kind, info, outputs)
         label = np.asarray(y).astype(np.int64)
         return members[np.arange(len(label)), label], members.sum(axis=1).astype(np.float64)
+
+
+def _mass_up_to(probabilities: np.ndarray) -> np.ndarray:
+    """``(n, K)``: for each class, the probability mass of the classes ranked before it (most
+    likely first; ties in a fixed order) and itself: the APS score of that class as the label."""
+    order = np.argsort(-probabilities, axis=1, kind="stable")
+    cumulative = np.cumsum(np.take_along_axis(probabilities, order, axis=1), axis=1)
+    mass = np.empty_like(cumulative)
+    np.put_along_axis(mass, order, cumulative, axis=1)
+    return mass
 
 
 def calibrate(
