@@ -8,6 +8,9 @@ Layout::
       preprocessing.json    the fitted preprocessing state (scalers, vocabularies, tokenizer)
       spec.yaml             the cohort spec the model was trained on (column meanings)
       checksums.json        sha256 of every other file, verified on loading
+      calibration.json      optional: the recalibration fitted after training (``calibration:``)
+      conformal.json        optional: conformal thresholds (``conformal:``); both are added by
+                            :mod:`polymodal.calibration.folder_files`, which re-lists the checksums
 
 Loading reads only JSON, YAML (safe loader) and safetensors: it never unpickles anything.
 
