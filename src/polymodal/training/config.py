@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -136,6 +136,27 @@ class TrainConfig(BaseModel):
         "or the POLYMODAL_NUM_THREADS environment variable when set (see polymodal.runtime).",
     )
     accelerator: str = "auto"
+    # Distribution (polymodal.training.distributed): Lightning launches the processes.
+    devices: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        1,
+        description="Devices (GPUs, or CPU processes) per node; `train.batch_size` is per "
+        "device, so the global batch is batch_size × devices × num_nodes × "
+        "accumulate_grad_batches.",
+    )
+    num_nodes: int = Field(1, ge=1, description="Machines (SLURM / torchrun launch them).")
+    strategy: Literal["auto", "ddp", "ddp_spawn", "fsdp", "deepspeed"] = Field(
+        "auto",
+        description="Lightning's strategy for several devices ('ddp' launches one process per "
+        "device; 'fsdp' shards the weights; 'deepspeed' needs the deepspeed package).",
+    )
+    accumulate_grad_batches: int = Field(
+        1, ge=1, description="Batches whose gradients add up before one optimiser step."
+    )
+    sync_batchnorm: bool | None = Field(
+        None,
+        description="Synchronise BatchNorm statistics across processes; None: on whenever "
+        "the batch is split over several processes (frozen BatchNorm stays frozen).",
+    )
     deterministic: bool = False
     cache: bool = Field(
         True,
