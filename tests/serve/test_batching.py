@@ -33,7 +33,7 @@ def test_two_concurrent_requests_make_one_predictor_call(
     async def two_clients() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
-            one = {"patient": {"id": "a", "fields": {"age": "61", "crp": "3"}}}
+            one = {"patient": {"id": "a", "fields": {"age": "61", "site": "clinic_of_a"}}}
             two = {"patients": [{"id": "b", "fields": {"age": "40"}}, {"id": "c"}]}
             return await asyncio.gather(
                 client.post("/predict", json=one), client.post("/predict", json=two)
@@ -44,6 +44,9 @@ def test_two_concurrent_requests_make_one_predictor_call(
     assert calls == [3]  # one call over both requests' rows
     assert [p["id"] for p in first.json()["predictions"]] == ["a"]
     assert [p["id"] for p in second.json()["predictions"]] == ["b", "c"]
+    # A value of one request is never shown to the other, though both ran in one call.
+    assert any("'clinic_of_a'" in w for w in first.json()["warnings"])
+    assert not any("clinic_of_a" in w for w in second.json()["warnings"])
 
 
 def test_a_full_batch_runs_at_once_and_the_rest_waits_for_the_next() -> None:

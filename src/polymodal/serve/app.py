@@ -60,8 +60,8 @@ def create_app(
     work = tempfile.TemporaryDirectory(prefix="polymodal-serve-")
     service = PredictionService(predictor, inputs, Path(work.name))
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polymodal-model")
-    batcher: MicroBatcher[PatientRow, tuple[dict, list[str]]] = MicroBatcher(
-        lambda rows: _predict_rows(service, rows),
+    batcher: MicroBatcher[PatientRow, dict] = MicroBatcher(
+        service.predict,
         executor,
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
@@ -122,7 +122,10 @@ async def _answer(
     ids, rows = await patient_rows(parsed, files, inputs)
     results = await batcher.submit(rows)
     loop = asyncio.get_running_loop()
-    answers = [dict(result, id=ids[i]) for i, (result, _) in enumerate(results)]
+    answers = [
+        {key: value for key, value in result.items() if key != "warnings"} | {"id": ids[i]}
+        for i, result in enumerate(results)
+    ]
     if body.leave_one_out:
         without = await loop.run_in_executor(executor, service.leave_one_out, rows)
         for answer, table in zip(answers, without, strict=True):
@@ -133,19 +136,6 @@ async def _answer(
                 executor, service.explain, row, body.task, body.top, answer["id"]
             )
     return {"predictions": answers, "warnings": request_warnings(results, rows, ids)}
-
-
-def _predict_rows(
-    service: PredictionService, rows: list[PatientRow]
-) -> list[tuple[dict, list[str]]]:
-    """One Predictor pass over a batch; each row with the warnings that concern it."""
-    results, messages = service.predict(rows)
-    keys = [r.key for r in rows]
-    general = [m for m in messages if not any(k in m for k in keys)]
-    return [
-        (result, [m for m in messages if row.key in m] + general)
-        for result, row in zip(results, rows, strict=True)
-    ]
 
 
 def _check_task(task: str | None, service: PredictionService) -> None:

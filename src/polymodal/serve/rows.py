@@ -67,13 +67,11 @@ def _place_files(
     return rows
 
 
-def request_warnings(
-    results: list[tuple[dict, list[str]]], rows: list[PatientRow], ids: list[str]
-) -> list[str]:
+def request_warnings(results: list[dict], rows: list[PatientRow], ids: list[str]) -> list[str]:
     """The warnings about this request's rows, naming the patients by their own ids."""
     seen: dict[str, None] = {}
-    for _, messages in results:
-        for message in messages:
+    for result in results:
+        for message in result["warnings"]:
             for row, patient_id in zip(rows, ids, strict=True):
                 message = message.replace(row.key, patient_id)
             seen.setdefault(message)

@@ -25,6 +25,7 @@ import pandas as pd
 
 from polymodal import targets
 from polymodal.data.manifest import load_cohort
+from polymodal.prediction_checks import warn_unseen_categories
 from polymodal.predictor import Predictor
 from polymodal.serve.inputs import ModelInputs
 
@@ -48,15 +49,18 @@ class PredictionService:
         self.target_infos = predictor.loaded.target_infos
         self.calls = 0  # Predictor passes made (batching is visible here)
 
-    def predict(self, rows: list[PatientRow]) -> tuple[list[dict[str, Any]], list[str]]:
-        """Per row: ``{"modalities_used", "modalities_missing", "predictions", "note"}``; and
-        the Predictor's warnings (they name the rows by key)."""
+    def predict(self, rows: list[PatientRow]) -> list[dict[str, Any]]:
+        """Per row: ``{"modalities_used", "modalities_missing", "predictions", "note",
+        "warnings"}``; the warnings concern the row or its request, naming rows by key."""
         self.calls += 1
-        with self._manifest(rows) as manifest, warnings.catch_warnings(record=True) as caught:
+        manifest = self._manifest(rows)
+        with manifest as path, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            table = self.predictor.predict_manifest(manifest, root=self.work_root)
+            table = self.predictor.predict_manifest(path, root=self.work_root)
+        messages = [str(w.message) for w in caught]
+        request_warnings = self._request_warnings(manifest.frame, rows)
         results = []
-        for i in range(len(rows)):
+        for i, row in enumerate(rows):
             used = [m for m in self.predictor.modalities if bool(table[f"available_{m}"].iat[i])]
             note = str(table["note"].iat[i]) if "note" in table else ""
             results.append(
@@ -65,9 +69,29 @@ class PredictionService:
                     "modalities_missing": [m for m in self.predictor.modalities if m not in used],
                     "predictions": self._by_target(table.iloc[i]),
                     "note": note or None,
+                    "warnings": [m for m in messages if row.key in m] + request_warnings[i],
                 }
             )
-        return results, [str(w.message) for w in caught]
+        return results
+
+    def _request_warnings(self, frame: pd.DataFrame, rows: list[PatientRow]) -> list[list[str]]:
+        """Per row, the warnings about values of its own request's rows.
+
+        The batch's warnings that name no row (unseen categories) would show one client the
+        values of another's patients: they are found again on each request's rows alone.
+        """
+        requests = pd.Series([r.key.rpartition("-")[0] for r in rows])
+        found: dict[str, list[str]] = {}
+        for request, positions in requests.groupby(requests).groups.items():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                warn_unseen_categories(
+                    self.predictor.loaded.preprocessor,
+                    self.predictor.modalities,
+                    frame.iloc[list(positions)],
+                )
+            found[request] = [str(w.message) for w in caught]
+        return [found[request] for request in requests]
 
     def leave_one_out(self, rows: list[PatientRow]) -> list[dict[str, dict | None]]:
         """Per row: present modality -> the predictions without it (None: nothing left)."""
