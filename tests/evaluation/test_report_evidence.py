@@ -111,7 +111,7 @@ def test_a_clearly_better_model_is_bold_and_a_close_one_is_not(tmp_path: Path) -
     for row in rows:  # strong's cell bold, weak's not, and the verdict names strong
         cells = re.findall(r'<td class="num">(.*?)</td>', row)
         assert cells[0].startswith("<strong>") and not cells[1].startswith("<strong>")
-        assert "strong better (Δ +" in row
+        assert "strong better than weak (Δ +" in row
     assert "Holm-adjusted over all" in page
 
 
@@ -179,4 +179,4 @@ def test_cli_report_finds_the_predictions_beside_each_result(tmp_path: Path) -> 
     result = CliRunner().invoke(app, ["report", str(a), str(b), "--out", str(out)])
     assert result.exit_code == 0, result.output
     page = (out / "report.html").read_text(encoding="utf-8")
-    assert "<strong>" in side_by_side(page) and "a better (Δ +" in page
+    assert "<strong>" in side_by_side(page) and "a better than b (Δ +" in page

@@ -47,7 +47,10 @@ def _p(value: float) -> str:
 
 def _pair_text(row: Row) -> str:
     if row.verdict.endswith(" better"):
-        return f"{row.verdict} (Δ {row.difference:+.3f}, p Holm {_p(row.p_holm)})"
+        a_won = row.verdict == f"{row.model_a} better"
+        winner, loser = (row.model_a, row.model_b) if a_won else (row.model_b, row.model_a)
+        difference = row.difference if a_won else -row.difference  # winner − loser
+        return f"{winner} better than {loser} (Δ {difference:+.3f}, p Holm {_p(row.p_holm)})"
     if row.verdict == UNDECIDED:
         return f"{row.model_a} vs {row.model_b}: cannot tell apart (p Holm {_p(row.p_holm)})"
     return f"{row.model_a} vs {row.model_b}: {row.verdict}"
