@@ -207,7 +207,7 @@ def _fit_prepared(
     result = _export(spec, out_dir, prepared, module, best, data, trainer.current_epoch)
     cache_dir = (run.train.cache_dir or out_dir / "cache") if run.train.cache else None
     for step in parts.after_export:  # recalibration, conformal thresholds: on the folder
-        step(Exported(result.model_dir, prepared.cohort, cache_dir))
+        step(Exported(result.model_dir, prepared.cohort, cache_dir, trainer.strategy.root_device))
     return result
 
 

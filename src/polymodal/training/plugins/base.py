@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import lightning as L
+import torch
 from pydantic import BaseModel
 from torch import nn
 
@@ -55,11 +56,12 @@ class FitContext:
 @dataclass(frozen=True)
 class Exported:
     """A fit's exported model folder, the cohort it was fitted on (its ``val`` split selected
-    the epoch) and the sample cache of the run (None without one)."""
+    the epoch), the sample cache of the run (None without one) and the device it trained on."""
 
     model_dir: Path
     cohort: Cohort
     cache_dir: Path | None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
 
 @dataclass

@@ -58,7 +58,9 @@ def _recalibrate(exported: Exported, method: str, chosen: list[str], skipped: di
     """Fit ``method`` on the model's own validation logits, write ``calibration.json``."""
     from polymodal.predictor import Predictor
 
-    predictor = Predictor.load(exported.model_dir, calibrated=False, cache_dir=exported.cache_dir)
+    predictor = Predictor.load(
+        exported.model_dir, device=exported.device, calibrated=False, cache_dir=exported.cache_dir
+    )
     collector, _ = predictor.collect(exported.cohort, split="val", logits=True)
     records = {}
     for target in chosen:

@@ -51,7 +51,9 @@ def _calibrate(exported: Exported, config: ConformalConfig, chosen: list[str], s
     """Thresholds from the (recalibrated) validation predictions; writes ``conformal.json``."""
     from polymodal.predictor import Predictor
 
-    predictor = Predictor.load(exported.model_dir, cache_dir=exported.cache_dir)
+    predictor = Predictor.load(
+        exported.model_dir, device=exported.device, cache_dir=exported.cache_dir
+    )
     collector, _ = predictor.collect(exported.cohort, split="val")
     records = {}
     for target in chosen:
