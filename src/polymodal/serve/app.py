@@ -57,25 +57,15 @@ def create_app(
     allow = None if allow_dir is None else Path(allow_dir).expanduser().resolve()
     inputs = ModelInputs.from_spec(predictor.loaded.spec, predictor.modalities)
     offered = [] if examples is None else example_patients(Path(examples), inputs, allow)
-    work = tempfile.TemporaryDirectory(prefix="polymodal-serve-")
-    service = PredictionService(predictor, inputs, Path(work.name))
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polymodal-model")
-    batcher: MicroBatcher[PatientRow, dict] = MicroBatcher(
-        service.predict,
-        executor,
-        max_batch=max_batch,
-        max_wait_ms=max_wait_ms,
-    )
+    serving = _Serving(predictor, inputs, allow, max_batch, max_wait_ms)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        await batcher.stop()
-        executor.shutdown(wait=True)
-        work.cleanup()
+        await serving.close()
 
     app = FastAPI(title="polymodal", lifespan=lifespan)
-    app.state.service, app.state.batcher = service, batcher
+    app.state.service, app.state.batcher = serving.service, serving.batcher
     app.add_middleware(BodySizeLimit, max_bytes=int(max_upload_mb * 2**20))
     app.add_exception_handler(RequestError, _request_error)
     app.add_exception_handler(PolymodalError, _polymodal_error)
@@ -83,7 +73,8 @@ def create_app(
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "device": str(predictor.device), "queued": batcher.waiting}
+        waiting = serving.batcher.waiting
+        return {"status": "ok", "device": str(predictor.device), "queued": waiting}
 
     @app.get("/model")
     async def model() -> dict[str, Any]:
@@ -95,47 +86,68 @@ def create_app(
 
     @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True)
     async def predict(request: Request) -> dict[str, Any]:
-        parsed = await read_predict_request(request)
-        files = RequestFiles(service.work_root, allow)
-        try:
-            return await _answer(parsed, files, inputs, service, batcher, executor)
-        finally:
-            await run_in_threadpool(files.remove)
-            await parsed.close()
+        return await serving.answer(await read_predict_request(request))
 
     mount_page(app, card)
     return app
 
 
-async def _answer(
-    parsed: ParsedRequest,
-    files: RequestFiles,
-    inputs: ModelInputs,
-    service: PredictionService,
-    batcher: MicroBatcher,
-    executor: ThreadPoolExecutor,
-) -> dict[str, Any]:
-    """Check, place the files, predict (batched), then the extras the request asked for."""
-    body = parsed.body
-    if body.explain:
-        _check_task(body.task, service)
-    ids, rows = await patient_rows(parsed, files, inputs)
-    results = await batcher.submit(rows)
-    loop = asyncio.get_running_loop()
-    answers = [
-        {key: value for key, value in result.items() if key != "warnings"} | {"id": ids[i]}
-        for i, result in enumerate(results)
-    ]
-    if body.leave_one_out:
-        without = await loop.run_in_executor(executor, service.leave_one_out, rows)
-        for answer, table in zip(answers, without, strict=True):
-            answer["without"] = table
-    if body.explain:
-        for answer, row in zip(answers, rows, strict=True):
-            answer["explanation"] = await loop.run_in_executor(
-                executor, service.explain, row, body.task, body.top, answer["id"]
-            )
-    return {"predictions": answers, "warnings": request_warnings(results, rows, ids)}
+class _Serving:
+    """What the routes share: the model side, its batcher and worker thread, the folders."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        inputs: ModelInputs,
+        allow_dir: Path | None,
+        max_batch: int,
+        max_wait_ms: float,
+    ) -> None:
+        self.inputs, self.allow_dir = inputs, allow_dir
+        self.work = tempfile.TemporaryDirectory(prefix="polymodal-serve-")
+        self.service = PredictionService(predictor, inputs, Path(self.work.name))
+        # One thread runs every model call: the model is not shared between threads.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polymodal-model")
+        self.batcher: MicroBatcher[PatientRow, dict] = MicroBatcher(
+            self.service.predict, self.executor, max_batch=max_batch, max_wait_ms=max_wait_ms
+        )
+
+    async def answer(self, parsed: ParsedRequest) -> dict[str, Any]:
+        """The answer to one request; its files are removed whatever happens."""
+        files = RequestFiles(self.service.work_root, self.allow_dir)
+        try:
+            return await self._answer(parsed, files)
+        finally:
+            await run_in_threadpool(files.remove)
+            await parsed.close()
+
+    async def _answer(self, parsed: ParsedRequest, files: RequestFiles) -> dict[str, Any]:
+        """Check, place the files, predict (batched), then the extras the request asked for."""
+        body, service = parsed.body, self.service
+        if body.explain:
+            _check_task(body.task, service)
+        ids, rows = await patient_rows(parsed, files, self.inputs)
+        results = await self.batcher.submit(rows)
+        loop = asyncio.get_running_loop()
+        answers = [
+            {key: value for key, value in result.items() if key != "warnings"} | {"id": ids[i]}
+            for i, result in enumerate(results)
+        ]
+        if body.leave_one_out:
+            without = await loop.run_in_executor(self.executor, service.leave_one_out, rows)
+            for answer, table in zip(answers, without, strict=True):
+                answer["without"] = table
+        if body.explain:
+            for answer, row in zip(answers, rows, strict=True):
+                answer["explanation"] = await loop.run_in_executor(
+                    self.executor, service.explain, row, body.task, body.top, answer["id"]
+                )
+        return {"predictions": answers, "warnings": request_warnings(results, rows, ids)}
+
+    async def close(self) -> None:
+        await self.batcher.stop()
+        self.executor.shutdown(wait=True)
+        self.work.cleanup()
 
 
 def _check_task(task: str | None, service: PredictionService) -> None:
