@@ -7,6 +7,7 @@ writer, and evaluation results bootstrapped from the same predictions (no traini
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from polymodal.cli import app
 from polymodal.evaluation import EvaluationResult, bootstrap_metrics, read_predictions
+from polymodal.evaluation.figures.clinical import ClinicalFigures
 from polymodal.evaluation.kept_predictions import predictions_table, write_predictions
 from polymodal.evaluation.provenance import label_references
 from polymodal.evaluation.report import build_report
@@ -180,3 +182,81 @@ def test_cli_report_finds_the_predictions_beside_each_result(tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "<strong>" in side_by_side(page) and "a better than b (Δ +" in page
+
+
+def kept_file(path: Path, target_info: dict, y: np.ndarray, outputs: dict[str, np.ndarray]):
+    """One model's kept predictions of target 'finding' on one subset ('image')."""
+    n = len(y)
+    collector = PredictionCollector({"finding": target_info})
+    collector.add(
+        {
+            "ids": [f"s{i}" for i in range(n)],
+            "groups": [f"p{i // 2}" for i in range(n)],
+            "targets": {"finding": torch.as_tensor(y)},
+            "target_mask": {"finding": torch.ones(n, dtype=torch.bool)},
+        },
+        {"finding": {k: torch.as_tensor(v) for k, v in outputs.items()}},
+    )
+    table = predictions_table(
+        {("image",): collector},
+        {"image": np.ones(n, dtype=bool)},
+        {"finding": target_info},
+        {"split": "test"},
+    )
+    return read_predictions(write_predictions(path, table))
+
+
+def test_multiclass_gets_one_vs_rest_curves_per_class_and_no_decision_curve(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    info = {"kind": "multiclass", "classes": ["nevus", "melanoma", "bcc"], "n_outputs": 3}
+    y = rng.integers(0, 3, 90)
+    logits = 2.0 * np.eye(3)[y] + rng.normal(size=(90, 3))
+    prob = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    kept = kept_file(
+        tmp_path / "a.parquet", info, y, {"probabilities": prob, "label": prob.argmax(1)}
+    )
+    sections = ClinicalFigures({"a": kept}, tmp_path, n_boot=10, seed=0).target(
+        "finding", [("image",)]
+    )
+    names = [f.file_name for s in sections for f in s.figures]
+    for cls in info["classes"]:  # one vs rest: ROC/PR and reliability per class
+        assert f"roc_pr_finding_with_image_{cls}.png" in names
+        assert f"calibration_finding_with_image_{cls}.png" in names
+    assert not any(n.startswith("decision_") for n in names)  # not a single yes/no outcome
+    assert "confusion_finding_with_image.png" in names
+    assert all((tmp_path / n).is_file() for n in names)
+
+
+def test_time_to_event_gets_kaplan_meier_by_risk_group(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    risk = rng.normal(size=60)
+    time = rng.exponential(np.exp(-risk))
+    y = np.stack([time, rng.random(60) < 0.7], axis=1).astype(np.float32)
+    info = {"kind": "time_to_event", "n_outputs": 1}
+    kept = kept_file(tmp_path / "t.parquet", info, y, {"risk": risk.astype(np.float32)})
+    sections = ClinicalFigures({"a": kept}, tmp_path, n_boot=10, seed=0).target(
+        "finding", [("image",)]
+    )
+    (figure,) = sections[0].figures
+    assert figure.file_name == "survival_finding_with_image.png"
+    assert "Time-dependent AUROC" in figure.caption  # what is not drawn is said
+
+
+def test_the_page_is_well_formed_html(tmp_path: Path) -> None:
+    y, groups, rng = labels_and_signal()
+    a = write_model(tmp_path / "a", y, groups, probabilities(y, rng, 2.0))
+    page = report(tmp_path, {"a": a})
+    void = {"meta", "img", "br", "hr", "link", "input"}
+    stack: list[str] = []
+
+    class Checker(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag not in void:
+                stack.append(tag)
+
+        def handle_endtag(self, tag):
+            assert stack and stack[-1] == tag, f"</{tag}> closes <{stack[-1] if stack else None}>"
+            stack.pop()
+
+    Checker().feed(page)
+    assert stack == [] and page.startswith("<!DOCTYPE html>")
