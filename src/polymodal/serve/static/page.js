@@ -124,28 +124,45 @@ function predictionTable(predictions) {
   return table;
 }
 
-function firstNumber(predictions) {
-  for (const columns of Object.values(predictions)) {
-    for (const value of Object.values(columns)) if (typeof value === "number") return value;
+// Per target, its first numeric output (a probability, a risk, a value): what the
+// leave-one-out table compares.
+function headlineColumns(predictions) {
+  const found = [];
+  for (const [target, columns] of Object.entries(predictions)) {
+    const column = Object.keys(columns).find((c) => typeof columns[c] === "number");
+    if (column) found.push([target, column]);
   }
-  return null;
+  return found;
+}
+
+function signed(change) {
+  return (change >= 0 ? "+" : "") + change.toFixed(3);
 }
 
 function leaveOneOutTable(answer) {
-  const full = firstNumber(answer.predictions);
+  const headline = headlineColumns(answer.predictions);
+  const header = el("tr", {}, el("th", { scope: "col", text: "left out" }));
+  for (const [, column] of headline) {
+    header.append(el("th", { scope: "col", text: column }), el("th", { scope: "col", text: "change" }));
+  }
   const table = el("table", { class: "without" },
-    el("caption", { text: "Each present modality left out (the others kept)" }),
-    el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "left out" }),
-      el("th", { scope: "col", text: "prediction" }), el("th", { scope: "col", text: "change" }))));
+    el("caption", { text: "Each present modality left out (the others kept)" }), el("thead", {}, header));
   const tbody = el("tbody");
-  tbody.append(el("tr", {}, el("td", { text: "nothing" }), el("td", { text: format(full) }),
-                  el("td", { text: "–" })));
+  const full = el("tr", {}, el("td", { text: "nothing" }));
+  for (const [target, column] of headline) {
+    full.append(el("td", { text: format(answer.predictions[target][column]) }), el("td", { text: "–" }));
+  }
+  tbody.append(full);
   for (const [modality, predictions] of Object.entries(answer.without)) {
-    const value = predictions ? firstNumber(predictions) : null;
-    const change = value !== null && full !== null ? value - full : null;
-    tbody.append(el("tr", {}, el("td", { text: modality }),
-      el("td", { text: predictions ? format(value) : "no data left: no prediction" }),
-      el("td", { text: change === null ? "–" : (change >= 0 ? "+" : "") + change.toFixed(3) })));
+    const row = el("tr", {}, el("td", { text: modality }));
+    for (const [target, column] of headline) {
+      const value = predictions ? predictions[target][column] : null;
+      const before = answer.predictions[target][column];
+      const change = typeof value === "number" && typeof before === "number" ? value - before : null;
+      row.append(el("td", { text: predictions ? format(value) : "no data left: no prediction" }),
+                 el("td", { text: change === null ? "–" : signed(change) }));
+    }
+    tbody.append(row);
   }
   table.append(tbody);
   return table;
@@ -163,7 +180,7 @@ function explanationBlock(explanation) {
   for (const e of explanation.elements) {
     tbody.append(el("tr", {}, el("td", { text: e.element }), el("td", { text: e.kind }),
       el("td", { text: e.detail || "" }),
-      el("td", { text: e.effect === null ? "–" : (e.effect >= 0 ? "+" : "") + e.effect.toFixed(3) })));
+      el("td", { text: e.effect === null ? "–" : signed(e.effect) })));
   }
   table.append(tbody);
   block.append(table);
