@@ -56,6 +56,14 @@ def test_garbage_in_a_missing_view_changes_nothing() -> None:
     torch.testing.assert_close(garbage_tokens, tokens)
 
 
+def test_a_batch_without_any_view_gives_zero_tokens_and_an_empty_mask() -> None:
+    # Training runs every encoder even when no sample of the batch has the modality.
+    encoder = create_encoder("image_timm", input_info=info(views=2), dim=16, backbone="test_resnet")
+    tokens, mask = encoder(batch([[False, False], [False, False]]))
+    assert tokens.shape == (2, 2 * encoder.num_tokens, 16) and not mask.any()
+    assert torch.all(tokens == 0)
+
+
 def test_view_embedding_tells_views_apart() -> None:
     encoder = create_encoder(
         "image_timm", input_info=info(views=2), dim=16, backbone="test_resnet"

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from timm.models import group_parameters
 from torch import Tensor, nn
 
-from polymodal.data.views import dihedral_views, views_for
+from polymodal.data.views import dihedral_view, dihedral_views, views_for
 from polymodal.encoders.registry import register_encoder
 from polymodal.encoders.stage_cache import DTYPE as STAGE_DTYPE
 from polymodal.encoders.stage_cache import StageCache
@@ -388,14 +388,19 @@ class ImageTimmEncoder(nn.Module):
         return features.reshape(-1, *self.feature_shape)
 
     def _project(
-        self, present_inputs: Tensor, present: Tensor, backbone: Callable[[Tensor], Tensor]
+        self, inputs: Tensor, present: Tensor, backbone: Callable[[Tensor], Tensor]
     ) -> Tensor:
-        """Tokens (B·V, N, D) from the present views' inputs: ``backbone`` gives their
-        (P, N, C') tokens, projected to D; absent views stay zero."""
+        """Tokens (B·V, N, D) from every view's inputs (B·V, ...): ``backbone`` gives the
+        present views' (P, N, C') tokens, projected to D; absent views stay zero."""
         rows = present.shape[0]
+        if torch.compiler.is_exporting():
+            # A graph has no data-dependent row count: every view goes through the backbone
+            # (in eval mode one image's tokens never depend on another's), absent ones zeroed.
+            tokens = self.proj(backbone(inputs))  # (B·V, N, D)
+            return torch.where(present[:, None, None], tokens, torch.zeros_like(tokens))
         if not bool(present.any()):
-            return present_inputs.new_zeros(rows, self.num_tokens, self.dim)
-        present_tokens = self.proj(backbone(present_inputs))  # (P, N, D)
+            return inputs.new_zeros(rows, self.num_tokens, self.dim)
+        present_tokens = self.proj(backbone(inputs[present]))  # (P, N, D)
         # Zeros in the tokens' own dtype: under autocast they need not be float32.
         tokens = present_tokens.new_zeros(rows, self.num_tokens, self.dim)
         return tokens.index_put((present,), present_tokens)  # (B·V, N, D)
@@ -456,6 +461,8 @@ class ImageTimmEncoder(nn.Module):
     def backbone_features(self, images: Tensor) -> Tensor:
         """(M, C, H, W) images -> (M, N, C') backbone tokens, each image in its dihedral view
         (see ``dihedral``), from the feature or stage cache if enabled."""
+        if torch.compiler.is_exporting():
+            return self._exported_features(images)
         views = self._views(len(images))
         if self.split is not None:
             prefix = self.prefix_features(images, views).to(images.dtype)
@@ -468,6 +475,19 @@ class ImageTimmEncoder(nn.Module):
                 self.backbone, self.feature_cache_dir
             )
         return self._feature_cache.features(images, self._tokens)
+
+    def _exported_features(self, images: Tensor) -> Tensor:
+        """:meth:`backbone_features` as an exported graph computes it: every image in
+        ``eval_view``, no cache (a graph cannot look features up; the cached ones are these)."""
+        if self.eval_view:
+            images = dihedral_view(images, self.eval_view)
+        if self.split is None:
+            return self._tokens(images)
+        # The float16 round trip of the stage cache, so the suffix sees the same values.
+        prefix = run_modules(self.backbone, self.split.prefix, images).to(STAGE_DTYPE)
+        return self._as_tokens(
+            run_modules(self.backbone, self.split.suffix, prefix.to(images.dtype))
+        )
 
     @property
     def takes_frozen_features(self) -> bool:
@@ -500,10 +520,10 @@ class ImageTimmEncoder(nn.Module):
         present = view_mask.reshape(-1)
         if "features" in inputs:
             backbone_tokens = self._given_features(inputs["features"])  # (B·V, N, C')
-            tokens = self._project(backbone_tokens[present], present, lambda t: t)
+            tokens = self._project(backbone_tokens, present, lambda t: t)
         else:
             flat_pixels = self._flat_pixels(inputs["pixels"])  # (B·V, C, H, W)
-            tokens = self._project(flat_pixels[present], present, self.backbone_features)
+            tokens = self._project(flat_pixels, present, self.backbone_features)
         num_tokens = self.num_tokens
         tokens = tokens.reshape(batch, views, num_tokens, self.dim)
         tokens = tokens + self.view_embedding[None, :, None, :] * view_mask[..., None, None]

@@ -15,7 +15,8 @@ from torch import Tensor, nn
 from polymodal.encoders.registry import register_encoder
 from polymodal.errors import ModelError
 
-MISSING_INDEX = 0  # categorical index reserved for a missing value (1 is "unknown category")
+MISSING_INDEX = 0  # categorical index reserved for a missing value
+UNKNOWN_INDEX = 1  # categorical index of a category not seen in training
 
 
 @register_encoder("tabular_tokens", kinds=("tabular",))
@@ -77,7 +78,7 @@ class TabularTokenEncoder(nn.Module):
         numeric = inputs["numeric"].float()
         numeric_missing = inputs["numeric_missing"].bool()
         categorical = inputs["categorical"].long()
-        self._check(numeric, categorical)
+        categorical = self._check(numeric, categorical)
         parts, missing_parts = [], []
         if self.numeric_columns:
             # A stand-in under a missing flag may be anything (even NaN): zero it before use.
@@ -96,7 +97,8 @@ class TabularTokenEncoder(nn.Module):
         tokens = torch.where(missing, self.missing_embedding, tokens) + self.feature_embedding
         return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
 
-    def _check(self, numeric: Tensor, categorical: Tensor) -> None:
+    def _check(self, numeric: Tensor, categorical: Tensor) -> Tensor:
+        """``categorical`` checked against the columns and vocabularies (raises on a mismatch)."""
         if numeric.shape[1] != len(self.numeric_columns) or categorical.shape[1] != len(
             self.categorical_columns
         ):
@@ -106,9 +108,13 @@ class TabularTokenEncoder(nn.Module):
                 f"and {categorical.shape[1]}; encode with the preprocessing state it was fitted with"
             )
         if not self.categorical_columns:
-            return
+            return categorical
         limits = torch.tensor(self.cardinalities, device=categorical.device)
         bad = (categorical < 0) | (categorical >= limits)
+        if torch.compiler.is_exporting():
+            # A graph cannot raise on values: an index outside its column's vocabulary reads as
+            # an unknown category there, never as a row of the next column's table.
+            return torch.where(bad, UNKNOWN_INDEX, categorical)
         if bad.any():
             column = int(bad.any(dim=0).nonzero()[0])
             name, value = (
@@ -120,3 +126,4 @@ class TabularTokenEncoder(nn.Module):
                 f"has {self.cardinalities[column]} entries (0 = missing, 1 = unknown); encode with "
                 "the preprocessing state this model was fitted with"
             )
+        return categorical

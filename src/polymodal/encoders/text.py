@@ -188,7 +188,10 @@ class TextTransformerEncoder(nn.Module):
             )
         # Garbage ids under padding are allowed; replace them so embeddings never index past the table.
         input_ids = input_ids.masked_fill(~mask, 0)
-        if input_ids.numel() and int(input_ids.max()) >= self.vocab_size:
+        # An exported graph cannot raise on values; there the embedding lookup (ONNX Gather)
+        # refuses an id past the table.
+        exporting = torch.compiler.is_exporting()
+        if not exporting and input_ids.numel() and int(input_ids.max()) >= self.vocab_size:
             raise ModelError(
                 f"text_transformer: token id {int(input_ids.max())} is outside the vocabulary of "
                 f"{self.vocab_size}; tokenize with the tokenizer this model was fitted with"

@@ -25,6 +25,8 @@ overrides the capabilities it has:
                             reads the model folder; a core never reads files).
 ``required_plugins``        training plugins without which this core would not train.
 ``example_options``         a tiny, fast configuration for the registry-wide tests.
+``export_refusal``          why the core cannot be exported as a graph (``polymodal export``);
+                            empty for a core that can.
 =========================== ===================================================================
 
 Streams: ``tokens[m]`` is ``(B, N_m, D)``, ``masks[m]`` is ``(B, N_m)`` bool (True = valid
@@ -80,6 +82,7 @@ class FusionCore(nn.Module):
     takes_prompts: ClassVar[bool] = False
     auxiliary_outputs: ClassVar[tuple[str, ...]] = ()
     target_options: ClassVar[tuple[str, ...]] = ()
+    export_refusal: ClassVar[str] = ""
     raw_inputs: Mapping[str, tuple[str, str]] = MappingProxyType({})
     tasks: tuple[str, ...] = ()
 

@@ -100,6 +100,10 @@ class InterventionCore(FusionCore):
     """
 
     auxiliary_outputs = ("branch_features", "branch_available", "router_weights", "reference_cls")
+    export_refusal = (
+        "its ViT passes run only for the images and references some sample of the batch has "
+        "(branches on the data), with adapters switched between passes"
+    )
 
     def __init__(
         self,

@@ -41,9 +41,13 @@ def gather_streams(
 
 
 def batch_size(tokens: Mapping[str, Tensor], available: Mapping[str, Tensor]) -> int:
-    """B from any token stream or availability vector; a core needs at least one of them."""
+    """B from any token stream or availability vector; a core needs at least one of them.
+
+    The size is returned as the tensor has it (not ``int(...)``), so that an exported graph
+    keeps its batch size symbolic instead of fixing it to the example's.
+    """
     for tensor in (*tokens.values(), *available.values()):
-        return int(tensor.shape[0])
+        return tensor.shape[0]
     raise ModelError(
         "the fusion core received no modality at all (no tokens and no availability); "
         "check that the batch's 'inputs' and 'available' name the model's modalities"

@@ -78,8 +78,9 @@ class Attention(nn.Module):
 
         attn_mask = None
         has_key = None
-        if key_padding_mask is not None and not bool(key_padding_mask.all()):
-            # Without padding no mask is passed, which lets SDPA pick its fused kernels.
+        if key_padding_mask is not None:
+            # Masking is arithmetic, never a branch on the mask's values, so the same graph
+            # serves every batch (torch.export, ONNX); an all-valid mask gives the unmasked result.
             has_key = key_padding_mask.any(dim=-1)  # (B,)
             # A sample with no valid key would softmax over an empty set (NaN on some backends):
             # let it attend anywhere and zero its result below.

@@ -1,0 +1,132 @@
+"""Write a model as ONNX with ``torch.onnx.export`` (the torch.export-based exporter).
+
+The graph takes the flat inputs of :mod:`polymodal.export.signature` (batch size and padded
+lengths dynamic) and returns logits and predictions per target; :func:`export_onnx` checks it
+under ONNX Runtime against PyTorch on the tracing batch when ONNX Runtime is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from polymodal.errors import ModelError
+from polymodal.export.flat_model import FlatModel
+from polymodal.export.signature import BATCH, InputField
+
+DEFAULT_OPSET = 18
+# The oldest opset the exporter writes these graphs with (LayerNormalization, ScaledDotProduct
+# decompositions need 17+).
+MIN_OPSET = 17
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """What :func:`export_onnx` wrote: the file, its opset, and the largest absolute difference
+    between ONNX Runtime and PyTorch on the tracing batch (None: ONNX Runtime not installed)."""
+
+    path: Path
+    opset: int
+    max_abs_difference: float | None
+
+
+def onnx_available() -> bool:
+    """Whether the exporter's packages (onnx, onnxscript) are installed."""
+    return all(importlib.util.find_spec(p) is not None for p in ("onnx", "onnxscript"))
+
+
+def export_onnx(
+    flat: FlatModel, example: tuple[Tensor, ...], path: Path, *, opset: int = DEFAULT_OPSET
+) -> OnnxExport:
+    """Trace ``flat`` on ``example`` and write ``path``; returns what was written.
+
+    Raises:
+        ModelError: the exporter's packages are missing, the opset is too old, or the exporter
+            fails (the message keeps its first line).
+    """
+    if not onnx_available():
+        raise ModelError(
+            "export to ONNX needs the onnx and onnxscript packages: pip install 'polymodal[export]'"
+        )
+    if opset < MIN_OPSET:
+        raise ModelError(f"export: --opset must be at least {MIN_OPSET}, got {opset}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flat.eval()
+    with torch.no_grad(), _quiet_exporter():
+        try:
+            program = torch.onnx.export(
+                flat,
+                example,
+                dynamo=True,
+                input_names=flat.input_names,
+                output_names=flat.output_names,
+                # One entry: forward(*tensors) takes its inputs as one variadic argument.
+                dynamic_shapes=(_dynamic_shapes(flat.fields),),
+                opset_version=opset,
+                verbose=False,
+            )
+        except Exception as err:  # the exporter's errors have no common base class
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"export to ONNX failed: {first}") from err
+        assert program is not None
+        program.save(str(path))
+    difference = max_abs_difference(flat, example, path)
+    return OnnxExport(path, opset, difference)
+
+
+def _dynamic_shapes(fields: list[InputField]) -> tuple[dict[int, torch.export.Dim], ...]:
+    """The batch axis of every input and each modality's padded length vary per call."""
+    batch = torch.export.Dim(BATCH, min=1, max=1 << 20)
+    lengths: dict[str, torch.export.Dim] = {}
+    shapes = []
+    for field in fields:
+        axes = {}
+        for axis, size in enumerate(field.shape):
+            if size == BATCH:
+                axes[axis] = batch
+            elif isinstance(size, str):
+                if size not in lengths:
+                    lengths[size] = torch.export.Dim(size, min=1, max=field.max_length)
+                axes[axis] = lengths[size]
+        shapes.append(axes)
+    return tuple(shapes)
+
+
+def max_abs_difference(flat: FlatModel, inputs: tuple[Tensor, ...], path: Path) -> float | None:
+    """Largest |ONNX Runtime − PyTorch| over every output on ``inputs``; None without ONNX
+    Runtime. Integer outputs (class labels) count by their value."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {name: t.numpy() for name, t in zip(flat.input_names, inputs, strict=True)}
+    onnx_outputs = session.run(flat.output_names, feeds)
+    with torch.no_grad():
+        torch_outputs = flat(*inputs)
+    return max(
+        float((torch.as_tensor(a).double() - b.double()).abs().max()) if b.numel() else 0.0
+        for a, b in zip(onnx_outputs, torch_outputs, strict=True)
+    )
+
+
+class _quiet_exporter:
+    """Keep the exporter's progress lines and warnings off the user's terminal."""
+
+    def __enter__(self) -> None:
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore")
+        self._logger = logging.getLogger("torch.onnx")
+        self._level = self._logger.level
+        self._logger.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.setLevel(self._level)
+        self._warnings.__exit__(*exc)
