@@ -55,6 +55,7 @@ from polymodal.cli import (  # noqa: E402
     prepare,
     report,
     serve,
+    tune,
     validate,
 )
 
@@ -76,5 +77,6 @@ __all__ = [
     "prepare",
     "report",
     "serve",
+    "tune",
     "validate",
 ]

@@ -96,6 +96,7 @@ def fit(
     warm_start: Callable[[MultimodalModel], None] | None = None,
     progress: bool = True,
     allow_blocking: bool = False,
+    callbacks: list[L.Callback] | None = None,
 ) -> FitResult:
     """Train ``run_config.model`` on ``spec``'s training split, select on validation, export.
 
@@ -115,13 +116,15 @@ def fit(
     Training does not start while another process writes to ``out_dir``
     (:class:`polymodal.run_lock.RunLock`) or while the cohort has a problem that
     ``polymodal validate`` calls blocking, unless ``allow_blocking`` (recorded in run.json).
+    ``callbacks`` are extra Lightning callbacks of this run's trainer, after the plugins' ones
+    (``polymodal tune`` reports each epoch's validation metric to its trial and prunes).
     """
     out_dir = Path(out_dir)
     with RunLock(out_dir), log_to_file(out_dir / "logs" / "fit.log"):
         setup_process(run_config.train.num_workers, run_config.train.num_threads)
         L.seed_everything(run_config.train.seed, workers=True, verbose=False)
         prepared = _prepare(spec, out_dir, run_config, resume, cohort, preprocessor, allow_blocking)
-        return _fit_prepared(spec, out_dir, prepared, warm_start, progress)
+        return _fit_prepared(spec, out_dir, prepared, warm_start, progress, callbacks or [])
 
 
 def _prepare(
@@ -160,6 +163,7 @@ def _fit_prepared(
     prepared: _Prepared,
     warm_start: Callable[[MultimodalModel], None] | None,
     progress: bool,
+    callbacks: list[L.Callback],
 ) -> FitResult:
     """Build the model and its plugins, train, export the best epoch's model folder."""
     run, preprocessor = prepared.run, prepared.preprocessor
@@ -201,7 +205,7 @@ def _fit_prepared(
     seeds = SeedEachEpoch(run.train.seed, data.train_loader, prepared.first_epoch or 0)
     steps = len(data.train_loader)
     trainer = _trainer(
-        run.train, out_dir, best, seeds, parts.callbacks, monitor, mode, steps, progress
+        run.train, out_dir, best, seeds, parts.callbacks + callbacks, monitor, mode, steps, progress
     )
     _train_keeping_metrics(trainer, module, data, out_dir, resuming, monitor)
     result = _export(spec, out_dir, prepared, module, best, data, trainer.current_epoch)
