@@ -78,11 +78,19 @@ def probabilities(y, rng, strength: float) -> dict[tuple[str, ...], np.ndarray]:
     }
 
 
-def report(tmp_path: Path, models: dict[str, Path]) -> str:
+def report(tmp_path: Path, models: dict[str, Path], *, figures: bool = False) -> str:
+    """The report's HTML; the clinical figures (slow to draw) only when asked."""
     results = {m: EvaluationResult.from_json(p.read_text()) for m, p in models.items()}
     kept = {m: read_predictions(p.with_name("eval.predictions.parquet")) for m, p in models.items()}
     out = tmp_path / "report"
-    html = build_report(results, out, predictions=kept, n_boot_paired=200, figure_boot=30)
+    html = build_report(
+        results,
+        out,
+        predictions=kept,
+        n_boot_paired=200,
+        figure_boot=30,
+        clinical_figures=figures,
+    )
     return html.read_text(encoding="utf-8")
 
 
@@ -151,7 +159,7 @@ def test_provenance_and_clinical_figures_are_in_the_one_file(tmp_path: Path) -> 
     y, groups, rng = labels_and_signal()
     a = write_model(tmp_path / "a", y, groups, probabilities(y, rng, 2.0))
     b = write_model(tmp_path / "b", y, groups, probabilities(y, rng, 1.0))
-    page = report(tmp_path, {"a": a, "b": b})
+    page = report(tmp_path, {"a": a, "b": b}, figures=True)
     assert "<td>synergy</td>" in page and "synthetic-train" in page
     assert "synthetic-melanoma · test · 2026-12-07T12:00:00+00:00" in page
     assert f"prevalence {y.mean():.3f}" in page
@@ -178,7 +186,8 @@ def test_cli_report_finds_the_predictions_beside_each_result(tmp_path: Path) -> 
     a = write_model(tmp_path / "a", y, groups, probabilities(y, rng, 2.5))
     b = write_model(tmp_path / "b", y, groups, probabilities(y, rng, 0.3))
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["report", str(a), str(b), "--out", str(out)])
+    args = ["report", str(a), str(b), "--out", str(out), "--no-clinical-figures"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "<strong>" in side_by_side(page) and "a better than b (Δ +" in page
@@ -245,7 +254,7 @@ def test_time_to_event_gets_kaplan_meier_by_risk_group(tmp_path) -> None:
 def test_the_page_is_well_formed_html(tmp_path: Path) -> None:
     y, groups, rng = labels_and_signal()
     a = write_model(tmp_path / "a", y, groups, probabilities(y, rng, 2.0))
-    page = report(tmp_path, {"a": a})
+    page = report(tmp_path, {"a": a}, figures=True)
     void = {"meta", "img", "br", "hr", "link", "input"}
     stack: list[str] = []
 

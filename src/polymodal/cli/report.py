@@ -89,6 +89,10 @@ def report(
         "--shared-subsets",
         help="Compare models over different modalities on the subsets every model evaluated.",
     ),
+    clinical_figures: bool = typer.Option(
+        True,
+        help="Draw ROC/PR, calibration, decision and confusion figures (needs kept predictions).",
+    ),
 ) -> None:
     """Compare models' robustness to missing modalities: one HTML report with figures.
 
@@ -120,6 +124,7 @@ def report(
         shared_subsets=shared_subsets,
         # paired tests and clinical figures come from the predictions kept beside each RESULT
         predictions={n: kept_beside(p) for n, p in zip(names, results, strict=True)},
+        clinical_figures=clinical_figures,
     )
     for model, path in zip(names, results, strict=True):
         console.print(f"{model}: {path}", highlight=False, markup=False, soft_wrap=True)

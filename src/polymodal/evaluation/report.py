@@ -85,6 +85,7 @@ def build_report(
     n_boot_paired: int = 1000,
     figure_boot: int = 200,
     seed: int = 0,
+    clinical_figures: bool = True,
 ) -> Path:
     """Write ``report.html`` and its figures into ``out_dir``; return the HTML path.
 
@@ -100,6 +101,7 @@ def build_report(
             none: paired tests and clinical figures need them.
         n_boot_paired: paired bootstrap resamples of the tests. figure_boot: resamples of the
             figures' bands. seed: of both.
+        clinical_figures: draw the clinical figures from the kept predictions (the slow part).
 
     Raises:
         ReportError: the results cannot be compared (see :func:`plan_report`).
@@ -115,7 +117,7 @@ def build_report(
     verdicts = paired_verdicts(
         plans, kept, _below_chance(plans, no_skill), n_boot=n_boot_paired, seed=seed
     )
-    clinical = _clinical(plans, kept, out_dir, figure_boot, seed)
+    clinical = _clinical(plans, kept, out_dir, figure_boot, seed) if clinical_figures else {}
     training, training_note = _training(results, plans, out_dir)
     environment = Environment(
         loader=FileSystemLoader(Path(__file__).parent / "templates"),
