@@ -164,6 +164,7 @@ def test_no_skill_levels_are_what_predicting_the_prevalence_scores(kind_name: st
         constant = np.tile(y.mean(axis=0), (50, 1))
     scored = compute_metrics(kind_name, y, constant, classes=options.classes)
     levels = kind.no_skill(y, options)
+    assert set(levels) <= set(scored)  # every level names a metric the tables show
     assert levels["brier"] == pytest.approx(scored["brier"])
     for metric, level in levels.items():
         if metric.startswith("auroc"):
