@@ -62,6 +62,10 @@ def config_summary(found: Mapping[str, Any]) -> str:
 
 
 def _summary_text(summary: Mapping[str, float]) -> str:
+    """``prevalence 0.310`` or, per class, ``prevalence: nevus 0.670, melanoma 0.111, …``."""
+    per_class = {k[11:-1]: v for k, v in summary.items() if k.startswith("prevalence[")}
+    if per_class:
+        return "prevalence: " + ", ".join(f"{k} {v:.3f}" for k, v in per_class.items())
     return ", ".join(f"{k} {v:.3f}" for k, v in summary.items()) or MISSING
 
 

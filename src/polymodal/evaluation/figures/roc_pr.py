@@ -62,6 +62,8 @@ def pr_band(positive, probability, groups, *, n_boot: int = 200, seed: int = 0) 
 
 def _area_label(model: str, name: str, band: Band) -> str:
     area = band.extras["area"]
+    if np.isnan(area.point):
+        return _text(f"{model}: {name} n/a (one class only)")
     interval = "" if np.isnan(area.low) else f" ({area.low:.3f}–{area.high:.3f})"
     return _text(f"{model}: {name} {area.point:.3f}{interval}")
 
