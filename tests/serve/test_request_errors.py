@@ -126,3 +126,23 @@ def test_413_for_an_upload_over_the_limit_and_nothing_is_kept(
         )
         assert answer.status_code == 413
         assert [p for p in work.rglob("*") if p.is_file()] == []
+
+
+def test_a_file_that_cannot_be_read_is_422_naming_it_not_a_silent_missing_modality(
+    client: TestClient, cohort_dir: Path
+) -> None:
+    answer = client.post(
+        "/predict",
+        data={"request": json.dumps({"patient": {"fields": {"age": 50}}})},
+        files={"vitals_series": ("vitals.csv", b"when,hr\n0,80\n", "text/csv")},
+    )
+    assert answer.status_code == 422
+    detail = _detail(answer)
+    assert detail["loc"] == ["body", "0/vitals_series"]
+    assert detail["msg"].startswith("'vitals.csv': column 'time'")
+    assert str(cohort_dir) not in detail["msg"] and "polymodal-serve" not in detail["msg"]
+    # A file named by path gets the same check.
+    answer = client.post(
+        "/predict", json={"patient": {"files": {"lesion_image": "series/S00001.csv"}}}
+    )
+    assert answer.status_code == 422 and "not an image" in _detail(answer)["msg"]

@@ -97,6 +97,10 @@ class RequestFiles:
         self.written.append(target)
         return cell, target
 
+    def resolve(self, cell: str, template: str | None) -> Path:
+        """The file a cell of this request names (``Cohort.resolve_path``'s signature)."""
+        return self.work_root / _fill(template, cell, ())
+
     def remove(self) -> None:
         """Delete every file of this request (and its folder)."""
         for path in self.written:

@@ -6,7 +6,10 @@ request checks, ``GET /model`` and the page's form all follow the same columns.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from polymodal import modalities
 from polymodal.data.cells import parse_number
@@ -27,6 +30,7 @@ class ModalityInputs:
     numeric: tuple[str, ...]
     path_template: str | None
     missing_values: tuple[str, ...]
+    spec: Any  # the modality's section of the cohort spec
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class ModelInputs:
                 numeric=tuple(getattr(cfg, "numeric", ())),
                 path_template=getattr(cfg, "path_template", None),
                 missing_values=tuple(getattr(cfg, "missing_values", ())),
+                spec=cfg,
             )
         return cls(id_column=spec.id_column, modalities=found)
 
@@ -107,6 +112,26 @@ class ModelInputs:
             raise RequestError(loc, f"{column!r} is a value column: give it under 'fields'")
         if column not in self.file_columns:
             raise RequestError(loc, f"the model reads no file column {column!r}; {self._known()}")
+
+    def check_readable(
+        self,
+        column: str,
+        cell: str,
+        resolve: Callable[[str, str | None], Path],
+        loc: tuple[str | int, ...],
+        shown: str,
+    ) -> None:
+        """Read a placed file with its kind's reader, so that a file that cannot be read is
+        refused naming it rather than becoming a missing modality unnoticed.
+
+        Raises:
+            RequestError: 422, ``shown`` (the name the client gave) and the reader's reason.
+        """
+        owner = self.file_columns[column]
+        try:
+            modalities.get(owner.kind).read_file(owner.spec, cell, resolve)
+        except ReadError as err:
+            raise RequestError(loc, f"{shown!r}: {err.reason}") from None
 
     def _known(self) -> str:
         return (

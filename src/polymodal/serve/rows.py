@@ -50,19 +50,22 @@ def _place_files(
     inputs: ModelInputs,
     where: list[tuple[str | int, ...]],
 ) -> list[PatientRow]:
-    """Rows with every file in the work folder (blocking file I/O: run in a thread)."""
+    """Rows with every file in the work folder, each read once by its kind's reader to check
+    it (blocking file I/O: run in a thread)."""
     rows = []
     file_columns = inputs.file_columns
     for i, patient in enumerate(parsed.body.all_patients()):
         cells = {column: cell_text(value) for column, value in patient.fields.items()}
         for column, path in patient.files.items():
-            template = file_columns[column].path_template
-            cells[column] = files.from_path(path, template, (*where[i], "files", column))
+            template, loc = file_columns[column].path_template, (*where[i], "files", column)
+            cells[column] = files.from_path(path, template, loc)
+            inputs.check_readable(column, cells[column], files.resolve, loc, path)
         for (index, column), upload in parsed.uploads.items():
             if index == i:
-                template = file_columns[column].path_template
-                loc = ("body", f"{index}/{column}")
+                template, loc = file_columns[column].path_template, ("body", f"{index}/{column}")
                 cells[column] = files.from_upload(upload.filename, upload.file, template, loc)
+                shown = upload.filename or column
+                inputs.check_readable(column, cells[column], files.resolve, loc, shown)
         rows.append(PatientRow(key=f"{files.token}-{i}", cells=cells))
     return rows
 
