@@ -9,6 +9,15 @@ misses. Each file is hashed once: :class:`polymodal.data.file_index.FileIndex`
 modification time, and hashes again only when those change. Entries are safetensors files written to a temporary name and renamed into place, so
 two DataLoader workers writing the same key never leave half a file; an entry that cannot be
 read back is rebuilt.
+
+A URL on object storage (:class:`polymodal.data.remote.RemoteFile`) is keyed by what the storage
+says of the object (ETag or checksum, else size and modification time, with the URL), looked up
+once per process every ten minutes at most, so a hit downloads nothing.
+
+Large cohorts: ``max_bytes`` caps the entries' bytes on disk, evicting the least recently used
+(:mod:`polymodal.data.cache_index` keeps sizes, last uses and the hit/miss counts of every
+process sharing the folder); ``compress`` stores entries compressed, bit-exact
+(:mod:`polymodal.data.cache_codec`).
 """
 
 from __future__ import annotations
@@ -17,18 +26,26 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from polymodal.data.cache_codec import decode, encode
+from polymodal.data.cache_index import ENTRIES_NAME, EntryIndex
 from polymodal.data.file_index import INDEX_NAME, FileIndex, content_hash
+from polymodal.data.remote import RemoteFile
 
 __all__ = ["SampleCache", "content_hash"]
 
 logger = logging.getLogger(__name__)
+
+# How long a URL's looked-up version is trusted before the storage is asked again.
+_REMOTE_KEY_SECONDS = 600.0
 
 
 class SampleCache:
@@ -36,70 +53,117 @@ class SampleCache:
 
     Args:
         folder: where entries live (created when missing); safe to share between processes.
+        max_bytes: cap on the entries' bytes on disk; the least recently used are evicted past
+            it (None: no cap).
+        compress: write new entries compressed (lossless); entries of either form are read.
 
-    Counters ``hits``, ``misses`` and ``rebuilt`` (corrupted entries) are per process.
+    Counters ``hits``, ``misses`` and ``rebuilt`` (corrupted entries) are per process;
+    :meth:`counts` gives the hits and misses of every process sharing the folder.
     """
 
-    def __init__(self, folder: Path | str) -> None:
+    def __init__(
+        self, folder: Path | str, max_bytes: int | None = None, compress: bool = False
+    ) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.compress = compress
         self.hits = 0
         self.misses = 0
         self.rebuilt = 0
         self.files = FileIndex(self.folder / INDEX_NAME)
+        self.entries = EntryIndex(self.folder / ENTRIES_NAME, self.folder)
+        self._remote_keys: dict[str, tuple[str, float]] = {}
 
     def __getstate__(self) -> dict:
         # DataLoader workers start with fresh counters (the index opens its own connection).
-        return {**self.__dict__, "hits": 0, "misses": 0, "rebuilt": 0}
+        return {**self.__dict__, "hits": 0, "misses": 0, "rebuilt": 0, "_remote_keys": {}}
 
-    def content_key(self, path: Path | str) -> str:
-        """The content hash of ``path`` (a file or a DICOM series folder), from the file index."""
-        return self.files.content_key(path)
+    def counts(self) -> tuple[int, int]:
+        """``(hits, misses)`` of every process using this folder (loader workers, DDP ranks,
+        other runs sharing it) since the cache was made."""
+        return self.entries.counts()
 
-    def key(self, path: Path | str, fingerprint: str) -> str:
+    def content_key(self, path: Path | str | RemoteFile) -> str:
+        """The content hash of ``path`` (a file or a DICOM series folder), from the file index;
+        for a URL, the key of the object's version (:meth:`RemoteFile.content_key`).
+
+        Raises:
+            FileNotFoundError: nothing at ``path``.
+        """
+        if not isinstance(path, RemoteFile):
+            return self.files.content_key(path)
+        known = self._remote_keys.get(path.url)
+        if known is not None and time.monotonic() - known[1] < _REMOTE_KEY_SECONDS:
+            return known[0]
+        key = path.content_key()
+        self._remote_keys[path.url] = (key, time.monotonic())
+        return key
+
+    def key(self, path: Path | str | RemoteFile, fingerprint: str) -> str:
         """The entry key of ``path`` (a file or a DICOM series folder) under ``fingerprint``."""
         return hashlib.blake2b(
             f"{self.content_key(path)}:{fingerprint}".encode(), digest_size=20
         ).hexdigest()
 
-    def entry_path(self, key: str) -> Path:
+    def entry_path(self, key: str, compressed: bool | None = None) -> Path:
+        """Where the entry of ``key`` is written (compressed: as ``compress`` says when None)."""
+        compressed = self.compress if compressed is None else compressed
         # Two-character shards keep any one folder from holding every entry.
-        return self.folder / key[:2] / f"{key}.safetensors"
+        return self.folder / key[:2] / f"{key}{'.stz' if compressed else '.safetensors'}"
 
     def get(self, key: str, fields: Iterable[str] = ()) -> dict[str, torch.Tensor] | None:
         """The entry's tensors, or None when absent or unreadable (an unreadable one is removed).
 
-        ``fields`` that must be present; an entry missing one counts as corrupted.
+        ``fields`` that must be present; an entry missing one counts as corrupted. A found entry
+        becomes the most recently used. An entry in the other form (compressed or not) is read
+        too, so turning compression on or off keeps the cache.
         """
-        entry = self.entry_path(key)
-        if not entry.is_file():
-            return None
-        try:
-            tensors = load_file(entry)
-        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-            return self._discard(entry, f"unreadable ({type(err).__name__}: {err})")
-        missing = [f for f in fields if f not in tensors]
-        if missing:
-            return self._discard(entry, f"lacks {missing}")
-        return tensors
+        for entry in (self.entry_path(key), self.entry_path(key, not self.compress)):
+            try:
+                size = entry.stat().st_size
+                tensors = load_file(entry) if entry.suffix != ".stz" else decode(entry.read_bytes())
+            except FileNotFoundError:  # absent, or evicted by another process meanwhile
+                continue
+            except (SafetensorError, OSError, ValueError, RuntimeError, zlib.error) as err:
+                return self._discard(entry, f"unreadable ({type(err).__name__}: {err})")
+            missing = [f for f in fields if f not in tensors]
+            if missing:
+                return self._discard(entry, f"lacks {missing}")
+            self.entries.used(key, size)
+            return tensors
+        return None
 
     def put(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
-        """Store ``tensors`` under ``key``: write a temporary file, then rename it into place."""
+        """Store ``tensors`` under ``key``: write a temporary file, then rename it into place;
+        then evict the least recently used entries past ``max_bytes``."""
         entry = self.entry_path(key)
         entry.parent.mkdir(parents=True, exist_ok=True)
+        data = encode(tensors, self.compress)
         handle, temp = tempfile.mkstemp(dir=entry.parent, prefix=f".{key}.", suffix=".tmp")
-        os.close(handle)
         try:
-            save_file({k: v.contiguous() for k, v in tensors.items()}, temp)
-            # Atomic on one file system: a concurrent reader sees the old entry or the new one.
-            os.replace(temp, entry)
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+
+            def publish() -> None:
+                # Atomic on one file system: a concurrent reader sees the old entry or the new.
+                os.replace(temp, entry)
+                self.entry_path(key, not self.compress).unlink(missing_ok=True)
+
+            self.entries.added(key, len(data), publish)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
+        if self.max_bytes is not None:
+            self.entries.evict(self.max_bytes, self._remove)
+
+    def _remove(self, key: str) -> None:
+        for compressed in (False, True):
+            self.entry_path(key, compressed).unlink(missing_ok=True)
 
     def load_or_compute(
         self,
-        path: Path | str,
+        path: Path | str | RemoteFile,
         fingerprint: str,
         compute: Callable[[], dict[str, torch.Tensor]],
         fields: Iterable[str] = (),
@@ -109,9 +173,10 @@ class SampleCache:
         ``fields``: tensor names a valid entry holds. A path that does not exist is not cached:
         ``compute`` runs (and its reader reports the missing file).
         """
-        if not Path(path).exists():
+        try:
+            key = self.key(path, fingerprint)
+        except (FileNotFoundError, NotADirectoryError):
             return compute()
-        key = self.key(path, fingerprint)
         cached = self.get(key, fields)
         if cached is not None:
             self.hits += 1

@@ -21,6 +21,7 @@ from polymodal.data.cells import (  # noqa: F401  (also imported from here)
     is_missing,
     parse_number,
 )
+from polymodal.data.remote import RemoteFile, is_url, remote_file
 from polymodal.data.spec import (
     SPLITS,
     CohortSpec,
@@ -157,8 +158,10 @@ class Cohort:
         """The manifest rows of one split (every known split when None)."""
         return self.frame.iloc[self.indices(split)]
 
-    def resolve_path(self, value: str, template: str | None = None) -> Path:
-        """The file a cell points at: ``template.format(value)`` relative to :attr:`data_root`.
+    def resolve_path(self, value: str, template: str | None = None) -> Path | RemoteFile:
+        """The file a cell points at: ``template.format(value)`` relative to :attr:`data_root`;
+        a :class:`~polymodal.data.remote.RemoteFile` for a URL (``s3://…``), which the spec must
+        allow (``allow_urls`` or ``url_prefixes``, see :mod:`polymodal.data.remote`).
 
         The file must lie inside :attr:`data_root` once ``..``, ``~`` and symbolic links are
         resolved, unless the spec sets ``allow_outside_root: true``: a manifest cell must not
@@ -166,7 +169,8 @@ class Cohort:
         file-based modality (image, volume, series, text ``source: file``) comes through here.
 
         Raises:
-            ReadError: the file lies outside the data root (or the path cannot be resolved);
+            ReadError: the file lies outside the data root (or the path cannot be resolved),
+                or it is a URL the spec does not allow;
                 like an unreadable file, the caller reports it for the row and column (validate)
                 or skips the modality (dataset).
             SpecError: ``template`` cannot be filled with the cell.
@@ -180,6 +184,8 @@ class Cohort:
                     f"path_template {template!r}: cannot fill it with {value!r} ({err}); "
                     "use a single '{}' where the cell value goes"
                 ) from None
+        if is_url(text):
+            return remote_file(text, self.spec.allow_urls, self.spec.url_prefixes)
         try:
             path = Path(text).expanduser()
         except RuntimeError:  # "~someone" without such a user
@@ -197,7 +203,7 @@ class Cohort:
         """The raw string in one cell (row position, column name)."""
         return self.frame.iat[row, self.frame.columns.get_loc(column)]
 
-    def file_paths(self, row: int, modality: str) -> list[Path | None]:
+    def file_paths(self, row: int, modality: str) -> list[Path | RemoteFile | None]:
         """Files of a file-based modality for one row, one per view column; None when blank."""
         cfg = self.spec.modalities[modality]
         columns = modality_kind(cfg.kind).file_columns(cfg)
@@ -207,7 +213,7 @@ class Cohort:
                 "manifest's cells, not from files"
             )
         template = cfg.path_template
-        paths: list[Path | None] = []
+        paths: list[Path | RemoteFile | None] = []
         for column in columns:
             cell = self.cell(row, column)
             paths.append(None if cell.strip() == "" else self.resolve_path(cell, template))

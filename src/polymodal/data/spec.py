@@ -154,6 +154,11 @@ class CohortSpec(_Strict):
     # leaving it) unless the cohort owner says otherwise: a cell must not make polymodal read
     # (and store words of) an arbitrary file on the machine.
     allow_outside_root: bool = False
+    # Cells (after path_template) may name URLs on object storage (s3://, gs://, https://, ...)
+    # only when the owner allows them: every URL (allow_urls), or those under url_prefixes
+    # (e.g. ["s3://bucket/cohort/"]); see polymodal.data.remote.
+    allow_urls: bool = False
+    url_prefixes: list[str] = Field(default_factory=list)
 
     # Where the spec was loaded from; paths in the spec are relative to it.
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -165,6 +170,16 @@ class CohortSpec(_Strict):
             if col in used:
                 raise ValueError(
                     f"column {col!r} is in exclude_columns but modality {used[col]!r} uses it"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _prefixes_are_urls(self) -> CohortSpec:
+        for prefix in self.url_prefixes:
+            if "://" not in prefix or prefix.endswith("://"):
+                raise ValueError(
+                    f"url_prefixes: {prefix!r} is not a URL prefix; give one such as "
+                    "'s3://bucket/cohort/'"
                 )
         return self
 

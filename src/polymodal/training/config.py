@@ -169,6 +169,19 @@ class TrainConfig(BaseModel):
         "the sample cache, instead of its pixels: later epochs load no pixels and run no "
         "backbone. Needs cache: true.",
     )
+    cache_max_gb: float | None = Field(
+        None,
+        gt=0,
+        description="Cap on the sample cache's entries on disk, in GB (1e9 bytes): past it the "
+        "least recently used entries are removed (shared safely by loader workers and ranks). "
+        "None: no cap.",
+    )
+    cache_compress: bool = Field(
+        False,
+        description="Store sample-cache entries compressed (lossless zlib, bit-exact): about "
+        "1.4x smaller for decoded photographs, far more for volumes with air or padding; "
+        "costs some CPU per cache miss and hit.",
+    )
     cache_dir: Path | None = Field(
         None,
         description="Where the cache lives (default OUT/cache). Runs on the same cohort may share "

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from polymodal.data.readers._checks import refuse_over_limit, require_finite
+from polymodal.data.remote import reads_local
 from polymodal.errors import ReadError
 
 
@@ -182,6 +183,7 @@ def _normalize(array: np.ndarray, cfg: ImageSettings, value_range: tuple[float, 
         array /= max(float(array.std()), 1e-6)
 
 
+@reads_local  # a URL (polymodal.data.remote) is read from a local copy
 def read_image(path: Path, cfg: ImageSettings) -> np.ndarray:
     """Read one 2D image as float32 ``(C, H, W)`` with ``C = cfg.channels``, ``(H, W) = cfg.size``.
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from polymodal.data.readers._checks import refuse_over_limit
+from polymodal.data.remote import reads_local
 from polymodal.errors import ReadError
 
 
@@ -118,6 +119,7 @@ def _numeric_column(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     return parsed
 
 
+@reads_local  # a URL (polymodal.data.remote) is read from a local copy
 def read_series(path: Path, cfg: SeriesSettings) -> tuple[np.ndarray, np.ndarray]:
     """Read one sample's time series.
 

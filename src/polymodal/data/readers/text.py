@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from polymodal.data.remote import RemoteFile, local_copy
 from polymodal.errors import ReadError
 
 
@@ -23,7 +24,7 @@ class TextSettings(Protocol):
 
 
 # (cell value, path_template) -> file path; Cohort.resolve_path has this signature.
-PathResolver = Callable[[str, "str | None"], Path]
+PathResolver = Callable[[str, "str | None"], "Path | RemoteFile"]
 
 
 def _too_long(max_chars: int, path: Path | None = None) -> ReadError:
@@ -69,7 +70,8 @@ def read_text(cell: str, cfg: TextSettings, resolve: PathResolver) -> str:
         return cell.strip()
     if cell.strip() == "":
         return ""
-    path = resolve(cell, cfg.path_template)
-    if not path.is_file():
-        raise ReadError("file not found" if not path.exists() else "not a file", path)
-    return _read_file(path, cfg.max_chars).strip()
+    # A URL (polymodal.data.remote) is read from a local copy, removed afterwards.
+    with local_copy(resolve(cell, cfg.path_template)) as path:
+        if not path.is_file():
+            raise ReadError("file not found" if not path.exists() else "not a file", path)
+        return _read_file(path, cfg.max_chars).strip()

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from polymodal.data.readers._checks import refuse_over_limit, require_finite
+from polymodal.data.remote import reads_local
 from polymodal.errors import ReadError
 
 if TYPE_CHECKING:
@@ -297,6 +298,7 @@ def _resample(image: MetaTensor, cfg: VolumeSettings, path: Path) -> MetaTensor:
     return spacing(image)
 
 
+@reads_local  # a URL (polymodal.data.remote) is read from a local copy
 def read_volume(path: Path, cfg: VolumeSettings) -> tuple[np.ndarray, tuple[float, float, float]]:
     """Read and preprocess one volume.
 
