@@ -42,6 +42,7 @@ from polymodal.model_folder import save_model_folder
 from polymodal.progress import is_terminal, log_to_file
 from polymodal.run_lock import RunLock
 from polymodal.runtime import setup_process
+from polymodal.training.cache_log import CacheHitRate, sample_cache
 from polymodal.training.checkpoints import load_best_weights, verify_resume_checkpoint
 from polymodal.training.config import TrainConfig
 from polymodal.training.epoch_seeds import SeedEachEpoch
@@ -178,6 +179,8 @@ def _fit_prepared(
     context = FitContext(model, run.model, run.train, preprocessor, target_infos)
     parts = build_plugins(sections, context)
     data = _data(spec, out_dir, prepared, [model, *parts.teachers], progress)
+    if data.train.cache is not None:  # the sample cache's hit rate, logged every epoch
+        parts.callbacks.append(CacheHitRate(data.train.cache))
     mixing = BatchMixing.from_config(
         run.train,
         model=model,
@@ -229,7 +232,7 @@ def _data(
     cohort's volumes. A frozen image backbone's features are read instead of its pixels.
     """
     cfg, preprocessor = prepared.run.train, prepared.preprocessor
-    cache = SampleCache(cfg.cache_dir or out_dir / "cache") if cfg.cache else None
+    cache = sample_cache(cfg, out_dir)
     if cache is not None:
         # Augmented images are new every epoch: their features are not worth a file each.
         augmented = {m for m, cfg_m in spec.modalities.items() if getattr(cfg_m, "augment", False)}
