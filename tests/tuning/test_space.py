@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 
 from polymodal.cli import main
 from polymodal.errors import SpecError
 from polymodal.fusion import list_cores
-from polymodal.tuning import BaseConfig, default_space, load_space
+from polymodal.tuning import BaseConfig, SearchSpace, default_space, load_space
 from training.tabular_cohort import tabular_cohort
 
 
@@ -121,3 +122,12 @@ def test_the_default_space_follows_the_core_and_the_plugin_sections() -> None:
     assert {"model.core_options.num_bottlenecks", "model.core_options.depth"} <= keys
     assert {"distill.lambda_logit", "distill.lambda_feature", "modulation.alpha"} <= keys
     assert not any(k.startswith("intervention_loss.") for k in keys)
+
+
+def test_values_on_a_grid_are_the_grid_points_a_run_config_would_hold() -> None:
+    space = SearchSpace.model_validate(
+        {"model.modality_dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.05}}
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = {space.suggest(study.ask())["model.modality_dropout"] for _ in range(60)}
+    assert drawn == {round(0.05 * k, 2) for k in range(11)}

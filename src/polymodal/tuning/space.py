@@ -75,7 +75,7 @@ class ParamSpace(BaseModel):
         if self.type == "int":
             step = int(self.step or 1)
             return trial.suggest_int(key, int(self.low), int(self.high), step=step, log=self.log)
-        return trial.suggest_float(key, self.low, self.high, step=self.step, log=self.log)
+        return tidy(trial.suggest_float(key, self.low, self.high, step=self.step, log=self.log))
 
 
 class SearchSpace(RootModel[dict[str, ParamSpace]]):
@@ -100,6 +100,12 @@ class SearchSpace(RootModel[dict[str, ParamSpace]]):
     def record(self) -> dict[str, Any]:
         """The space as JSON values (as a space file would hold it)."""
         return {k: p.model_dump(exclude_defaults=True) for k, p in self.root.items()}
+
+
+def tidy(value: Any) -> Any:
+    """A drawn float as a run config would hold it: 0.35 rather than the 0.35000000000000003
+    that ``low + k·step`` gives (12 significant digits; other values as they are)."""
+    return float(f"{value:.12g}") if isinstance(value, float) else value
 
 
 def load_space(path: Path) -> SearchSpace:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from polymodal.tuning.base_config import BaseConfig
+from polymodal.tuning.space import tidy
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ def write_summary(study: Any, out: Path, setup: SearchSetup) -> Path | None:
         "Train it: polymodal fit SPEC -c best.yaml -o RUN",
     ]
     path = Path(out) / "best.yaml"
-    path.write_text(setup.base.as_yaml(best.params, header))
+    values = {key: tidy(value) for key, value in best.params.items()}
+    path.write_text(setup.base.as_yaml(values, header))
     return path
 
 
