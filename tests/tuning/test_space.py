@@ -69,6 +69,10 @@ def test_a_malformed_parameter_is_named_with_what_to_fix(
             r"model.modality_dropout = 1.0 .*model.modality_dropout: Input should be less than 1",
         ),
         (
+            "train.devices: {type: categorical, choices: [1, 2]}\n",
+            r"train.devices = 2 .*polymodal tune fits every trial in one process on one device",
+        ),
+        (
             "distill.lambda_logit: {type: float, low: 0.1, high: 1.0}\n",
             r"distill.lambda_logit: the base run config has no 'distill' section",
         ),

@@ -52,6 +52,13 @@ class BaseConfig:
             )
         except PolymodalError as err:
             raise SpecError(f"model.core_options: {err}") from None
+        if run.train.devices != 1 or run.train.num_nodes != 1:
+            # A trial's pruning stops one process; the other ranks of a multi-process fit would
+            # wait for it forever.
+            raise SpecError(
+                f"train.devices={run.train.devices}, train.num_nodes={run.train.num_nodes}: "
+                "polymodal tune fits every trial in one process on one device; set both to 1"
+            )
         return run
 
     def check_space(self, space: SearchSpace, where: str) -> None:
