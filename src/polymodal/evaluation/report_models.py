@@ -92,7 +92,6 @@ def model_rows(
         rows.append(
             {
                 "name": model,
-                "folder": str(settings.get("model", MISSING)),
                 "core": str(found.get("core") or MISSING),
                 "config": config_summary(found),
                 "training": training,

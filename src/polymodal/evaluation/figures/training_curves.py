@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from polymodal.evaluation.report_figures import _text, model_colors
 
@@ -58,6 +59,7 @@ def training_figure(
     loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
     metric_ax.set(xlabel="epoch", ylabel="validation metric", title="validation metrics")
     for ax in (loss_ax, metric_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
