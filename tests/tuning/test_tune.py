@@ -99,6 +99,10 @@ def test_rerunning_the_command_continues_the_same_study(
     assert tune(spec, out, BaseConfig(None, BASE), trials=3, space=space).trials == 3
     with pytest.raises(PolymodalError, match=f"the study optimises {MONITOR}; .* val/loss"):
         tune(spec, out, BaseConfig(None, (*BASE, "train.monitor=val/loss")), trials=4, space=space)
+    with pytest.raises(
+        PolymodalError, match="holds study 'polymodal'; pass --study-name polymodal"
+    ):
+        tune(spec, out, BaseConfig(None, BASE), trials=4, space=space, study_name="another")
 
 
 def test_a_trial_the_pruner_stops_is_recorded_as_pruned(
@@ -118,6 +122,22 @@ def test_a_trial_the_pruner_stops_is_recorded_as_pruned(
     assert trial.intermediate_values == {0: pytest.approx(first_epoch)}
     assert not (out / "trials" / "000" / "model").exists()
     assert "| 0 | pruned |" in (out / "tune.md").read_text()
+    assert result.best_config is None and not (out / "best.yaml").exists()
+
+
+def test_a_trial_whose_values_build_no_model_fails_with_why_and_the_search_goes_on(
+    cohort: Path, tmp_path: Path
+) -> None:
+    # A pooling name the bottleneck core refuses only when it is built.
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text("model.core_options.pooling: {type: categorical, choices: [median]}\n")
+    base = BaseConfig(None, (*BASE, "model.core=bottleneck"))
+    out = tmp_path / "out"
+    result = tune(load_spec(cohort), out, base, trials=2, space=load_space(space_file))
+    trials = load(out).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL] * 2
+    assert "pooling='median' is not one of" in trials[1].user_attrs["error"]
+    assert (out / "tune.md").read_text().count("| fail |") == 2
     assert result.best_config is None and not (out / "best.yaml").exists()
 
 
