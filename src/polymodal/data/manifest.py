@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from polymodal.data.cells import (  # noqa: F401  (also imported from here)
     is_missing,
     parse_number,
 )
+from polymodal.data.parquet_manifest import IN_FILE, read_parquet_text
 from polymodal.data.remote import RemoteFile, is_url, remote_file
 from polymodal.data.spec import (
     SPLITS,
@@ -32,8 +34,12 @@ from polymodal.errors import ManifestError, ReadError, SpecError
 from polymodal.modalities import get as modality_kind
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    """Every column as str; empty cells stay "" (not NaN) so nothing is coerced."""
+def _read_table(path: Path, columns: Collection[str] | None = None) -> pd.DataFrame:
+    """Every column as str; empty cells stay "" (not NaN) so nothing is coerced.
+
+    ``columns``: of a Parquet manifest read only these, a row group at a time
+    (:mod:`polymodal.data.parquet_manifest`); a CSV is read whole.
+    """
     if not path.is_file():
         raise ManifestError(
             f"{path}: manifest not found; fix 'manifest' in the spec or pass --manifest"
@@ -41,9 +47,7 @@ def _read_table(path: Path) -> pd.DataFrame:
     suffix = "".join(path.suffixes[-2:]).lower()
     try:
         if suffix.endswith(".parquet") or suffix.endswith(".pq"):
-            frame = pd.read_parquet(path)
-            # Parquet keeps types; turn them into the same strings a CSV would hold.
-            frame = frame.astype(object).where(frame.notna(), "").astype(str)
+            frame = read_parquet_text(path, columns)
         elif suffix.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
             sep = "\t" if ".tsv" in suffix else ","
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep)
@@ -293,7 +297,9 @@ def load_cohort(
     path = path or spec.manifest_path
     if for_inference and root is None and path != spec.manifest_path:
         root = path.parent
-    return cohort_from_frame(spec, _read_table(path), path, for_inference=for_inference, root=root)
+    # Of a Parquet manifest only the columns the spec uses are read (a wide table stays on disk).
+    frame = _read_table(path, columns=spec.required_columns())
+    return cohort_from_frame(spec, frame, path, for_inference=for_inference, root=root)
 
 
 def cohort_from_frame(
@@ -313,6 +319,8 @@ def cohort_from_frame(
     from polymodal.data.splits import make_split
 
     path = source
+    # A Parquet manifest read in part names the file's columns for messages.
+    in_file = frame.attrs.get(IN_FILE) or list(frame.columns)
     frame = frame.reset_index(drop=True)
     columns = list(frame.columns)
     optional = set()
@@ -322,7 +330,7 @@ def cohort_from_frame(
         if column not in columns and column not in optional:
             raise ManifestError(
                 f"{path}: column {column!r} (declared by {declared_by}) is not in the manifest; "
-                f"columns present: {', '.join(columns)}{_separator_hint(columns)}"
+                f"columns present: {', '.join(in_file)}{_separator_hint(in_file)}"
             )
     for column in optional - set(columns):
         frame[column] = ""
