@@ -179,3 +179,19 @@ def test_flags_name_zero_width_no_skill_and_reaching_intervals() -> None:
     assert flags(MetricCI(0.70, 0.62, 0.77, 100), "auroc", levels) == []
     assert flags(MetricCI(0.21, 0.19, 0.23, 100), "brier", levels) == [NO_SKILL]  # lower=better
     assert flags(MetricCI(0.15, 0.12, 0.18, 100), "brier", levels) == []
+
+
+def test_auroc_over_time_is_the_tables_auroc_at_each_horizon() -> None:
+    rng = np.random.default_rng(3)
+    risk = rng.normal(size=80)
+    time = rng.exponential(np.exp(-risk))
+    event = rng.random(80) < 0.7
+    rows = SurvivalRows(time, event, risk)
+    horizons = survival_curves.horizons_of(rows, count=4)
+    found = survival_curves.auroc_over_time(time, event, risk, horizons)
+    y = np.stack([time, event], axis=1)
+    for horizon, value in zip(horizons, found, strict=True):
+        table = compute_metrics("time_to_event", y, risk, horizon=float(horizon))
+        assert value == pytest.approx(table["auroc_at_horizon"])
+    point, low, high = survival_curves.auroc_band(rows, None, horizons, n_boot=20, seed=0)
+    assert point == pytest.approx(found) and np.all(low <= high)

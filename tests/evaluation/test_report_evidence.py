@@ -236,7 +236,7 @@ def test_multiclass_gets_one_vs_rest_curves_per_class_and_no_decision_curve(tmp_
     assert all((tmp_path / n).is_file() for n in names)
 
 
-def test_time_to_event_gets_kaplan_meier_by_risk_group(tmp_path) -> None:
+def test_time_to_event_gets_kaplan_meier_by_risk_group_and_auroc_over_time(tmp_path) -> None:
     rng = np.random.default_rng(0)
     risk = rng.normal(size=60)
     time = rng.exponential(np.exp(-risk))
@@ -246,9 +246,10 @@ def test_time_to_event_gets_kaplan_meier_by_risk_group(tmp_path) -> None:
     sections = ClinicalFigures({"a": kept}, tmp_path, n_boot=10, seed=0).target(
         "finding", [("image",)]
     )
-    (figure,) = sections[0].figures
-    assert figure.file_name == "survival_finding_with_image.png"
-    assert "Time-dependent AUROC" in figure.caption  # what is not drawn is said
+    kaplan_meier, over_time = sections[0].figures
+    assert kaplan_meier.file_name == "survival_finding_with_image.png"
+    assert over_time.file_name == "time_auroc_finding_with_image.png"
+    assert "Calibration at each horizon is not drawn" in over_time.caption  # what is left out
 
 
 def test_the_page_is_well_formed_html(tmp_path: Path) -> None:

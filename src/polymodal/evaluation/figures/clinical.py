@@ -7,7 +7,8 @@ about first: everything available, or only one modality), every model overlaid:
   against the rest, each label): ROC and PR curves, and a reliability diagram;
 * an outcome that is its kind's only one (binary): a decision curve;
 * decided classes (:meth:`TargetKind.decided_classes`): the confusion matrix;
-* survival rows (:meth:`TargetKind.survival`): Kaplan–Meier curves by predicted risk group.
+* survival rows (:meth:`TargetKind.survival`): Kaplan–Meier curves by predicted risk group and
+  the time-dependent AUROC over horizons.
 
 The figures go into ``out_dir`` as PNGs; the report embeds them with their captions and alt
 text (which state the numbers the figure shows).
@@ -210,7 +211,30 @@ class ClinicalFigures:
         alt = f"Kaplan–Meier curves by thirds of predicted risk, {where}, one panel per model."
         caption = (
             "Observed event-free share (Kaplan–Meier) in the thirds of the predicted risk; the "
-            "better a model ranks patients, the further apart the curves (high risk lowest). "
-            "Time-dependent AUROC and calibration at each horizon are not drawn."
+            "better a model ranks patients, the further apart the curves (high risk lowest)."
         )
-        return [self._write(f"survival_{stem(where)}.png", figure, caption, alt)]
+        entries = [self._write(f"survival_{stem(where)}.png", figure, caption, alt)]
+        return [*entries, self._time_auroc(survival, rows, where)]
+
+    def _time_auroc(self, survival, rows, where: str) -> FigureEntry:
+        horizons = survival_curves.horizons_of(next(iter(survival.values())))
+        bands = {
+            m: survival_curves.auroc_band(
+                s, rows[m].groups, horizons, n_boot=self.n_boot, seed=self.seed
+            )
+            for m, s in survival.items()
+        }
+        figure = survival_curves.auroc_figure(bands, horizons, f"{where}: AUROC over time")
+        values = "; ".join(
+            f"{m}: " + ", ".join(f"{v:.2f} at {h:g}" for h, v in zip(horizons, b[0], strict=True))
+            for m, b in bands.items()
+        )
+        alt = f"Time-dependent AUROC, {where}. {values}."
+        caption = (
+            "AUROC at each horizon (10th–90th percentile of the event times): cases had the event "
+            "by the horizon, controls are event-free beyond it; samples censored before it are "
+            "left out (no censoring weights). Shaded: 95% bootstrap band over patients; dashed: "
+            "no skill. Calibration at each horizon is not drawn (a risk score is not a "
+            "probability)."
+        )
+        return self._write(f"time_auroc_{stem(where)}.png", figure, caption, alt)
