@@ -14,14 +14,15 @@ import fsspec
 import numpy as np
 import pytest
 import torch
-from tiny_files import write_png, write_table
+from tiny_files import write_dicom_series, write_png, write_table
 
 from polymodal.data.cache import SampleCache
 from polymodal.data.dataset import CohortDataset
 from polymodal.data.manifest import load_cohort
 from polymodal.data.preprocessing import Preprocessor
+from polymodal.data.readers import read_text, read_volume
 from polymodal.data.remote import MissingProtocol, RemoteFile
-from polymodal.data.spec import parse_spec
+from polymodal.data.spec import VolumeModality, parse_spec
 from polymodal.errors import ReadError, SpecError
 from polymodal.validation.validate import validate_cohort
 
@@ -190,3 +191,28 @@ def test_url_prefixes_must_be_urls(tmp_path):
     (tmp_path / "remote").mkdir()
     with pytest.raises(SpecError, match="url_prefixes: 'images/' is not a URL prefix"):
         _cohort(tmp_path / "remote", None, url_prefixes=["images/"])
+
+
+def test_dicom_series_folder_url_reads_as_the_local_folder(tmp_path, bucket):
+    folder = write_dicom_series(tmp_path / "series1")
+    fs = fsspec.filesystem("memory")
+    for file in folder.iterdir():
+        fs.pipe(f"/{bucket}/series1/{file.name}", file.read_bytes())
+    cfg = VolumeModality(kind="volume", column="ct")
+    voxels, spacing = read_volume(RemoteFile(f"memory://{bucket}/series1"), cfg)
+    local_voxels, local_spacing = read_volume(folder, cfg)
+    assert np.array_equal(voxels, local_voxels) and spacing == local_spacing
+
+
+def test_file_url_is_read_when_listed(tmp_path):
+    notes = tmp_path / "elsewhere"
+    notes.mkdir()
+    (notes / "n.txt").write_text("pleural effusion noted")
+    (tmp_path / "remote").mkdir()
+    cohort = _cohort(tmp_path / "remote", None, url_prefixes=[notes.as_uri() + "/"])
+    cfg = cohort.spec.modalities["report"]
+    assert (
+        read_text((notes / "n.txt").as_uri(), cfg, cohort.resolve_path) == "pleural effusion noted"
+    )
+    with pytest.raises(ReadError, match="file not found"):
+        read_text((notes / "missing.txt").as_uri(), cfg, cohort.resolve_path)
