@@ -25,7 +25,7 @@ def export(
         help="Graph file (default: MODEL.onnx beside the folder); a JSON of its inputs and "
         "outputs is written beside it with the suffix .json.",
     ),
-    opset: int = typer.Option(DEFAULT_OPSET, help="ONNX opset version (17 or later)."),
+    opset: int = typer.Option(DEFAULT_OPSET, help="ONNX opset version (18 to 22)."),
 ) -> None:
     """Export a model folder as an ONNX graph: one input per field and one availability input
     per modality (false: the sample lacks it), logits and predictions per target.

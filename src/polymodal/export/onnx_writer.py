@@ -21,9 +21,10 @@ from polymodal.export.flat_model import FlatModel
 from polymodal.export.signature import BATCH, InputField
 
 DEFAULT_OPSET = 18
-# The oldest opset the exporter writes these graphs with (LayerNormalization, ScaledDotProduct
-# decompositions need 17+).
-MIN_OPSET = 17
+# The opsets these graphs are written in: the exporter writes 18 natively (an older target is
+# left unconverted), and from 23 on attention becomes ONNX's Attention node, which ONNX
+# Runtime (1.32) refuses with the broadcast key-padding mask.
+OPSETS = range(18, 23)
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,10 @@ def export_onnx(
         raise ModelError(
             "export to ONNX needs the onnx and onnxscript packages: pip install 'polymodal[export]'"
         )
-    if opset < MIN_OPSET:
-        raise ModelError(f"export: --opset must be at least {MIN_OPSET}, got {opset}")
+    if opset not in OPSETS:
+        raise ModelError(
+            f"export: --opset must be from {OPSETS.start} to {OPSETS.stop - 1}, got {opset}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     flat.eval()
     with torch.no_grad(), _quiet_exporter():
@@ -72,12 +75,41 @@ def export_onnx(
                 verbose=False,
             )
         except Exception as err:  # the exporter's errors have no common base class
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ModelError(f"export to ONNX failed: {first}") from err
+            raise ModelError(
+                f"export to ONNX failed: {_root_cause(err)}{_raised_at(err)} (often a part of "
+                "the model that branches on its data; see the README's Export section)"
+            ) from err
         assert program is not None
         program.save(str(path))
     difference = max_abs_difference(flat, example, path)
-    return OnnxExport(path, opset, difference)
+    return OnnxExport(path, _written_opset(path), difference)
+
+
+def _written_opset(path: Path) -> int:
+    """The default-domain opset the file declares (what a runtime must support)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _root_cause(err: BaseException) -> str:
+    """The first line of the innermost cause: the exporter wraps it in a page of advice."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"
+
+
+def _raised_at(err: BaseException) -> str:
+    """' at FILE:LINE' of the model code the exporter names as the failing call, if it does."""
+    lines = str(err).splitlines()
+    for index, line in enumerate(lines):
+        if "The following call raised this error" in line:
+            for follow in lines[index + 1 : index + 3]:
+                if follow.strip().startswith("File "):
+                    return f" at {follow.strip().removeprefix('File ')}"
+    return ""
 
 
 def _dynamic_shapes(fields: list[InputField]) -> tuple[dict[int, torch.export.Dim], ...]:
@@ -105,9 +137,19 @@ def max_abs_difference(flat: FlatModel, inputs: tuple[Tensor, ...], path: Path) 
         return None
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: no notes on initializers it drops
     feeds = {name: t.numpy() for name, t in zip(flat.input_names, inputs, strict=True)}
-    onnx_outputs = session.run(flat.output_names, feeds)
+    try:
+        session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+        onnx_outputs = session.run(flat.output_names, feeds)
+    except Exception as err:  # onnxruntime's errors have no public base class
+        raise ModelError(
+            f"{path}: ONNX Runtime cannot run the exported graph ({str(err).splitlines()[0]}); "
+            f"export with --opset {DEFAULT_OPSET}"
+        ) from err
     with torch.no_grad():
         torch_outputs = flat(*inputs)
     return max(
