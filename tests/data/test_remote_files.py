@@ -6,7 +6,10 @@ read only where the spec allows it; the sample cache keys a URL by the object's 
 
 from __future__ import annotations
 
+import http.server
 import importlib.util
+import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -216,3 +219,42 @@ def test_file_url_is_read_when_listed(tmp_path):
     )
     with pytest.raises(ReadError, match="file not found"):
         read_text((notes / "missing.txt").as_uri(), cfg, cohort.resolve_path)
+
+
+@pytest.fixture
+def web_folder(tmp_path):
+    """``(folder, base URL)``: a local HTTP server (fsspec's HTTP file system, as for https://)."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(folder), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("aiohttp") is None, reason="needs aiohttp")
+def test_http_url_is_read_and_keyed_by_size_and_modification_time(tmp_path, web_folder):
+    folder, base = web_folder
+    (folder / "n.txt").write_text("consolidation in the left lower lobe")
+    (tmp_path / "remote").mkdir()
+    cohort = _cohort(tmp_path / "remote", None, url_prefixes=[base + "/"])
+    cfg = cohort.spec.modalities["report"]
+    text = read_text(f"{base}/n.txt", cfg, cohort.resolve_path)
+    assert text == "consolidation in the left lower lobe"
+    remote = RemoteFile(f"{base}/n.txt")
+    first = remote.content_key()
+    assert remote.content_key() == first
+    # The key comes from the server's Content-Length and Last-Modified (no download): a new
+    # modification time is a new version even with the same bytes.
+    os.utime(folder / "n.txt", (2_000_000_000, 2_000_000_000))
+    assert remote.content_key() != first

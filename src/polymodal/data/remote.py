@@ -38,7 +38,7 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _PACKAGES = {"http": "aiohttp", "https": "aiohttp"}
 # Keys of fsspec's info() that identify an object's content or version, most specific first.
 _VERSION_KEYS = ("ETag", "etag", "md5Hash", "crc32c", "ContentMD5", "checksum")
-_TIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "created")
+_TIME_KEYS = ("mtime", "LastModified", "Last-Modified", "last_modified", "updated", "created")
 
 T = TypeVar("T")
 
