@@ -45,6 +45,7 @@ def fit(
     import json
 
     from polymodal.data.spec import load_spec
+    from polymodal.training.distributed import is_global_zero
     from polymodal.training.fit import fit as run_fit
     from polymodal.training.run_config import load_run_config
 
@@ -58,7 +59,8 @@ def fit(
         overrides.append(f"distill.teacher={json.dumps(str(distill_from))}")
     run = load_run_config(config, overrides)
     cohort_spec = load_spec(spec)
-    console.print(f"fitting [bold]{run.model.core}[/] on [bold]{cohort_spec.name}[/] → {out}")
+    if is_global_zero():
+        console.print(f"fitting [bold]{run.model.core}[/] on [bold]{cohort_spec.name}[/] → {out}")
     result = run_fit(
         cohort_spec,
         out,
@@ -66,6 +68,8 @@ def fit(
         resume=resume,
         allow_blocking=allow_blocking,
     )
+    if not is_global_zero():  # another rank of a multi-process run: rank 0 reports
+        return
     score = "n/a" if result.best_score is None else f"{result.best_score:.4f}"
     console.print(f"best {result.monitor} = {score}; model folder: [bold]{result.model_dir}[/]")
     if result.data_issues:

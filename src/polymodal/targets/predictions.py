@@ -43,6 +43,26 @@ class PredictionCollector:
             for name, value in predictions[target].items():
                 self._preds[target].setdefault(name, []).append(_numpy(value))
 
+    def parts(self) -> dict[str, Any]:
+        """What was collected, as plain lists of arrays (to send to other processes)."""
+        return {
+            "ids": list(self.ids),
+            "groups": list(self.groups),
+            "targets": self._targets,
+            "masks": self._masks,
+            "preds": self._preds,
+        }
+
+    def absorb(self, parts: dict[str, Any]) -> None:
+        """Append another collector's :meth:`parts` (another rank's samples)."""
+        self.ids.extend(parts["ids"])
+        self.groups.extend(parts["groups"])
+        for target in self.target_infos:
+            self._targets[target].extend(parts["targets"][target])
+            self._masks[target].extend(parts["masks"][target])
+            for name, values in parts["preds"][target].items():
+                self._preds[target].setdefault(name, []).extend(values)
+
     def predictions(self, target: str) -> dict[str, np.ndarray]:
         """Every prediction output of a target's head, for all samples (labelled or not)."""
         return {name: np.concatenate(parts) for name, parts in self._preds[target].items()}

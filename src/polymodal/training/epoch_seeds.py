@@ -60,9 +60,12 @@ class SeedEachEpoch(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         seed = epoch_seed(self.seed, trainer.current_epoch)
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)  # CUDA's generators too
+        # Random choices inside the step (modality dropout, dropout) differ between ranks,
+        # which see different rows; rank 0 draws what a single process would.
+        step_seed = seed + trainer.global_rank
+        random.seed(step_seed)
+        np.random.seed(step_seed)
+        torch.manual_seed(step_seed)  # CUDA's generators too
         self.loader_generator.manual_seed(seed)
 
 

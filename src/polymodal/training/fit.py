@@ -20,6 +20,7 @@ import logging
 import shutil
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from polymodal.runtime import setup_process
 from polymodal.training.cache_log import CacheHitRate, sample_cache
 from polymodal.training.checkpoints import load_best_weights, verify_resume_checkpoint
 from polymodal.training.config import TrainConfig
+from polymodal.training.distributed import is_global_zero, trainer_options
 from polymodal.training.epoch_seeds import SeedEachEpoch
 from polymodal.training.loaders import make_loader
 from polymodal.training.mixing import BatchMixing
@@ -121,7 +123,14 @@ def fit(
     (``polymodal tune`` reports each epoch's validation metric to its trial and prunes).
     """
     out_dir = Path(out_dir)
-    with RunLock(out_dir), log_to_file(out_dir / "logs" / "fit.log"):
+    # The other ranks of a multi-process run re-run this call and write nothing (rank 0 holds
+    # the lock and writes the folder; see polymodal.training.distributed).
+    writer = is_global_zero()
+    if not writer:  # rank 0 reports progress; the others only warn
+        logging.getLogger("polymodal").setLevel(logging.WARNING)
+        progress = False
+    lock = RunLock(out_dir) if writer else nullcontext()
+    with lock, log_to_file(out_dir / "logs" / "fit.log") if writer else nullcontext():
         setup_process(run_config.train.num_workers, run_config.train.num_threads)
         L.seed_everything(run_config.train.seed, workers=True, verbose=False)
         prepared = _prepare(spec, out_dir, run_config, resume, cohort, preprocessor, allow_blocking)
@@ -145,16 +154,20 @@ def _prepare(
         model_config = PLUGINS.get(name).adjust_model_config(section, model_config)
     run = run.model_copy(update={"model": model_config})
     record = run.record()
-    first_epoch = _start_or_resume(out_dir, resume, record)
+    writer = is_global_zero()
+    first_epoch = _start_or_resume(out_dir, resume, record, clear=writer)
     state_path = out_dir / "preprocessing.json"
     if first_epoch is not None and state_path.is_file():
         preprocessor = Preprocessor.load(state_path)
     else:
+        # Every rank fits the same state from the same training rows; rank 0 saves it.
         preprocessor = preprocessor or Preprocessor.fit(cohort)
-        preprocessor.save(state_path)
+        if writer:
+            preprocessor.save(state_path)
     if overridden:
         record["allow_blocking"] = overridden
-    (out_dir / "run.json").write_text(json.dumps(record, indent=2))
+    if writer:
+        (out_dir / "run.json").write_text(json.dumps(record, indent=2))
     return _Prepared(cohort, run, preprocessor, first_epoch)
 
 
@@ -211,6 +224,8 @@ def _fit_prepared(
         run.train, out_dir, best, seeds, parts.callbacks + callbacks, monitor, mode, steps, progress
     )
     _train_keeping_metrics(trainer, module, data, out_dir, resuming, monitor)
+    if not trainer.is_global_zero:  # rank 0 exports the folder
+        return FitResult(out_dir / "model", None, None, monitor, trainer.current_epoch)
     result = _export(spec, out_dir, prepared, module, best, data, trainer.current_epoch)
     cache_dir = (run.train.cache_dir or out_dir / "cache") if run.train.cache else None
     for step in parts.after_export:  # recalibration, conformal thresholds: on the folder
@@ -280,7 +295,7 @@ def _train_keeping_metrics(
     earlier = metrics_csv.read_text() if resuming and metrics_csv.is_file() else None
     resume_from = out_dir / "checkpoints" / "last.ckpt" if resuming else None
     _train(trainer, module, data.train_loader, data.val_loader, resume_from, monitor)
-    if earlier is not None:
+    if earlier is not None and trainer.is_global_zero:
         _keep_earlier_metrics(metrics_csv, earlier)
 
 
@@ -318,9 +333,12 @@ def _export(
     return FitResult(model_dir, best_path, best_score, str(best.monitor), epochs_run, issues)
 
 
-def _start_or_resume(out_dir: Path, resume: bool, run_record: dict) -> int | None:
+def _start_or_resume(
+    out_dir: Path, resume: bool, run_record: dict, *, clear: bool = True
+) -> int | None:
     """The epoch a resumed run starts with, once its config and checkpoints are checked; or
-    None for a fresh run, for which an earlier run's metrics and checkpoints are cleared."""
+    None for a fresh run, for which an earlier run's metrics and checkpoints are cleared
+    (unless not ``clear``: a rank other than 0)."""
     last_ckpt = out_dir / "checkpoints" / "last.ckpt"
     if resume and last_ckpt.is_file():
         # Refused before anything in the folder changes.
@@ -330,7 +348,8 @@ def _start_or_resume(out_dir: Path, resume: bool, run_record: dict) -> int | Non
         warnings.warn(
             f"--resume: no checkpoint at {last_ckpt}; starting from scratch", stacklevel=4
         )
-    _clear_earlier_run(out_dir)
+    if clear:
+        _clear_earlier_run(out_dir)
     return None
 
 
@@ -385,7 +404,7 @@ def _trainer(
     return L.Trainer(
         max_epochs=cfg.max_epochs,
         accelerator=cfg.accelerator,
-        devices=1,
+        **trainer_options(cfg),
         precision=cfg.precision,
         callbacks=callbacks,
         logger=loggers,

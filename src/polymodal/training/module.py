@@ -24,6 +24,7 @@ from polymodal.model import MultimodalModel
 from polymodal.targets.predictions import PredictionCollector
 from polymodal.training.acceleration import accelerate
 from polymodal.training.config import TrainConfig
+from polymodal.training.distributed import gather_predictions, sum_over_ranks
 from polymodal.training.mixing import BatchMixing
 from polymodal.training.param_groups import parameter_groups
 
@@ -209,16 +210,24 @@ class PolymodalModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._val.reset()
+        self._val_loss = torch.zeros(2, dtype=torch.float64)  # Σ batch loss × rows, rows
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         outputs = self.model(batch)
         total, _ = self.model.loss(batch, outputs)
-        self.log("val/loss", total, prog_bar=True, batch_size=len(batch["ids"]))
+        rows = len(batch["ids"])
+        self._val_loss += torch.tensor([float(total) * rows, rows], dtype=torch.float64)
         self._val.add(batch, self.model.predictions_from_logits(outputs["logits"]))
 
     def on_validation_epoch_end(self) -> None:
         from polymodal.evaluation.metrics import compute_metrics
 
+        # Under several processes: every rank scores the whole split, never its share.
+        gather_predictions(self._val)
+        # On the module's device: NCCL reduces only GPU tensors.
+        loss_sum, rows = sum_over_ranks(self._val_loss.to(self.device)).tolist()
+        if rows:  # the row-weighted mean of the batches' losses, as one process logs it
+            self.log("val/loss", loss_sum / rows, prog_bar=True)
         for target, info in self.target_infos.items():
             y_true, pred, _ = self._val.arrays(target)
             if len(y_true) == 0:

@@ -31,8 +31,17 @@ MAY_CHANGE_ON_RESUME = frozenset(
         "train.cache",  # the sample cache holds the same decoded values
         "train.cache_dir",
         "train.log_every_n_steps",  # logging only
+        # How many processes share a step: a DDP checkpoint resumes on one process and the
+        # other way round, as long as the global batch stays (see _GLOBAL_BATCH).
+        "train.devices",
+        "train.num_nodes",
+        "train.strategy",
+        "train.sync_batchnorm",
     }
 )
+# Compared as one number, batch_size × devices × num_nodes × accumulate_grad_batches: the
+# rows of one optimiser step, which decide what is trained.
+_GLOBAL_BATCH = ("train.batch_size", "train.accumulate_grad_batches")
 
 
 def flatten(section: Any, prefix: str) -> dict[str, Any]:
@@ -79,8 +88,14 @@ def config_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
         new_flat.update(flatten(new.get(name), name) if new.get(name) is not None else {})
     defaults = _field_defaults()
     differences = []
+    before, after = (_global_batch(flat, defaults) for flat in (old_flat, new_flat))
+    if before != after:
+        differences.append(
+            f"global batch (train.batch_size × devices × num_nodes × accumulate_grad_batches): "
+            f"{before} → {after}"
+        )
     for key in sorted(old_flat.keys() | new_flat.keys()):
-        if key in MAY_CHANGE_ON_RESUME:
+        if key in MAY_CHANGE_ON_RESUME or key in _GLOBAL_BATCH:
             continue
         before, after = old_flat.get(key, defaults.get(key, _ABSENT)), new_flat.get(key, _ABSENT)
         if before != after:
@@ -89,6 +104,17 @@ def config_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 _ABSENT = object()
+
+
+def _global_batch(flat: dict[str, Any], defaults: dict[str, Any]) -> int | str:
+    """The rows of one optimiser step over all processes ('auto' devices: not a number)."""
+    value = 1
+    for key in (*_GLOBAL_BATCH, "train.devices", "train.num_nodes"):
+        factor = flat.get(key, defaults.get(key, 1))
+        if not isinstance(factor, int):
+            return f"{flat.get('train.batch_size')} per device on {factor} devices"
+        value *= factor
+    return value
 
 
 def _shown(value: Any) -> str:
