@@ -75,7 +75,8 @@ class RemoteFile:
         import fsspec
 
         check_protocol(self.url)
-        return fsspec.core.url_to_fs(self.url)
+        with _asking(self.url):  # a malformed URL, or options the back end refuses
+            return fsspec.core.url_to_fs(self.url)
 
     def exists(self) -> bool:
         fs, path = self.filesystem()
