@@ -1,8 +1,9 @@
 """Which models can be exported as a graph, and a one-line reason for those that cannot.
 
-A fusion core says so itself (``FusionCore.export_refusal``: empty when it exports); an encoder
-may declare an ``export_refusal`` attribute the same way. The model must also give every core
-input through an encoder, since the flat graph runs one encoder per modality.
+A fusion core says so itself (``FusionCore.export_refusal``: empty when it exports). The model
+must also give every core input through an encoder, since the flat graph runs one encoder per
+modality. Encoders declare nothing: one that cannot be traced fails in the exporter, which
+reports the cause and the line (:mod:`polymodal.export.onnx_writer`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ class ExportRefused(ModelError):
 
 
 def check_exportable(model: MultimodalModel) -> None:
-    """Raise :class:`ExportRefused` naming the first part that cannot be exported, and why."""
+    """Raise :class:`ExportRefused` naming the core when it cannot be exported, and why."""
     core = model.core
     if core.export_refusal:
         raise ExportRefused(
@@ -28,10 +29,3 @@ def check_exportable(model: MultimodalModel) -> None:
             f"the fusion core '{core.core_name}' cannot be exported: it reads {raw} raw, "
             "without an encoder"
         )
-    for modality in model.modalities:
-        reason = getattr(model.encoders[modality], "export_refusal", "")
-        if reason:
-            name = type(model.encoders[modality]).__name__
-            raise ExportRefused(
-                f"the encoder of modality '{modality}' ({name}) cannot be exported: {reason}"
-            )
