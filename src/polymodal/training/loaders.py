@@ -17,7 +17,7 @@ from polymodal.data.collate import collate_samples
 from polymodal.data.dataset import CohortDataset
 from polymodal.runtime import worker_init
 from polymodal.training.config import TrainConfig
-from polymodal.training.distributed import AllRows, RankRows, planned_world
+from polymodal.training.distributed import AllRows, RankRows, is_distributed, planned_world
 from polymodal.training.epoch_seeds import EpochShuffle
 
 # Batches each worker prepares ahead of the training step.
@@ -61,10 +61,10 @@ def make_loader(
         sampler = EpochShuffle(len(dataset), cfg.seed)
     if shuffle:
         sampler = EpochRows(sampler)
-    # Each process takes its share of the rows (all of them when it is the only one).
-    sampler = RankRows(
-        sampler if shuffle else AllRows(len(dataset)), pad=shuffle, world=planned_world(cfg)
-    )
+    if is_distributed(cfg):  # each process takes its share of the rows
+        sampler = RankRows(
+            sampler if shuffle else AllRows(len(dataset)), pad=shuffle, world=planned_world(cfg)
+        )
     workers = cfg.num_workers
     return DataLoader(
         dataset,
@@ -80,7 +80,8 @@ def make_loader(
         pin_memory=_on_gpu(cfg),
         # A last training batch of one sample breaks BatchNorm (one value per channel on a 1×1
         # feature map); shuffling leaves a different sample out of each epoch.
-        drop_last=shuffle and len(sampler) % cfg.batch_size == 1,
+        drop_last=shuffle
+        and len(sampler if sampler is not None else dataset) % cfg.batch_size == 1,
     )
 
 
