@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +50,9 @@ def export_onnx(
     """Trace ``flat`` on ``example`` and write ``path``; returns what was written.
 
     Raises:
-        ModelError: the exporter's packages are missing, the opset is too old, or the exporter
-            fails (the message keeps its first line).
+        ModelError: the exporter's packages are missing, the opset is outside :data:`OPSETS`,
+            the exporter fails (the message names the cause and the model line that raised
+            it) or ONNX Runtime cannot run the graph.
     """
     if not onnx_available():
         raise ModelError(
@@ -81,7 +84,11 @@ def export_onnx(
             ) from err
         assert program is not None
         program.save(str(path))
-    difference = max_abs_difference(flat, example, path)
+    try:
+        difference = max_abs_difference(flat, example, path)
+    except ModelError:
+        path.unlink(missing_ok=True)  # a graph ONNX Runtime cannot run is no export
+        raise
     return OnnxExport(path, _written_opset(path), difference)
 
 
@@ -148,7 +155,8 @@ def max_abs_difference(flat: FlatModel, inputs: tuple[Tensor, ...], path: Path) 
     except Exception as err:  # onnxruntime's errors have no public base class
         raise ModelError(
             f"{path}: ONNX Runtime cannot run the exported graph ({str(err).splitlines()[0]}); "
-            f"export with --opset {DEFAULT_OPSET}"
+            f"export with the default --opset {DEFAULT_OPSET}, and report the message if that "
+            "fails too"
         ) from err
     with torch.no_grad():
         torch_outputs = flat(*inputs)
@@ -158,17 +166,15 @@ def max_abs_difference(flat: FlatModel, inputs: tuple[Tensor, ...], path: Path) 
     )
 
 
-class _quiet_exporter:
+@contextmanager
+def _quiet_exporter() -> Iterator[None]:
     """Keep the exporter's progress lines and warnings off the user's terminal."""
-
-    def __enter__(self) -> None:
-        self._warnings = warnings.catch_warnings()
-        self._warnings.__enter__()
-        warnings.simplefilter("ignore")
-        self._logger = logging.getLogger("torch.onnx")
-        self._level = self._logger.level
-        self._logger.setLevel(logging.ERROR)
-
-    def __exit__(self, *exc: object) -> None:
-        self._logger.setLevel(self._level)
-        self._warnings.__exit__(*exc)
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
