@@ -28,6 +28,12 @@ def evaluate(
     ),
     split: str = typer.Option("test", help="Split to score: test, val or train."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
+    cache_dir: Path | None = typer.Option(
+        None,
+        "--cache-dir",
+        help="Keep decoded images, volumes and series, and a frozen backbone's features, here "
+        "between runs (a fit's train.cache_dir can be given: the same files are read again).",
+    ),
     tta: bool = typer.Option(
         False,
         help="Average the probabilities over the images' dihedral views (8; 4 if not square).",
@@ -62,7 +68,9 @@ def evaluate(
     from polymodal.runtime import setup_process
 
     setup_process()  # threads for this process, allocator buffers kept across batches
-    predictor = Predictor.load(model_dir, device=resolve_device(device), tta=tta)
+    predictor = Predictor.load(
+        model_dir, device=resolve_device(device), tta=tta, cache_dir=cache_dir
+    )
     cohort_spec = load_spec(spec) if spec is not None else predictor.loaded.spec
     # Another table is other patients: a same-named file beside the training data is not theirs.
     other = manifest.expanduser().resolve() if manifest is not None else None

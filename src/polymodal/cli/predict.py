@@ -31,6 +31,12 @@ def predict(
     ),
     batch_size: int = typer.Option(64, help="Rows per batch."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
+    cache_dir: Path | None = typer.Option(
+        None,
+        "--cache-dir",
+        help="Keep decoded images, volumes and series, and a frozen backbone's features, here "
+        "between runs (a fit's train.cache_dir can be given: the same files are read again).",
+    ),
     tta: bool = typer.Option(
         False,
         help="Average the probabilities over the images' dihedral views (8; 4 if not square).",
@@ -59,6 +65,7 @@ def predict(
         batch_size=batch_size,
         prompts=_parse_prompts(prompt),
         tta=tta,
+        cache_dir=cache_dir,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
