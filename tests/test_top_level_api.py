@@ -28,8 +28,8 @@ def test_every_name_in_all_resolves() -> None:
 def test_the_names_are_the_library_objects() -> None:
     from polymodal.data.spec import load_spec
     from polymodal.evaluation.evaluate import evaluate_model
-    from polymodal.predictor import Predictor
     from polymodal.frames.api import fit
+    from polymodal.predictor import Predictor
     from polymodal.training.fit import fit as fit_spec
 
     assert polymodal.Predictor is Predictor and polymodal.fit is fit

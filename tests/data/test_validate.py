@@ -99,7 +99,9 @@ def test_without_reading_files_only_cell_checks_run(tmp_path, monkeypatch):
     frame.loc[3, "age"] = "forty"
     write_manifest(tmp_path, frame)
     opened = []
-    monkeypatch.setattr("polymodal.validation.validate._read_cell", lambda *args: opened.append(args))
+    monkeypatch.setattr(
+        "polymodal.validation.validate._read_cell", lambda *args: opened.append(args)
+    )
     report = validate_cohort(
         load_cohort(load_spec(spec_path)), on_error="skip-modality", read_files=False
     )

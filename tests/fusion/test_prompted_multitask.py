@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from polymodal.config import ModelConfig
-from polymodal.layers.pretrained import MINILM, PACKAGED_MODELS, PackagedModel
 from polymodal.errors import ModelError
 from polymodal.fusion import create_core
 from polymodal.fusion.prompted import _sentence_model, prompt_word_buckets
+from polymodal.layers.pretrained import MINILM, PACKAGED_MODELS, PackagedModel
 from polymodal.model import build_model
 
 DIM = 16

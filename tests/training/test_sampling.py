@@ -108,7 +108,9 @@ def test_sampling_errors_name_the_setting() -> None:
     masks = {"psa": torch.ones(4, dtype=torch.bool)}
     targets = {"psa": torch.tensor([1.0, 2.0, 3.0, 4.0])}
     infos = {"psa": {"kind": "regression"}}
-    with pytest.raises(PolymodalError, match="class_balanced needs a binary, multiclass or ordinal target"):
+    with pytest.raises(
+        PolymodalError, match="class_balanced needs a binary, multiclass or ordinal target"
+    ):
         make_sampler("class_balanced", targets, masks, infos)
     with pytest.raises(PolymodalError, match="sampling_target 'grade' is not a target"):
         make_sampler("class_balanced", targets, masks, infos, sampling_target="grade")

@@ -107,9 +107,7 @@ class BatchMixing:
                 "and train.cutmix to 0, or train one classification target"
             )
         modalities = getattr(model, "modalities", ())
-        images = [
-            m for m in modalities if m in input_kinds and get_kind(input_kinds[m]).pixels_2d
-        ]
+        images = [m for m in modalities if m in input_kinds and get_kind(input_kinds[m]).pixels_2d]
         if not images:
             raise PolymodalError(
                 f"{KEYS} mix image inputs, but the model reads no image modality "
