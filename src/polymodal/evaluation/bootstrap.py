@@ -8,6 +8,12 @@ along, as many times as the group was drawn.
 A metric that is undefined in a resample (NaN, e.g. AUROC of a resample without positives) is
 left out of that resample's statistics; ``n_valid`` says how many resamples the interval rests
 on, so a reader can see when it rests on fewer than were drawn.
+
+:func:`bootstrap_metrics` scores all resamples at once where the target's data has a resampled
+form (:mod:`polymodal.evaluation.resampled_metrics`: each resample a weight per row) that
+reproduces :func:`compute_metrics` on the full data; it draws the same resamples as
+:func:`bootstrap_ci` from the same seed, so the intervals are the same, without a Python call
+of scikit-learn per resample. Other kinds fall back to :func:`bootstrap_ci`.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ import numpy as np
 
 from polymodal import targets
 from polymodal.evaluation.metrics import EvaluationError, compute_metrics
+from polymodal.evaluation.paired_tests import group_codes, grouped_weights
+from polymodal.evaluation.resampled_metrics import agreeing, scores_for
+from polymodal.targets import MetricOptions
 
 
 class MetricCI(NamedTuple):
@@ -166,7 +175,23 @@ def bootstrap_ci(
             if not math.isfinite(value):
                 resample_reasons[name][reasons.get(name, "undefined")] += 1
 
-    out = BootstrapResult(n_boot, level, n_samples, index.n_groups)
+    return _summarise(
+        point, names, values, resample_reasons, n_boot, level, n_samples, index.n_groups
+    )
+
+
+def _summarise(
+    point: Mapping[str, float],
+    names: list[str],
+    values: np.ndarray,
+    resample_reasons: dict[str, Counter],
+    n_boot: int,
+    level: float,
+    n_samples: int,
+    n_groups: int,
+) -> BootstrapResult:
+    """Percentile intervals of ``values (n_boot, n_metrics)``, NaN resamples left out."""
+    out = BootstrapResult(n_boot, level, n_samples, n_groups)
     point_reasons = getattr(point, "reasons", {})
     tail = (1.0 - level) / 2.0
     for m, name in enumerate(names):
@@ -208,6 +233,11 @@ def bootstrap_metrics(
         # Resampling indexes rows: a kind's other label forms (time_to_event's (time, event)
         # pair) become one array first.
         y_true = targets.get(kind).label_array(y_true)
+        resampled = _resampled_ci(
+            kind, y_true, prob_or_pred, groups, n_boot, level, seed, metric_options
+        )
+        if resampled is not None:
+            return resampled
     # bootstrap_ci scores the full data first, so a bad input fails before any resampling.
     return bootstrap_ci(
         lambda y, p: compute_metrics(kind, y, p, **metric_options),
@@ -217,3 +247,79 @@ def bootstrap_metrics(
         level=level,
         seed=seed,
     )
+
+
+def _resampled_ci(
+    kind: str,
+    y_true: np.ndarray,
+    prediction: np.ndarray,
+    groups: Sequence | np.ndarray | None,
+    n_boot: int,
+    level: float,
+    seed: int,
+    metric_options: dict[str, Any],
+) -> BootstrapResult | None:
+    """:func:`bootstrap_ci` of :func:`compute_metrics` with every resample scored at once.
+
+    The resamples are :func:`grouped_weights` of the same seed, which draws the same patients
+    as :func:`bootstrap_ci`'s loop. None (the caller then loops) when the data has no resampled
+    form, any metric's resampled form differs from ``compute_metrics`` on the full data, or the
+    input is one that :func:`bootstrap_ci` should reject with its own message.
+    """
+    y_true, prediction = np.asarray(y_true), np.asarray(prediction)
+    if not 0.0 < level < 1.0 or n_boot < 1 or len(y_true) != len(prediction) or not len(y_true):
+        return None
+    codes = _group_codes(groups, len(y_true))
+    if codes is None:
+        return None
+    point = compute_metrics(kind, y_true, prediction, **metric_options)
+    options = MetricOptions(**metric_options)
+    scores = scores_for(targets.get(kind), y_true, prediction, options)
+    if scores is None:
+        return None
+    names = list(point)
+    if len(agreeing(scores.metrics(np.ones((1, len(y_true)))), point, names)) < len(names):
+        return None
+    values = np.full((n_boot, len(names)), np.nan)  # (n_boot, n_metrics)
+    first_undefined: dict[str, np.ndarray] = {}  # metric → row weights of one NaN resample
+    start = 0
+    for w in grouped_weights(codes, int(codes.max()) + 1, n_boot, seed):  # (R_block, n)
+        scored = scores.metrics(w)
+        for m, name in enumerate(names):
+            values[start : start + len(w), m] = scored[name]
+            undefined = np.flatnonzero(~np.isfinite(scored[name]))
+            if len(undefined) and name not in first_undefined:
+                first_undefined[name] = w[undefined[0]]
+        start += len(w)
+    reasons = {
+        name: Counter({_reason(kind, y_true, prediction, w, name, metric_options): 1})
+        for name, w in first_undefined.items()
+    }
+    return _summarise(
+        point, names, values, reasons, n_boot, level, len(y_true), int(codes.max()) + 1
+    )
+
+
+def _group_codes(groups: Sequence | np.ndarray | None, n_samples: int) -> np.ndarray | None:
+    """A code per row ``(n,)`` of ``groups`` (each row its own group when None); None when
+    ids are missing or miscounted, which :func:`bootstrap_ci` reports."""
+    if groups is None:
+        return np.arange(n_samples)
+    groups = np.asarray(groups)
+    if len(groups) != n_samples or len(_missing_ids(groups)):
+        return None
+    return group_codes(groups)[0]
+
+
+def _reason(
+    kind: str,
+    y_true: np.ndarray,
+    prediction: np.ndarray,
+    weights: np.ndarray,
+    name: str,
+    metric_options: dict[str, Any],
+) -> str:
+    """Why ``name`` is undefined in the resample whose row weights are ``weights (n,)``."""
+    rows = np.repeat(np.arange(len(weights)), weights.astype(np.int64))
+    result = compute_metrics(kind, y_true[rows], prediction[rows], **metric_options)
+    return getattr(result, "reasons", {}).get(name, "undefined")

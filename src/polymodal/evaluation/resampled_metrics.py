@@ -54,32 +54,37 @@ def _strict_mean(columns: list[np.ndarray]) -> np.ndarray:
 class Ranking:
     """One score ranked against one yes/no outcome, ready for weighted ROC/PR summaries.
 
-    Rows are sorted once by score and tied scores pooled, so each resample's positive and
-    negative weight per distinct score is one ``np.add.reduceat``.
+    Rows are sorted once by (score, outcome) and each run of equal (score, outcome) pooled into
+    a segment, so each resample's weight per segment is one ``np.add.reduceat``. Every
+    summary then reads the positive segments (AUROC, AP) or the negative ones (sensitivity),
+    never a full ``(R, distinct scores)`` grid: a few passes over half the columns.
     """
 
     def __init__(self, positive: np.ndarray, score: np.ndarray) -> None:
         self.positive = np.asarray(positive, dtype=bool)
         self.score = np.asarray(score, dtype=np.float64)
         _, codes = np.unique(self.score, return_inverse=True)
-        self.n_scores = int(codes.max()) + 1 if len(codes) else 0
-        # Rows sorted by (score, outcome): each run of equal (score, outcome) is one segment,
-        # so one reduceat sums a resample's positive and negative weight per distinct score.
-        segment = codes * 2 + self.positive
+        segment = codes.reshape(-1) * 2 + self.positive  # a score's negatives sort first
         self.order = np.argsort(segment, kind="stable")
         ranked = segment[self.order]
         self.starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
-        self.segment_score = ranked[self.starts] // 2  # (S,) distinct-score index of a segment
-        self.segment_positive = ranked[self.starts] % 2 == 1  # (S,)
+        seg_score, seg_positive = ranked[self.starts] // 2, ranked[self.starts] % 2 == 1
+        self.pos_segments = np.flatnonzero(seg_positive)  # (Sp,) ascending score
+        self.neg_segments = np.flatnonzero(~seg_positive)  # (Sn,)
+        pos_score, neg_score = seg_score[seg_positive], seg_score[~seg_positive]
+        # Negative segments scored ≤ each positive one, and whether one of them ties it.
+        self.neg_up_to = np.searchsorted(neg_score, pos_score, side="right")  # (Sp,)
+        ties = self.neg_up_to > 0
+        ties[ties] = neg_score[self.neg_up_to[ties] - 1] == pos_score[ties]
+        self.tied_neg = np.where(ties, self.neg_up_to, 0)  # (Sp,) into [0, N] (0: none)
+        self.pos_up_to = np.searchsorted(pos_score, neg_score, side="right")  # (Sn,)
 
-    def weights(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Positive and negative weight per distinct score, ascending: two ``(R, U)``."""
-        sums = np.add.reduceat(w[:, self.order], self.starts, axis=1)  # (R, S)
-        pos = np.zeros((len(w), self.n_scores))
-        neg = np.zeros((len(w), self.n_scores))
-        pos[:, self.segment_score[self.segment_positive]] = sums[:, self.segment_positive]
-        neg[:, self.segment_score[~self.segment_positive]] = sums[:, ~self.segment_positive]
-        return pos, neg
+    def segment_weights(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Weight of each positive and each negative segment, ascending: ``(R, Sp), (R, Sn)``."""
+        ranked = w[:, self.order]
+        if len(self.starts) < len(self.order):  # tied (score, outcome) rows: pool them
+            ranked = np.add.reduceat(ranked, self.starts, axis=1)
+        return ranked[:, self.pos_segments], ranked[:, self.neg_segments]
 
     def summaries(self, w: np.ndarray, specificity: float) -> tuple[np.ndarray, ...]:
         """(AUROC, average precision, best sensitivity at ≥ ``specificity``), each ``(R,)``.
@@ -87,28 +92,50 @@ class Ranking:
         AUROC is the Mann–Whitney form (ties count ½), equal to the trapezoidal ROC area;
         average precision is scikit-learn's Σ ΔRecall·Precision over distinct thresholds.
         """
-        pos, neg = self.weights(w)
-        n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
-        defined = (n_pos > 0) & (n_neg > 0)
-        below_neg = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each score
-        below_pos = np.cumsum(pos, axis=1) - pos
+        if not len(self.pos_segments) or not len(self.neg_segments):
+            undefined = np.full(len(w), np.nan)
+            return undefined, undefined, undefined
+        pos, neg = self.segment_weights(w)
+        zero = np.zeros((len(w), 1))
+        cum_pos = np.cumsum(pos, axis=1)
+        cum_neg = np.concatenate([zero, np.cumsum(neg, axis=1)], axis=1)  # (R, Sn + 1)
+        n_pos, n_neg = cum_pos[:, -1], cum_neg[:, -1]
+        neg_up_to = cum_neg[:, self.neg_up_to]  # (R, Sp): negative weight ≤ each positive's
+        neg_tied = np.concatenate([zero, neg], axis=1)[:, self.tied_neg]  # … and = it
         with np.errstate(divide="ignore", invalid="ignore"):
-            auroc = (pos * (below_neg + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
-            # Calling every score ≥ u positive: true and false positive weight at each u.
-            tp = n_pos[:, None] - below_pos
-            fp = n_neg[:, None] - below_neg
+            auroc = (pos * (neg_up_to - 0.5 * neg_tied)).sum(axis=1) / (n_pos * n_neg)
+            # Calling every score ≥ a positive's score positive: true and false positives.
+            tp = n_pos[:, None] - cum_pos + pos
+            fp = n_neg[:, None] - neg_up_to + neg_tied
             called = tp + fp
             precision = np.divide(tp, called, out=np.zeros_like(tp), where=called > 0)
             auprc = (precision * pos).sum(axis=1) / n_pos
-            # The ROC curve starts at (0, 0), so the best admissible sensitivity is at least 0.
-            admissible = fp <= (1.0 - specificity + 1e-12) * n_neg[:, None]
-            sensitivity = np.where(admissible, tp, 0.0).max(axis=1) / n_pos
+            sensitivity = self._sensitivity(cum_pos, cum_neg, neg, specificity) / n_pos
+        defined = (n_pos > 0) & (n_neg > 0)
         nan = np.nan
         return (
             np.where(defined, auroc, nan),
             np.where(defined, auprc, nan),
             np.where(defined, sensitivity, nan),
         )
+
+    def _sensitivity(
+        self, cum_pos: np.ndarray, cum_neg: np.ndarray, neg: np.ndarray, specificity: float
+    ) -> np.ndarray:
+        """``(R,)`` the most positive weight called at a threshold whose false positive weight
+        is ≤ (1 − specificity) of the negatives; 0 when none is (the ROC starts at (0, 0)).
+
+        False positives fall as the threshold rises, so the thresholds that break the bound
+        are those at or below the first c negative segments; the best admissible one is just
+        above the c-th, and calls every positive scored above it.
+        """
+        n_pos, n_neg = cum_pos[:, -1], cum_neg[:, -1]
+        at_or_above = n_neg[:, None] - cum_neg[:, :-1]  # (R, Sn) threshold at each negative
+        bound = (1.0 - specificity + 1e-12) * n_neg
+        c = (at_or_above > bound[:, None]).sum(axis=1)  # (R,) segments breaking the bound
+        cum_pos = np.concatenate([np.zeros((len(c), 1)), cum_pos], axis=1)  # (R, Sp + 1)
+        below = np.where(c > 0, self.pos_up_to[np.maximum(c - 1, 0)], 0)  # (R,)
+        return n_pos - np.take_along_axis(cum_pos, below[:, None], axis=1)[:, 0]
 
 
 class Calibration:
