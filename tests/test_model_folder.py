@@ -23,6 +23,8 @@ from training.conftest import tiny_config, tiny_run
 FILES = ("model.safetensors", "config.json", "preprocessing.json", "spec.yaml")
 # Written last, over the others (tests/test_model_folder_checksums.py).
 WRITTEN = (*FILES, "checksums.json")
+# What `polymodal fit` adds after saving, under the checksums (polymodal.model_card).
+CARD = ("model_card.md", "model_card.json")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +56,7 @@ def _probabilities(model, batch: dict) -> torch.Tensor:
 
 def test_folder_holds_weights_config_preprocessing_and_spec(run_dir: Path) -> None:
     folder = run_dir / "model"
-    assert sorted(p.name for p in folder.iterdir()) == sorted(WRITTEN)
+    assert sorted(p.name for p in folder.iterdir()) == sorted((*WRITTEN, *CARD))
     config = json.loads((folder / "config.json").read_text())
     assert config["model"]["core"] == "synergy" and config["model"]["dim"] == 16
     assert set(config["input_infos"]) == {"lesion", "ct", "labs", "note", "vitals"}

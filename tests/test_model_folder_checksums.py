@@ -26,7 +26,9 @@ def model_copy(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path
 
 def test_every_file_is_listed_with_its_sha256(model_copy: Path) -> None:
     listing = json.loads((model_copy / CHECKSUMS).read_text())
-    assert listing["algorithm"] == "sha256" and sorted(listing["files"]) == sorted(FILES)
+    assert listing["algorithm"] == "sha256" and sorted(listing["files"]) == sorted(
+        (*FILES, "model_card.md", "model_card.json")  # the card fit adds (polymodal.model_card)
+    )
     for name, digest in listing["files"].items():
         assert digest == file_sha256(model_copy / name)
     with warnings.catch_warnings():

@@ -45,6 +45,8 @@ def test_json_lists_modalities_targets_state_sizes_and_checksums(model_dir: Path
         "preprocessing.json",
         "spec.yaml",
         "checksums.json",
+        "model_card.md",
+        "model_card.json",
     }
 
 

@@ -41,6 +41,7 @@ def main() -> None:
 # Command modules (each adds its commands to `app` when imported).
 from polymodal.cli import (  # noqa: E402
     adapt,
+    card,
     compare,
     configs,
     cv,
@@ -62,6 +63,7 @@ from polymodal.cli import (  # noqa: E402
 __all__ = [
     "adapt",
     "app",
+    "card",
     "compare",
     "configs",
     "cv",

@@ -15,8 +15,9 @@ figure embedded) and the figures as PNGs:
 - per target, from the kept predictions, the clinical figures (ROC/PR with bands, reliability,
   decision curve, confusion matrix, Kaplan–Meier by risk group;
   :mod:`polymodal.evaluation.figures`) for the full modality set and each single modality;
-- each model's full metric tables (collapsed), training curves from each run's metrics.csv,
-  and the evaluation settings.
+- each model's model card (collapsed; :mod:`polymodal.evaluation.report_cards`), its full
+  metric tables (collapsed), training curves from each run's metrics.csv, and the evaluation
+  settings; a side-by-side table of more than :data:`OPEN_ROWS` subsets starts collapsed.
 
 Which models can be compared:
 
@@ -41,6 +42,7 @@ from typing import Any
 
 from polymodal import __version__, targets
 from polymodal.evaluation.kept_predictions import KeptPredictions
+from polymodal.evaluation.report_cards import card_sections
 from polymodal.evaluation.report_flags import FLAGS, NO_SKILL, flags, symbols
 from polymodal.evaluation.report_models import model_rows, no_skill_levels
 from polymodal.evaluation.report_plan import TargetPlan, lower_is_better, plan_report
@@ -48,6 +50,8 @@ from polymodal.evaluation.report_verdicts import Verdicts, paired_verdicts
 from polymodal.evaluation.tables import MAIN_METRICS, EvaluationResult, _cell, _header, _notes
 
 DEFAULT_TITLE = "polymodal robustness report"
+# A side-by-side table with more modality subsets than this starts collapsed.
+OPEN_ROWS = 8
 TEMPLATE = "report.html.j2"
 
 # Settings shown first in the settings table; any others follow in the order they appear.
@@ -70,7 +74,8 @@ figcaption, .note { color: #555; font-size: 0.9em; }
 ul.notes, ul.legend { color: #555; font-size: 0.85em; }
 .flag { font-weight: bold; color: #b45309; }
 details { margin: 0.6em 0; } summary { cursor: pointer; font-weight: 600; }
-.wide { overflow-x: auto; max-width: 100%; } td:first-child { white-space: nowrap; }
+.card { border-left: 3px solid #ddd; padding-left: 1em; }
+.wide, .card { overflow-x: auto; max-width: 100%; } td:first-child { white-space: nowrap; }
 """
 
 
@@ -128,6 +133,7 @@ def build_report(
         title=title,
         css=_CSS,
         models=model_rows(results, kept),
+        cards=card_sections(results),
         model_names=list(results),
         target_names=[plan.name for plan in plans],
         method=_method_note(results),
@@ -291,6 +297,7 @@ def _target(plan, results, out_dir: Path, stem: str, no_skill, verdicts, clinica
         "model_names": models,
         "rows": rows,
         "show_verdicts": show_verdicts,
+        "open": len(rows) <= OPEN_ROWS,
         "notes": notes,
         "clinical": sections,
         "clinical_note": clinical_note,

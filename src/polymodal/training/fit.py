@@ -39,6 +39,9 @@ from polymodal.data.spec import CohortSpec
 from polymodal.errors import PolymodalError
 from polymodal.frozen_features import fill_feature_stores, frozen_feature_stores
 from polymodal.model import MultimodalModel, build_model
+from polymodal.model_card.build import fit_recipe
+from polymodal.model_card.folder import write_fit_card
+from polymodal.model_card.subgroups import check_subgroups
 from polymodal.model_folder import save_model_folder
 from polymodal.progress import is_terminal, log_to_file
 from polymodal.run_lock import RunLock
@@ -149,6 +152,7 @@ def _prepare(
     """Check the cohort and the resume, settle the preprocessing, write run.json."""
     cohort = cohort or load_cohort(spec)
     overridden = check_blocking(cohort, allow_blocking=allow_blocking)
+    check_subgroups(cohort, run.card)  # before training, not after it
     model_config = run.model
     for name, section in run.plugin_sections().items():
         model_config = PLUGINS.get(name).adjust_model_config(section, model_config)
@@ -228,8 +232,14 @@ def _fit_prepared(
         return FitResult(out_dir / "model", None, None, monitor, trainer.current_epoch)
     result = _export(spec, out_dir, prepared, module, best, data, trainer.current_epoch)
     cache_dir = (run.train.cache_dir or out_dir / "cache") if run.train.cache else None
+    device = trainer.strategy.root_device
     for step in parts.after_export:  # recalibration, conformal thresholds: on the folder
-        step(Exported(result.model_dir, prepared.cohort, cache_dir, trainer.strategy.root_device))
+        step(Exported(result.model_dir, prepared.cohort, cache_dir, device))
+    # Last: the card reports the recalibration and conformal settings the steps added.
+    recipe = fit_recipe(run, result.epochs_run, result.monitor, result.best_score)
+    write_fit_card(
+        result.model_dir, prepared.cohort, run.card, recipe, device=device, cache_dir=cache_dir
+    )
     return result
 
 

@@ -16,6 +16,9 @@ Example ``fit.yaml``::
     intervention_loss: {}         # optional: Early Intervention's loss (a core with per-branch
                                   # outputs; see configs/ei)
     ema: {decay: 0.999}           # optional: moving average of the weights (polymodal.training.ema)
+    card:                         # optional: the model card's intended use, limitations and
+      intended_use: ...           # subgroups (polymodal.model_card.config); unset fields stay
+      subgroups: [sex, site]      # "TO FILL" placeholders in the card every fit writes
 
 The optional sections are the registered training plugins (:mod:`polymodal.training.plugins`).
 
@@ -32,17 +35,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from polymodal.config import ModelConfig
 from polymodal.errors import SpecError
+from polymodal.model_card.config import CardConfig
 from polymodal.training.config import TrainConfig
 from polymodal.training.plugins import PLUGINS, active_sections
 
 
 class RunConfigBase(BaseModel):
-    """The ``model`` and ``train`` sections; :data:`RunConfig` adds one per training plugin."""
+    """The ``model``, ``train`` and ``card`` sections; :data:`RunConfig` adds one per training
+    plugin."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    card: CardConfig | None = Field(
+        None,
+        description="The model card's intended use, users, out-of-scope uses, limitations, "
+        "ethical considerations and subgroup columns (placeholders when left out).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -59,6 +69,7 @@ class RunConfigBase(BaseModel):
             "model": self.model.model_dump(mode="json"),
             "train": self.train.model_dump(mode="json"),
             **{n: c.model_dump(mode="json") for n, c in self.plugin_sections().items()},
+            **({"card": self.card.model_dump(mode="json")} if self.card is not None else {}),
         }
 
 
