@@ -264,7 +264,9 @@ def _resampled_ci(
     The resamples are :func:`grouped_weights` of the same seed, which draws the same patients
     as :func:`bootstrap_ci`'s loop. None (the caller then loops) when the data has no resampled
     form, any metric's resampled form differs from ``compute_metrics`` on the full data, or the
-    input is one that :func:`bootstrap_ci` should reject with its own message.
+    input is one that :func:`bootstrap_ci` should reject with its own message. A metric
+    undefined in some resamples gives the reason of the first such resample (one
+    ``compute_metrics`` call), where the loop counted the most common one.
     """
     y_true, prediction = np.asarray(y_true), np.asarray(prediction)
     if not 0.0 < level < 1.0 or n_boot < 1 or len(y_true) != len(prediction) or not len(y_true):

@@ -97,27 +97,33 @@ class Ranking:
 
         AUROC is the Mann–Whitney form (ties count ½), equal to the trapezoidal ROC area;
         average precision is scikit-learn's Σ ΔRecall·Precision over distinct thresholds.
+        ``w`` may be float32 (see :func:`compact_counts`): the sums and products here are then
+        whole (or half) numbers, exact, and every total and ratio is taken in float64.
         """
         if not len(self.pos_segments) or not len(self.neg_segments):
             undefined = np.full(len(w), np.nan)
             return undefined, undefined, undefined
         pos, neg = self.segment_weights(w)
-        zero = np.zeros((len(w), 1))
         cum_pos = np.cumsum(pos, axis=1)
-        cum_neg = np.concatenate([zero, np.cumsum(neg, axis=1)], axis=1)  # (R, Sn + 1)
-        n_pos, n_neg = cum_pos[:, -1], cum_neg[:, -1]
+        cum_neg = np.zeros((len(w), neg.shape[1] + 1), dtype=neg.dtype)  # (R, Sn + 1)
+        np.cumsum(neg, axis=1, out=cum_neg[:, 1:])
+        n_pos, n_neg = cum_pos[:, -1:], cum_neg[:, -1:]  # (R, 1), exact
         neg_up_to = np.take(cum_neg, self.neg_up_to, axis=1)  # (R, Sp): negatives ≤ a positive
-        neg_tied = np.take(np.concatenate([zero, neg], axis=1), self.tied_neg, axis=1)  # … = it
+        neg_tied = np.take(np.pad(neg, ((0, 0), (1, 0))), self.tied_neg, axis=1)  # … = it
+        pairs = n_pos[:, 0].astype(np.float64) * n_neg[:, 0]
         with np.errstate(divide="ignore", invalid="ignore"):
-            auroc = (pos * (neg_up_to - 0.5 * neg_tied)).sum(axis=1) / (n_pos * n_neg)
+            below = (pos * (neg_up_to - 0.5 * neg_tied)).sum(axis=1, dtype=np.float64)
+            auroc = below / pairs
             # Calling every score ≥ a positive's score positive: true and false positives.
-            tp = n_pos[:, None] - cum_pos + pos
-            fp = n_neg[:, None] - neg_up_to + neg_tied
-            called = tp + fp
-            precision = np.divide(tp, called, out=np.zeros_like(tp), where=called > 0)
-            auprc = (precision * pos).sum(axis=1) / n_pos
-            sensitivity = self._sensitivity(cum_pos, cum_neg, neg, specificity) / n_pos
-        defined = (n_pos > 0) & (n_neg > 0)
+            tp = n_pos - cum_pos + pos
+            called = tp + (n_neg - neg_up_to + neg_tied)
+            precision = np.divide(
+                tp, called, out=np.zeros(tp.shape), where=called > 0, dtype=np.float64
+            )
+            total_pos = n_pos[:, 0].astype(np.float64)
+            auprc = (precision * pos).sum(axis=1) / total_pos
+            sensitivity = self._sensitivity(cum_pos, cum_neg, specificity) / total_pos
+        defined = pairs > 0
         nan = np.nan
         return (
             np.where(defined, auroc, nan),
@@ -126,7 +132,7 @@ class Ranking:
         )
 
     def _sensitivity(
-        self, cum_pos: np.ndarray, cum_neg: np.ndarray, neg: np.ndarray, specificity: float
+        self, cum_pos: np.ndarray, cum_neg: np.ndarray, specificity: float
     ) -> np.ndarray:
         """``(R,)`` the most positive weight called at a threshold whose false positive weight
         is ≤ (1 − specificity) of the negatives; 0 when none is (the ROC starts at (0, 0)).
@@ -135,13 +141,25 @@ class Ranking:
         are those at or below the first c negative segments; the best admissible one is just
         above the c-th, and calls every positive scored above it.
         """
-        n_pos, n_neg = cum_pos[:, -1], cum_neg[:, -1]
-        at_or_above = n_neg[:, None] - cum_neg[:, :-1]  # (R, Sn) threshold at each negative
+        n_pos = cum_pos[:, -1].astype(np.float64)
+        n_neg = cum_neg[:, -1].astype(np.float64)
         bound = (1.0 - specificity + 1e-12) * n_neg
-        c = (at_or_above > bound[:, None]).sum(axis=1)  # (R,) segments breaking the bound
-        cum_pos = np.concatenate([np.zeros((len(c), 1)), cum_pos], axis=1)  # (R, Sp + 1)
-        below = np.where(c > 0, self.pos_up_to[np.maximum(c - 1, 0)], 0)  # (R,)
-        return n_pos - np.take_along_axis(cum_pos, below[:, None], axis=1)[:, 0]
+        # negatives at or above the j-th negative segment's score > bound ⇔ below it < n − bound
+        c = (cum_neg[:, :-1] < (n_neg - bound)[:, None]).sum(axis=1)  # (R,) breaking it
+        below = np.where(c > 0, self.pos_up_to[np.maximum(c - 1, 0)], 0)  # (R,) positives ≤
+        at = np.take_along_axis(cum_pos, np.maximum(below - 1, 0)[:, None], axis=1)[:, 0]
+        return n_pos - np.where(below > 0, at, 0.0)
+
+
+def compact_counts(w: np.ndarray) -> np.ndarray:
+    """Resample counts ``w (R, n)`` as float32 where that is exact for :class:`Ranking`: whole
+    numbers whose products with a resample's total stay below 2²³ (half the memory traffic of
+    float64 in its gathers and cumulative sums); otherwise ``w`` unchanged."""
+    if w.dtype == np.float32 or not len(w):
+        return w
+    if float(w.max()) * float(w.sum(axis=1).max()) < 2**23 and np.all(w == np.floor(w)):
+        return w.astype(np.float32)
+    return w
 
 
 class Calibration:
@@ -197,7 +215,7 @@ def binary_scores(y: np.ndarray, prob: np.ndarray, o: MetricOptions) -> Resample
         n_pos = w @ y
         tp, fp = w @ (y * predicted), w @ ((1 - y) * predicted)
         fn, tn = n_pos - tp, total - n_pos - fp
-        auroc, auprc, sensitivity = ranking.summaries(w, o.specificity)
+        auroc, auprc, sensitivity = ranking.summaries(compact_counts(w), o.specificity)
         defined = (n_pos > 0) & (n_pos < total)  # both classes present
         return {
             "auroc": auroc,
@@ -229,7 +247,8 @@ def class_scores(y: np.ndarray, prob: np.ndarray, o: MetricOptions) -> Resampled
 
     def metrics(w: np.ndarray) -> Metrics:
         total = w.sum(axis=1)
-        per_class = [r.summaries(w, o.specificity) for r in rankings.values()]
+        counts = compact_counts(w)  # once for every class
+        per_class = [r.summaries(counts, o.specificity) for r in rankings.values()]
         n_true, n_predicted = w @ one_hot, w @ predicted_hot  # (R, K)
         tp = w @ (one_hot * predicted_hot)
         recall = _ratio(tp, n_true)
@@ -261,7 +280,8 @@ def label_scores(y: np.ndarray, prob: np.ndarray, o: MetricOptions) -> Resampled
     calibration = Calibration(y, prob, o.n_bins_ece)  # every sample-label pair
 
     def metrics(w: np.ndarray) -> Metrics:
-        per_label = [r.summaries(w, o.specificity) for r in rankings.values()]
+        counts = compact_counts(w)  # once for every label
+        per_label = [r.summaries(counts, o.specificity) for r in rankings.values()]
         n_true, n_predicted = w @ y, w @ predicted  # (R, K)
         tp = w @ (y * predicted)
         out: Metrics = {
