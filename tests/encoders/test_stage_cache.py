@@ -232,3 +232,24 @@ def test_prefix_outputs_cached_in_a_training_step_equal_a_fresh_eval_mode_forwar
     in_views = torch.cat([by_hand(images[i : i + 1], int(v)) for i, v in enumerate(views)])
     expected = fresh_prefix(reference, in_views)
     assert torch.equal(cached, expected)
+
+
+def test_training_fills_every_view_of_a_missed_image_in_its_first_epoch() -> None:
+    """With random views, an image missed once gets all its views: the next epochs only hit."""
+    model = encoder(size=(24, 32), dihedral=True).train()  # non-square: 4 views
+    images = torch.randn(3, 3, 24, 32, generator=torch.Generator().manual_seed(2))
+    cache = StageCache.for_prefix(model.backbone, model.split.prefix)
+    model._stage_cache = cache
+    views = torch.tensor([0, 2, 6])
+    model.prefix_features(images, views)
+    assert len(cache.entries) == 3 * len(SHAPE_KEEPING_VIEWS)
+    misses = cache.misses
+    for view in SHAPE_KEEPING_VIEWS:  # every view now served, and exactly the view asked for
+        served = model.prefix_features(images, torch.full((3,), view))
+        assert torch.equal(served, fresh_prefix(model, dihedral_view(images, view)))
+    assert cache.misses == misses
+    # Evaluation asks for one view and fills no other.
+    model.eval()
+    other = torch.randn(1, 3, 24, 32)
+    model.prefix_features(other, torch.zeros(1, dtype=torch.long))
+    assert len(cache.entries) == 3 * len(SHAPE_KEEPING_VIEWS) + 1

@@ -456,7 +456,11 @@ class ImageTimmEncoder(nn.Module):
                 self.backbone, self.split.prefix, self.feature_cache_dir
             )
             self._stage_cache.max_bytes = self.stage_cache_bytes
-        return self._stage_cache.features(images, views, self._prefix, self.prefix_shape)
+        # Training draws a random view per step: a missed image gets all its views at once.
+        fill = self.dihedral_views if self.training and self.dihedral else ()
+        return self._stage_cache.features(
+            images, views, self._prefix, self.prefix_shape, fill_views=fill
+        )
 
     def backbone_features(self, images: Tensor) -> Tensor:
         """(M, C, H, W) images -> (M, N, C') backbone tokens, each image in its dihedral view

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -149,11 +149,14 @@ class StageCache:
         views: Tensor,
         compute: Callable[[Tensor, Tensor], Tensor],
         shape: tuple[int, ...],
+        fill_views: Sequence[int] = (),
     ) -> Tensor:
         """Prefix outputs (M, C', h, w) float16 of ``images`` (M, C, H, W) in ``views`` (M,).
 
         ``compute(images, views)`` runs the prefix on the entries not held yet; ``shape`` is
-        one entry's (C', h, w), for checking disk entries.
+        one entry's (C', h, w), for checking disk entries. ``fill_views``: when an image misses,
+        also compute and keep these other views of it (training with random views: the cache
+        is complete after one epoch instead of filling over the next several).
         """
         keys = [
             (content_key(image), int(v)) for image, v in zip(images, views.tolist(), strict=True)
@@ -168,6 +171,8 @@ class StageCache:
                 self.disk_hits += 1
                 self._remember(key, tensor)
         todo = [i for i in range(len(keys)) if i not in found]
+        if todo and fill_views:
+            self._fill_other_views(images[todo], keys, todo, compute, fill_views)
         if todo:
             index = torch.tensor(todo, device=images.device)
             computed = compute(images[index], views.to(images.device)[index]).to(DTYPE).cpu()
@@ -179,3 +184,31 @@ class StageCache:
                     self._write(keys[i], tensor)
                 self._remember(keys[i], tensor)
         return torch.stack([found[i] for i in range(len(keys))]).to(images.device)
+
+    def _fill_other_views(
+        self,
+        images: Tensor,
+        keys: list[Key],
+        todo: list[int],
+        compute: Callable[[Tensor, Tensor], Tensor],
+        fill_views: Sequence[int],
+    ) -> None:
+        """Compute and keep every view in ``fill_views`` of the missed ``images`` (M, C, H, W)
+        (positions ``todo`` of ``keys``) other than the one asked for."""
+        pairs = [
+            (j, (keys[i][0], v))
+            for j, i in enumerate(todo)
+            for v in fill_views
+            if v != keys[i][1] and (keys[i][0], v) not in self.entries
+        ]
+        for start in range(0, len(pairs), len(todo)):  # batches the size of the missed ones
+            chunk = pairs[start : start + len(todo)]
+            index = torch.tensor([j for j, _ in chunk], device=images.device)
+            views = torch.tensor([key[1] for _, key in chunk], device=images.device)
+            computed = compute(images[index], views).to(DTYPE).cpu()
+            self.misses += len(chunk)
+            for (_, key), tensor in zip(chunk, computed.unbind(0), strict=True):
+                tensor = tensor.clone()
+                if self.folder is not None:
+                    self._write(key, tensor)
+                self._remember(key, tensor)
