@@ -76,8 +76,12 @@ class Predictor:
         tta: bool = False,
         cache_dir: Path | str | None = None,
         calibrated: bool = True,
+        feature_store: bool = True,
     ) -> None:
         self.loaded = loaded
+        # Frozen features from the store beside the sample cache (a fit with
+        # train.frozen_feature_store: false keeps it off for its own evaluation passes too).
+        self.feature_store = feature_store
         self.recalibration = Recalibration.load(loaded.folder) if calibrated else None
         # The thresholds were calibrated on the recalibrated probabilities: both or neither.
         self.conformal = ConformalPrediction.load(loaded.folder) if calibrated else None
@@ -108,6 +112,7 @@ class Predictor:
         tta: bool = False,
         cache_dir: Path | str | None = None,
         calibrated: bool = True,
+        feature_store: bool = True,
     ) -> Predictor:
         return cls(
             load_model_folder(folder, device=device),
@@ -117,6 +122,7 @@ class Predictor:
             tta=tta,
             cache_dir=cache_dir,
             calibrated=calibrated,
+            feature_store=feature_store,
         )
 
     @property
@@ -178,7 +184,7 @@ class Predictor:
         dataset = CohortDataset(
             cohort, self.loaded.preprocessor, split, modalities=self.modalities, cache=self.cache
         )
-        if not self.tta:  # stored features are of the images as they are, not of other views
+        if self.feature_store and not self.tta:  # stored: the images as they are, one view
             dataset.read_as_features(
                 frozen_feature_stores(self.loaded.model, self.cache, self.modalities)
             )

@@ -56,6 +56,7 @@ def fit_card(
     *,
     device: Any = "cpu",
     cache_dir: Path | None = None,
+    feature_store: bool = True,
 ) -> dict[str, Any]:
     """The card of a freshly fitted model folder (see the module docstring for its layout).
 
@@ -64,7 +65,9 @@ def fit_card(
     from polymodal.predictor import Predictor
 
     config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    predictor = Predictor.load(folder, device=device, cache_dir=cache_dir)
+    predictor = Predictor.load(
+        folder, device=device, cache_dir=cache_dir, feature_store=feature_store
+    )
     collector, _ = predictor.collect(cohort, split="val")
     classed = [t for t, info in config["target_infos"].items() if info.get("classes")]
     payload = {
@@ -82,7 +85,7 @@ def fit_card(
             "split": "val",
             "targets": scored_targets(collector, n_boot=card.n_boot),
             "subgroups": subgroup_performance(
-                cohort, card.subgroups, collector, n_boot=card.n_boot
+                cohort, card.subgroups, collector, split="val", n_boot=card.n_boot
             ),
         },
         "evaluations": {},

@@ -62,6 +62,7 @@ def split_evidence(
             cohort,
             card.subgroups,
             collectors[plan[0]],
+            split=split,
             n_boot=n_boot,
             min_patients=card.min_patients,
             seed=seed,

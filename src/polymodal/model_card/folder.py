@@ -32,10 +32,17 @@ def write_fit_card(
     *,
     device: Any = "cpu",
     cache_dir: Path | None = None,
+    feature_store: bool = True,
 ) -> Path:
     """Write the card of a freshly fitted folder (``card`` None: every field a placeholder)."""
     payload = fit_card(
-        folder, cohort, card or CardConfig(), recipe, device=device, cache_dir=cache_dir
+        folder,
+        cohort,
+        card or CardConfig(),
+        recipe,
+        device=device,
+        cache_dir=cache_dir,
+        feature_store=feature_store,
     )
     return write_card(folder, payload)
 

@@ -33,11 +33,13 @@ def subgroup_performance(
     subgroups: list[Subgroup],
     collector: PredictionCollector,
     *,
+    split: str,
     n_boot: int,
     min_patients: int = 5,
     seed: int = 0,
 ) -> dict[str, dict[str, Any]]:
-    """Per subgroup column, per level: the scored targets of the collector's rows in it.
+    """Per subgroup column, per level: the scored targets of the collector's rows in it (the
+    rows of ``split``, in order; ids may repeat in a cohort trained with ``allow_blocking``).
 
     A level with fewer than ``min_patients`` patients is ``{"suppressed": why}``: no count, no
     label share (a cell of one or two patients can identify them).
@@ -50,7 +52,7 @@ def subgroup_performance(
         SpecError: a column is not in the manifest, a binned column holds a non-number, or a
             categorical column has too many distinct values; the message says what to change.
     """
-    position = pd.Index(cohort.ids).get_indexer(pd.Index(collector.ids))  # (n,) into the cohort
+    position = _positions(cohort, split, collector.ids)  # (n,) into the cohort
     groups = np.asarray(collector.groups, dtype=object)
     out = {}
     for subgroup in subgroups:
@@ -66,6 +68,15 @@ def subgroup_performance(
             )
         out[subgroup.column] = {"bins": subgroup.bins, "levels": found}
     return out
+
+
+def _positions(cohort: Cohort, split: str, collected: list[str]) -> np.ndarray:
+    """The cohort row of each sample collected over ``split``: the split's rows in order (the
+    predictor collects them so), checked against the collected ids."""
+    rows = cohort.indices(split)
+    if [str(i) for i in cohort.ids.iloc[rows]] != [str(i) for i in collected]:
+        raise ValueError(f"the collected samples are not the {split} split's rows in order")
+    return rows
 
 
 def check_subgroups(cohort: Cohort, card: CardConfig | None) -> None:

@@ -233,12 +233,19 @@ def _fit_prepared(
     result = _export(spec, out_dir, prepared, module, best, data, trainer.current_epoch)
     cache_dir = (run.train.cache_dir or out_dir / "cache") if run.train.cache else None
     device = trainer.strategy.root_device
+    store = run.train.frozen_feature_store
     for step in parts.after_export:  # recalibration, conformal thresholds: on the folder
-        step(Exported(result.model_dir, prepared.cohort, cache_dir, device))
+        step(Exported(result.model_dir, prepared.cohort, cache_dir, device, store))
     # Last: the card reports the recalibration and conformal settings the steps added.
     recipe = fit_recipe(run, result.epochs_run, result.monitor, result.best_score)
     write_fit_card(
-        result.model_dir, prepared.cohort, run.card, recipe, device=device, cache_dir=cache_dir
+        result.model_dir,
+        prepared.cohort,
+        run.card,
+        recipe,
+        device=device,
+        cache_dir=cache_dir,
+        feature_store=store,
     )
     return result
 

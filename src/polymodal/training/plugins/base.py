@@ -56,12 +56,14 @@ class FitContext:
 @dataclass(frozen=True)
 class Exported:
     """A fit's exported model folder, the cohort it was fitted on (its ``val`` split selected
-    the epoch), the sample cache of the run (None without one) and the device it trained on."""
+    the epoch), the sample cache of the run (None without one), the device it trained on and
+    whether it read frozen features from the feature store (``train.frozen_feature_store``)."""
 
     model_dir: Path
     cohort: Cohort
     cache_dir: Path | None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    feature_store: bool = True
 
 
 @dataclass

@@ -59,7 +59,11 @@ def _recalibrate(exported: Exported, method: str, chosen: list[str], skipped: di
     from polymodal.predictor import Predictor
 
     predictor = Predictor.load(
-        exported.model_dir, device=exported.device, calibrated=False, cache_dir=exported.cache_dir
+        exported.model_dir,
+        device=exported.device,
+        calibrated=False,
+        cache_dir=exported.cache_dir,
+        feature_store=exported.feature_store,
     )
     collector, _ = predictor.collect(exported.cohort, split="val", logits=True)
     records = {}

@@ -52,7 +52,10 @@ def _calibrate(exported: Exported, config: ConformalConfig, chosen: list[str], s
     from polymodal.predictor import Predictor
 
     predictor = Predictor.load(
-        exported.model_dir, device=exported.device, cache_dir=exported.cache_dir
+        exported.model_dir,
+        device=exported.device,
+        cache_dir=exported.cache_dir,
+        feature_store=exported.feature_store,
     )
     collector, _ = predictor.collect(exported.cohort, split="val")
     records = {}
