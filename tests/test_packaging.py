@@ -101,3 +101,29 @@ def test_the_wheel_carries_the_configs_version_and_licence(tmp_path: Path) -> No
     assert "polymodal/py.typed" in names and "polymodal/cli/configs.py" in names
     assert "License-Expression: Apache-2.0" in metadata.splitlines()
     assert "Version: 1.2.3" in metadata.splitlines()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("setuptools_scm") is None or not (REPO / ".git").exists(),
+    reason="needs setuptools-scm and a git checkout",
+)
+def test_a_wheel_builds_from_a_git_checkout(tmp_path: Path) -> None:
+    """With git metadata setuptools-scm lists every tracked file; the configs link among them
+    must not reach the wheel as a file (the build failed: "can't copy src/polymodal/configs")."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True, timeout=120)
+    command = [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation"]
+    built = subprocess.run(
+        [*command, "-w", str(tmp_path / "dist"), "-q"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("polymodal-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    assert "polymodal/configs/ham10000_cpu.yaml" in names
+    assert "polymodal/serve/static/page.js" in names
