@@ -148,7 +148,9 @@ def test_a_frozen_cached_backbone_keeps_its_features_on_disk_for_the_next_run(
 
     monkeypatch.setattr(FrozenFeatureCache, "_caches", {})  # as in a new process
     _fit(cohort_spec_path, tmp_path / "second", *settings)
-    (cache,) = FrozenFeatureCache._caches.values()
+    # The training run's cache (the one with a folder); evaluation passes after training
+    # (model card) use the model as loaded, without the folder.
+    (cache,) = [c for c in FrozenFeatureCache._caches.values() if c.folder is not None]
     assert cache.disk_hits > 0 and cache.misses == 0  # the backbone never ran
     assert len(list((tmp_path / "cache" / "features").rglob("*.safetensors"))) == len(files)
 
