@@ -42,6 +42,7 @@ from polymodal.data.manifest import Cohort
 from polymodal.data.preprocessing import Preprocessor
 from polymodal.data.spec import CohortSpec, parse_spec
 from polymodal.errors import ModelError
+from polymodal.json_object import read_json_object
 from polymodal.model import MultimodalModel, build_model
 from polymodal.portable_paths import (
     portable_config,
@@ -238,12 +239,7 @@ REQUIRED_CONFIG_KEYS = ("model", "input_infos", "target_infos")
 
 def _read_config(path: Path) -> tuple[dict, ModelConfig]:
     """config.json's payload and its validated model config."""
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ModelError(f"{path}: not JSON ({err}); {DAMAGED}") from None
-    if not isinstance(payload, dict):
-        raise ModelError(f"{path}: expected a JSON object; {DAMAGED}")
+    payload = read_json_object(path, DAMAGED)
     missing = [key for key in REQUIRED_CONFIG_KEYS if key not in payload]
     if missing:
         raise ModelError(

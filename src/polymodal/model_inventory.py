@@ -18,6 +18,7 @@ import yaml
 from polymodal import modalities
 from polymodal.checksums import CHECKSUMS, verify_checksums
 from polymodal.errors import ModelError
+from polymodal.json_object import read_json_object
 
 _CONFIG, _PREPROCESSING, _SPEC, _WEIGHTS = (
     "config.json",
@@ -144,13 +145,7 @@ def _read_json(path: Path) -> dict[str, Any]:
             f"{path.parent}: not a polymodal model folder ({path.name} is missing); give the "
             "folder that `polymodal fit` wrote (OUT/model)"
         )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ModelError(f"{path}: not JSON ({err}); the model folder is damaged") from None
-    if not isinstance(data, dict):
-        raise ModelError(f"{path}: expected a JSON object; the model folder is damaged")
-    return data
+    return read_json_object(path, "the model folder is damaged")
 
 
 def _read_spec(path: Path) -> dict[str, Any]:

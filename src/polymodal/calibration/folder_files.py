@@ -14,6 +14,7 @@ from typing import Any
 
 from polymodal.checksums import CHECKSUMS, file_sha256, verify_checksums, write_checksums
 from polymodal.errors import ModelError
+from polymodal.json_object import read_json_object
 
 
 def write_folder_json(folder: Path, name: str, payload: dict[str, Any]) -> Path:
@@ -50,10 +51,4 @@ def read_folder_json(folder: Path, name: str) -> dict[str, Any] | None:
                 f"{path}: not covered by the folder's {CHECKSUMS} (added or changed after the "
                 "model was saved); remove it, or copy the model folder again from its source"
             )
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ModelError(f"{path}: not JSON ({err}); copy the model folder again") from None
-    if not isinstance(payload, dict):
-        raise ModelError(f"{path}: expected a JSON object; copy the model folder again")
-    return payload
+    return read_json_object(path, "copy the model folder again")
