@@ -12,13 +12,15 @@ first target's headline metric with its patient-grouped bootstrap CI. Writes
 Usage::
 
     python bench/tune_demo.py [--trials 20] [--n 2000] [--epochs 10] [--out runs/tune_demo]
-    python bench/tune_demo.py --trials 2 --n 300 --epochs 1 --name tune_demo_smoke  # smoke run
+    python bench/tune_demo.py --trials 2 --n 300 --epochs 1 --name tune_demo_smoke \
+        --out runs/tune_demo_smoke                                          # smoke run
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import Any
 import optuna
 import torch
 
-from _common import cell, machine, table, write_report
+from _common import cell, load_average, machine, table, write_report
 from polymodal import targets
 from polymodal.data.manifest import load_cohort
 from polymodal.data.spec import CohortSpec, load_spec
@@ -50,10 +52,12 @@ DEMO_ENCODERS = [
 
 def main() -> None:
     args = parse_args()
+    args.load_start = load_average()
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     args.out.mkdir(parents=True, exist_ok=True)
-    spec_path = args.out / "cohort" / "spec.yaml"
+    # One folder per size and seed: a smoke run's small cohort is never reused at full size.
+    spec_path = args.out / f"cohort_n{args.n}_seed{args.seed}" / "spec.yaml"
     if not spec_path.is_file():
         make_demo_cohort(spec_path.parent, n=args.n, seed=args.seed, image_size=32, volume_size=16)
     spec = load_spec(spec_path)
@@ -141,7 +145,9 @@ def report(args: argparse.Namespace, spec: CohortSpec, default: dict, tuned: dic
     lines = [
         "# polymodal tune on the demo cohort",
         "",
-        f"Machine: {machine(args.threads)}.",
+        f"Machine: {machine(args.threads)}; load average {args.load_start:.1f} at the start, "
+        f"{load_average():.1f} at the end (a shared machine: other processes only add time).",
+        f"Command: `python bench/tune_demo.py {' '.join(sys.argv[1:])}`",
         f"Cohort: {spec.name}, n = {args.n} (seed {args.seed}); {args.epochs} epochs per fit; "
         f"{args.trials} trials, TPE sampler and median pruner (the defaults), the shipped "
         "synergy space. Each arm is scored on the test split once, after the search; 95 % "
