@@ -155,7 +155,8 @@ class TrainConfig(BaseModel):
     sync_batchnorm: bool | None = Field(
         None,
         description="Synchronise BatchNorm statistics across processes; None: on whenever "
-        "the batch is split over several processes (frozen BatchNorm stays frozen).",
+        "the batch is split over several CUDA processes (PyTorch's SyncBatchNorm runs on CUDA "
+        "only; CPU processes keep their own statistics). Frozen BatchNorm stays frozen.",
     )
     deterministic: bool = False
     cache: bool = Field(

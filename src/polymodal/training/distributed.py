@@ -29,6 +29,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from polymodal.errors import ModelError
+
 if TYPE_CHECKING:
     from polymodal.targets.predictions import PredictionCollector
     from polymodal.training.config import TrainConfig
@@ -82,9 +84,26 @@ def trainer_options(cfg: TrainConfig) -> dict[str, Any]:
         "accumulate_grad_batches": cfg.accumulate_grad_batches,
         "use_distributed_sampler": False,
     }
-    split = is_distributed(cfg) and cfg.strategy != "deepspeed"
-    options["sync_batchnorm"] = split if cfg.sync_batchnorm is None else cfg.sync_batchnorm
+    options["sync_batchnorm"] = _sync_batchnorm(cfg)
     return options
+
+
+def _sync_batchnorm(cfg: TrainConfig) -> bool:
+    """Whether BatchNorm statistics are synchronised: by default wherever the batch is split
+    over several CUDA processes. PyTorch's SyncBatchNorm runs on CUDA only, so CPU processes
+    (gloo) keep per-process statistics unless told otherwise, which is refused."""
+    split = is_distributed(cfg) and cfg.strategy != "deepspeed"
+    on_cuda = cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    if cfg.sync_batchnorm is None:
+        return split and on_cuda
+    if cfg.sync_batchnorm and split and not on_cuda:
+        raise ModelError(
+            "train.sync_batchnorm: true needs CUDA GPUs (PyTorch's SyncBatchNorm runs on no "
+            f"other device; train.accelerator is {cfg.accelerator!r}"
+            f"{'' if torch.cuda.is_available() else ', and no CUDA GPU is visible'}); "
+            "set train.sync_batchnorm: false, or leave it out, to train on CPU processes"
+        )
+    return cfg.sync_batchnorm
 
 
 class RankRows(Sampler):
