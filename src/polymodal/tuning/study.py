@@ -51,6 +51,19 @@ class TuneResult:
     best_config: Path | None = None  # OUT/best.yaml once a trial has completed
 
 
+@dataclass
+class Search:
+    """A search ready to run trials, whichever backend runs them: the study in ``OUT/study.db``,
+    the objective every trial calls, and how many finished trials the study still lacks."""
+
+    study: Any
+    objective: Objective
+    setup: SearchSetup
+    out: Path
+    trials: int  # the finished trials the study should hold
+    remaining: int
+
+
 def tune(
     spec: CohortSpec,
     out: Path,
@@ -80,6 +93,57 @@ def tune(
             name.
     """
     optuna = _optuna()
+    search = prepare_search(
+        spec,
+        out,
+        base,
+        trials=trials,
+        space=space,
+        space_source=space_source,
+        study_name=study_name,
+        seed=seed,
+        pruner=pruner,
+    )
+    if search.remaining > 0:
+
+        def after_trial(study: Any, trial: Any) -> None:
+            write_summary(study, search.out, search.setup)
+            if on_trial is not None:
+                on_trial(trial)
+
+        search.study.optimize(
+            search.objective,
+            n_trials=search.remaining,
+            timeout=timeout,
+            catch=trial_failures(),
+            callbacks=[
+                optuna.study.MaxTrialsCallback(trials, states=finished_states()),
+                after_trial,
+            ],
+            gc_after_trial=True,
+        )
+    return finish_search(search)
+
+
+def prepare_search(
+    spec: CohortSpec,
+    out: Path,
+    base: BaseConfig | None = None,
+    *,
+    trials: int,
+    space: SearchSpace | None = None,
+    space_source: str = "the --space file",
+    study_name: str = "polymodal",
+    seed: int = 0,
+    pruner: Any = None,
+) -> Search:
+    """Check the space against the base config, load the cohort and open the study: everything
+    a search does before its first trial (the arguments are :func:`tune`'s).
+
+    Raises:
+        PolymodalError: as :func:`tune`.
+    """
+    _optuna()
     if trials < 1:
         raise PolymodalError(f"--trials must be at least 1; got {trials}")
     base = base or BaseConfig()
@@ -95,26 +159,16 @@ def tune(
     out.mkdir(parents=True, exist_ok=True)
     study = open_study(out, study_name, monitor, direction, seed=seed, pruner=pruner)
     setup = SearchSetup(spec.name, base, space_source, monitor, direction)
-    finished = _finished_states(optuna)
-    remaining = trials - len(study.get_trials(deepcopy=False, states=finished))
-    if remaining > 0:
-        objective = Objective(spec, cohort, base, space, out, monitor, _shared_cache(base_run, out))
+    done = len(study.get_trials(deepcopy=False, states=finished_states()))
+    objective = Objective(spec, cohort, base, space, out, monitor, _shared_cache(base_run, out))
+    return Search(study, objective, setup, out, trials, trials - done)
 
-        def after_trial(study: Any, trial: Any) -> None:
-            write_summary(study, out, setup)
-            if on_trial is not None:
-                on_trial(trial)
 
-        study.optimize(
-            objective,
-            n_trials=remaining,
-            timeout=timeout,
-            catch=_trial_failures(),
-            callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished), after_trial],
-            gc_after_trial=True,
-        )
-    best_config = write_summary(study, out, setup)
-    return _result(study, out, monitor, direction, best_config)
+def finish_search(search: Search) -> TuneResult:
+    """Write ``tune.md`` and ``best.yaml`` from the study as it now stands, and say where."""
+    best_config = write_summary(search.study, search.out, search.setup)
+    setup = search.setup
+    return _result(search.study, search.out, setup.monitor, setup.direction, best_config)
 
 
 def study_target(run: RunConfig, spec: CohortSpec) -> tuple[str, str]:
@@ -135,9 +189,7 @@ def open_study(
         # in name.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = optuna.storages.RDBStorage(
-            f"sqlite:///{(Path(out) / 'study.db').resolve()}",
-            heartbeat_interval=60,
-            grace_period=180,
+            study_url(out), heartbeat_interval=60, grace_period=180
         )
     names = optuna.get_all_study_names(storage)
     if names and study_name not in names:
@@ -164,6 +216,11 @@ def open_study(
     return study
 
 
+def study_url(out: Path) -> str:
+    """The SQLAlchemy URL of ``OUT/study.db``."""
+    return f"sqlite:///{(Path(out) / 'study.db').resolve()}"
+
+
 def _shared_cache(run: RunConfig, out: Path) -> list[str]:
     """Every trial decodes the same files: one sample cache for all (not kept in best.yaml)."""
     if not run.train.cache or run.train.cache_dir is not None:
@@ -182,12 +239,13 @@ def _result(
     return result
 
 
-def _finished_states(optuna: Any) -> tuple[Any, ...]:
-    state = optuna.trial.TrialState
+def finished_states() -> tuple[Any, ...]:
+    """The trial states ``--trials`` counts: complete, pruned and failed."""
+    state = _optuna().trial.TrialState
     return (state.COMPLETE, state.PRUNED, state.FAIL)
 
 
-def _trial_failures() -> tuple[type[BaseException], ...]:
+def trial_failures() -> tuple[type[BaseException], ...]:
     """Errors that fail one trial and let the search go on: values that give no valid run
     (reported by polymodal) and a model too large for the GPU."""
     import torch
