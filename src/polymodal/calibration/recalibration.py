@@ -38,7 +38,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.optimize import minimize_scalar
 from torch import Tensor
 
 from polymodal import targets
@@ -183,6 +182,10 @@ def fit_target(target: str, kind_name: str, method: str, logits: Tensor, labels:
 
 
 def _temperature(kind: Any, logits: Tensor, labels: Tensor) -> dict[str, float]:
+    # Imported here, not at the top: scikit-learn/SciPy take seconds to import and a
+    # model folder that only predicts never needs them (issue 12: load in < 5 s).
+    from scipy.optimize import minimize_scalar
+
     # The NLL is smooth in log T; T in [0.01, 100] covers any model worth calibrating.
     def nll(log_t: float) -> float:
         return float(kind.logit_nll(logits / math.exp(log_t), labels).mean())
@@ -192,6 +195,8 @@ def _temperature(kind: Any, logits: Tensor, labels: Tensor) -> dict[str, float]:
 
 
 def _platt(kind: Any, logits: Tensor, labels: Tensor) -> dict[str, float]:
+    # Imported here, not at the top: scikit-learn/SciPy take seconds to import and a
+    # model folder that only predicts never needs them (issue 12: load in < 5 s).
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=np.inf).fit(logits.numpy().reshape(-1, 1), labels.numpy())
@@ -199,6 +204,8 @@ def _platt(kind: Any, logits: Tensor, labels: Tensor) -> dict[str, float]:
 
 
 def _isotonic(kind: Any, logits: Tensor, labels: Tensor) -> dict[str, list[float]]:
+    # Imported here, not at the top: scikit-learn/SciPy take seconds to import and a
+    # model folder that only predicts never needs them (issue 12: load in < 5 s).
     from sklearn.isotonic import IsotonicRegression
 
     probability = torch.sigmoid(logits).numpy()

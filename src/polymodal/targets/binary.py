@@ -15,12 +15,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import (
-    accuracy_score,
-    average_precision_score,
-    brier_score_loss,
-    precision_recall_fscore_support,
-)
 from torch import Tensor
 
 import polymodal.targets.checks as checks
@@ -101,6 +95,15 @@ class BinaryHead(PerSampleHead):
 def binary_metrics(kind: str, y: np.ndarray, prob: np.ndarray, o: MetricOptions) -> MetricValues:
     """auroc, auprc, balanced_accuracy, accuracy, f1, sensitivity_at_specificity, brier, ece of
     ``prob (n,)`` = P(positive) against ``y (n,)`` in {0, 1}."""
+    # Imported here, not at the top: scikit-learn/SciPy take seconds to import and a
+    # model folder that only predicts never needs them (issue 12: load in < 5 s).
+    from sklearn.metrics import (
+        accuracy_score,
+        average_precision_score,
+        brier_score_loss,
+        precision_recall_fscore_support,
+    )
+
     if y.ndim != 1 or prob.ndim != 1:
         raise EvaluationError(
             f"{kind} metrics: expected y_true (n,) and prob (n,), got {y.shape} and {prob.shape}"

@@ -16,7 +16,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from sklearn.metrics import mean_absolute_error
 from torch import Tensor
 
 import polymodal.targets.checks as checks
@@ -105,6 +104,10 @@ def digits_metrics(y: np.ndarray, predicted: np.ndarray) -> MetricValues:
         y: ``(n, D)`` true digits, most significant first. predicted: ``(n, D)`` predicted
             digits (the head's ``digits`` output).
     """
+    # Imported here, not at the top: scikit-learn/SciPy take seconds to import and a
+    # model folder that only predicts never needs them (issue 12: load in < 5 s).
+    from sklearn.metrics import mean_absolute_error
+
     kind = "digits"
     if y.ndim != 2 or predicted.shape != y.shape:
         raise EvaluationError(

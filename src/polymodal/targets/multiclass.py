@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import accuracy_score, average_precision_score, precision_recall_fscore_support
 from torch import Tensor
 
 import polymodal.targets.checks as checks
@@ -199,6 +198,14 @@ def multiclass_metrics(
     """auroc_macro, auprc_macro, balanced_accuracy, accuracy, f1_macro,
     sensitivity_at_specificity_macro, brier (0–2), ece (top-label), then per class ``auroc[c]``
     and ``auprc[c]`` (one-vs-rest) of ``prob (n, K)`` against class indices ``y (n,)``."""
+    # Imported here, not at the top: scikit-learn/SciPy take seconds to import and a
+    # model folder that only predicts never needs them (issue 12: load in < 5 s).
+    from sklearn.metrics import (
+        accuracy_score,
+        average_precision_score,
+        precision_recall_fscore_support,
+    )
+
     check_distribution(kind, y, prob)
     count = prob.shape[1]
     names = class_names(kind, o.classes, count)

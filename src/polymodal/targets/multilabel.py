@@ -15,8 +15,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from sklearn.metrics import average_precision_score, brier_score_loss
-from sklearn.metrics import precision_recall_fscore_support as prf
 from torch import Tensor
 
 import polymodal.targets.checks as checks
@@ -68,6 +66,11 @@ class MultilabelHead(PerSampleHead):
 def multilabel_metrics(kind: str, y: np.ndarray, prob: np.ndarray, o: MetricOptions):
     """auroc_macro, auprc_macro, f1_macro, brier (mean over all entries), ece (over all
     sample-label pairs), then per label ``auroc[l]``, ``auprc[l]``."""
+    # Imported here, not at the top: scikit-learn/SciPy take seconds to import and a
+    # model folder that only predicts never needs them (issue 12: load in < 5 s).
+    from sklearn.metrics import average_precision_score, brier_score_loss
+    from sklearn.metrics import precision_recall_fscore_support as prf
+
     if y.ndim != 2 or prob.shape != y.shape:
         raise EvaluationError(
             f"{kind} metrics: expected y_true and prob of the same shape (n, K), got "

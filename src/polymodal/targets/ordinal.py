@@ -29,7 +29,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
-from sklearn.metrics import accuracy_score, cohen_kappa_score
 from torch import Tensor, nn
 
 from polymodal.errors import ModelError
@@ -133,6 +132,10 @@ def median_grade(prob: np.ndarray) -> np.ndarray:
 def ordinal_metrics(kind: str, y: np.ndarray, prob: np.ndarray, o: MetricOptions):
     """qwk, mae (in grades), balanced_accuracy (over the grades present), accuracy of the median
     grade of ``prob (n, K)`` against grade indices ``y (n,)``."""
+    # Imported here, not at the top: scikit-learn/SciPy take seconds to import and a
+    # model folder that only predicts never needs them (issue 12: load in < 5 s).
+    from sklearn.metrics import accuracy_score, cohen_kappa_score
+
     check_distribution(kind, y, prob)
     count = prob.shape[1]
     class_names(kind, o.classes, count)  # checks the names fit the columns

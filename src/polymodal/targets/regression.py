@@ -15,8 +15,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from scipy.stats import pearsonr
-from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from torch import Tensor
 
 import polymodal.targets.checks as checks
@@ -69,6 +67,11 @@ class RegressionHead(PerSampleHead):
 
 def regression_metrics(kind: str, y: np.ndarray, pred: np.ndarray) -> MetricValues:
     """mae, rmse, r2, pearson_r of ``pred (n,)`` against ``y (n,)``."""
+    # Imported here, not at the top: scikit-learn/SciPy take seconds to import and a
+    # model folder that only predicts never needs them (issue 12: load in < 5 s).
+    from scipy.stats import pearsonr
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
     if y.ndim != 1 or pred.ndim != 1:
         raise EvaluationError(
             f"{kind} metrics: expected y_true (n,) and pred (n,), got {y.shape} and {pred.shape}"

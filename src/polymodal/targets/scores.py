@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import auc, roc_curve
 
 from polymodal.errors import PolymodalError
 
@@ -71,12 +70,20 @@ def expected_calibration_error(y: np.ndarray, prob: np.ndarray, n_bins: int = 15
 
 
 def auroc(positive: np.ndarray, score: np.ndarray) -> float:
+    # Imported here, not at the top: scikit-learn/SciPy take seconds to import and a
+    # model folder that only predicts never needs them (issue 12: load in < 5 s).
+    from sklearn.metrics import auc, roc_curve
+
     fpr, tpr, _ = roc_curve(positive, score, drop_intermediate=False)
     return float(auc(fpr, tpr))
 
 
 def roc_summary(positive: np.ndarray, score: np.ndarray, specificity: float) -> tuple[float, float]:
     """(AUROC, highest sensitivity with specificity ≥ ``specificity``) from one ROC curve."""
+    # Imported here, not at the top: scikit-learn/SciPy take seconds to import and a
+    # model folder that only predicts never needs them (issue 12: load in < 5 s).
+    from sklearn.metrics import auc, roc_curve
+
     # Keep every threshold: dropping collinear points could drop the best admissible one.
     fpr, tpr, _ = roc_curve(positive, score, drop_intermediate=False)
     admissible = fpr <= 1.0 - specificity + 1e-12  # roc_curve starts at (0, 0): never empty
