@@ -195,6 +195,20 @@ class KeptPredictions:
             _numpy(rows[f"score[{target}]"]),
         )
 
+    def prediction_columns(self, subset: Sequence[str], target: str) -> dict[str, np.ndarray]:
+        """The readable prediction columns of ``target`` (``TargetKind.prediction_columns``) for
+        the rows :meth:`arrays` gives, ``(n,)`` each, named without the ``"<target>_"`` prefix.
+        Columns of another target whose name extends this one (``"a_b"`` for ``"a"``) are not
+        included."""
+        rows = self.subset_rows(subset)
+        rows = rows.filter(pc.is_valid(rows[f"label[{target}]"]))
+        longer = [f"{t}_" for t in self.targets if t != target and t.startswith(f"{target}_")]
+        return {
+            name.removeprefix(f"{target}_"): _numpy(rows[name])
+            for name in rows.column_names
+            if name.startswith(f"{target}_") and not any(name.startswith(o) for o in longer)
+        }
+
 
 def read_predictions(path: Path | str) -> KeptPredictions:
     """Read a file written by ``polymodal evaluate``; errors name the file and what to do."""

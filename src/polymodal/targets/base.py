@@ -49,7 +49,7 @@ from torch import Tensor
 
 from polymodal.errors import ModelError, SpecError
 from polymodal.registry import Registry
-from polymodal.targets.figure_inputs import DecidedClasses, Outcome, SurvivalRows
+from polymodal.targets.figure_inputs import DecidedClasses, HorizonRisks, Outcome, SurvivalRows
 from polymodal.targets.head import Head
 from polymodal.targets.scores import MetricOptions, MetricValues
 
@@ -285,6 +285,23 @@ class TargetKind(ABC):
 
     def survival(self, y: np.ndarray, pred: np.ndarray) -> SurvivalRows | None:
         """Time, event and risk per sample (Kaplan–Meier by risk group); None by default."""
+        return None
+
+    def horizon_risks(
+        self,
+        y: np.ndarray,
+        pred: np.ndarray,
+        columns: Mapping[str, np.ndarray],
+        options: MetricOptions,
+    ) -> HorizonRisks | None:
+        """Follow-up and predicted P(event by each horizon) per sample (calibration at each
+        horizon); None for kinds that predict no probability of an event by a time.
+
+        Args:
+            y: the scored labels. pred: what the metrics read. columns: the kind's readable
+                prediction columns (:meth:`prediction_columns`) of the same rows, ``(n,)`` each,
+                named without the ``"<target>_"`` prefix. options: :class:`MetricOptions`.
+        """
         return None
 
     # ---- recalibration and conformal prediction -------------------------------------------

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from polymodal.errors import ModelError, ReadError
 from polymodal.targets.base import TARGETS, Example, LabelFrame, TargetKind, TargetSpec
+from polymodal.targets.figure_inputs import HorizonRisks
 from polymodal.targets.head import PerSampleHead, bernoulli_kl
 from polymodal.targets.scores import (
     EvaluationError,
@@ -267,6 +268,28 @@ class CumulativeRisk(TargetKind):
     def no_skill(self, y: np.ndarray, options: MetricOptions) -> dict[str, float]:
         horizons = options.horizons or range(1, np.asarray(y).shape[1] // 2 + 1)
         return {"auroc_mean": 0.5, "c_index": 0.5} | {f"auroc[{h:g}]": 0.5 for h in horizons}
+
+    def horizon_risks(
+        self,
+        y: np.ndarray,
+        pred: np.ndarray,
+        columns: Mapping[str, np.ndarray],
+        options: MetricOptions,
+    ) -> HorizonRisks:
+        """The risk by each horizon is a probability; the follow-up is what the label keeps, on
+        the horizon grid: an event at the first horizon its label is 1 by, a censored sample at
+        the last horizon it is known event-free at (0 before the first). A Kaplan–Meier
+        estimate on it counts a sample censored between two horizons as leaving at the earlier
+        one, the only time its status is known."""
+        n_horizons = pred.shape[1]
+        horizons = np.asarray(options.horizons or range(1, n_horizons + 1), dtype=float)
+        flags = np.asarray(y) > 0.5
+        known = flags[:, n_horizons:]
+        labels = flags[:, :n_horizons] & known
+        event = labels.any(axis=1)
+        grid = np.r_[0.0, horizons]  # grid[m]: the m-th horizon, grid[0] = 0
+        time = np.where(event, grid[labels.argmax(axis=1) + 1], grid[known.sum(axis=1)])
+        return HorizonRisks(time, event, horizons, np.asarray(pred, dtype=float))
 
     def explanation_score(self, predictions: Mapping[str, Tensor], reference: int | None):
         return predictions["risk"][:, -1]

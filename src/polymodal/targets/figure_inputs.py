@@ -1,6 +1,7 @@
 """What a target kind hands the clinical figures: yes/no outcomes with a probability, decided
-classes, survival rows. Each kind builds them from its scored labels and predictions
-(:meth:`TargetKind.outcomes`, :meth:`TargetKind.decided_classes`, :meth:`TargetKind.survival`),
+classes, survival rows, probabilities of an event by each horizon. Each kind builds them from
+its scored labels and predictions (:meth:`TargetKind.outcomes`, :meth:`TargetKind.decided_classes`,
+:meth:`TargetKind.survival`, :meth:`TargetKind.horizon_risks`),
 so the figures never ask which kind they draw."""
 
 from __future__ import annotations
@@ -53,6 +54,26 @@ class SurvivalRows:
     time: np.ndarray
     event: np.ndarray
     risk: np.ndarray
+
+
+@dataclass(frozen=True)
+class HorizonRisks:
+    """The predicted probability of an event by each horizon, with the follow-up that checks it
+    (calibration at each horizon against the Kaplan–Meier event probability).
+
+    Attributes:
+        time: ``(n,)`` follow-up time; event: ``(n,)`` bool, the follow-up ended in the event
+            (else censored). A kind that keeps its labels on a grid of horizons gives the
+            follow-up on that grid (an event at the first horizon its label is 1 by, a censored
+            sample at the last horizon it is known event-free at).
+        horizons: ``(K,)`` increasing horizons, in the time column's unit.
+        probability: ``(n, K)`` the predicted P(event by ``horizons[k]``), in [0, 1].
+    """
+
+    time: np.ndarray
+    event: np.ndarray
+    horizons: np.ndarray
+    probability: np.ndarray
 
 
 def shares(y_index: np.ndarray, names: list[str]) -> dict[str, float]:

@@ -29,7 +29,7 @@ from polymodal.targets.base import (
     TargetSpec,
     TargetState,
 )
-from polymodal.targets.figure_inputs import SurvivalRows
+from polymodal.targets.figure_inputs import HorizonRisks, SurvivalRows
 from polymodal.targets.head import Head, PerSampleHead, bernoulli_kl, masked_weighted_mean
 from polymodal.targets.scores import (
     EvaluationError,
@@ -320,6 +320,29 @@ class TimeToEvent(TargetKind):
     def survival(self, y: np.ndarray, pred: np.ndarray) -> SurvivalRows:
         y = self.label_array(y)
         return SurvivalRows(y[:, 0].astype(float), y[:, 1] > 0.5, np.asarray(pred, dtype=float))
+
+    def horizon_risks(
+        self,
+        y: np.ndarray,
+        pred: np.ndarray,
+        columns: Mapping[str, np.ndarray],
+        options: MetricOptions,
+    ) -> HorizonRisks | None:
+        """The discrete-time loss predicts the survival S at each bin edge, so 1 − S is the
+        probability of an event by that edge (the ``survival_t<edge>`` columns). The Cox loss
+        predicts a risk score only: without a baseline hazard (none is kept) it is no
+        probability of an event by any time, so None."""
+        edges = {
+            float(name.removeprefix("survival_t")): np.asarray(values, dtype=float)
+            for name, values in columns.items()
+            if name.startswith("survival_t")
+        }
+        if not edges:
+            return None
+        horizons = np.array(sorted(edges))
+        probability = 1.0 - np.stack([edges[h] for h in horizons], axis=1)  # (n, K)
+        y = self.label_array(y)
+        return HorizonRisks(y[:, 0].astype(float), y[:, 1] > 0.5, horizons, probability)
 
     def explanation_score(self, predictions: Mapping[str, Tensor], reference: int | None):
         return predictions["risk"].reshape(-1)

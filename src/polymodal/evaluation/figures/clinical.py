@@ -8,7 +8,9 @@ about first: everything available, or only one modality), every model overlaid:
 * an outcome that is its kind's only one (binary): a decision curve;
 * decided classes (:meth:`TargetKind.decided_classes`): the confusion matrix;
 * survival rows (:meth:`TargetKind.survival`): Kaplan–Meier curves by predicted risk group and
-  the time-dependent AUROC over horizons.
+  the time-dependent AUROC over horizons;
+* probabilities of an event by each horizon (:meth:`TargetKind.horizon_risks`): calibration at
+  each horizon against the Kaplan–Meier event probability, one panel per horizon.
 
 The figures go into ``out_dir`` as PNGs; the report embeds them with their captions and alt
 text (which state the numbers the figure shows).
@@ -28,6 +30,7 @@ from polymodal.evaluation.figures import (
     confusion,
     decision_curve,
     roc_pr,
+    survival_calibration,
     survival_curves,
 )
 from polymodal.evaluation.kept_predictions import KeptPredictions, LabelledRows, subset_name
@@ -96,7 +99,10 @@ class ClinicalFigures:
             where = f"{target} with {subset_name(subset)}"
             section.figures += self._outcome_figures(kind, rows, options, where)
             section.figures += self._class_figures(kind, rows, options, where)
-            section.figures += self._survival_figures(kind, rows, where)
+            risks = self._horizon_risks(kind, rows, subset, target, options)
+            section.figures += self._survival_figures(kind, rows, where, risks is not None)
+            if risks is not None:
+                section.figures.append(self._horizon_calibration(risks, rows, where))
             if section.figures:
                 out.append(section)
         return out
@@ -202,7 +208,7 @@ class ClinicalFigures:
         )
         return [self._write(f"confusion_{stem(where)}.png", figure, caption, alt)]
 
-    def _survival_figures(self, kind, rows: Mapping[str, LabelledRows], where: str):
+    def _survival_figures(self, kind, rows: Mapping[str, LabelledRows], where: str, calibrated):
         survival = {m: kind.survival(r.y_true, r.prediction) for m, r in rows.items()}
         if any(s is None for s in survival.values()):
             return []
@@ -214,9 +220,9 @@ class ClinicalFigures:
             "better a model ranks patients, the further apart the curves (high risk lowest)."
         )
         entries = [self._write(f"survival_{stem(where)}.png", figure, caption, alt)]
-        return [*entries, self._time_auroc(survival, rows, where)]
+        return [*entries, self._time_auroc(survival, rows, where, calibrated)]
 
-    def _time_auroc(self, survival, rows, where: str) -> FigureEntry:
+    def _time_auroc(self, survival, rows, where: str, calibrated: bool) -> FigureEntry:
         horizons = survival_curves.horizons_of(next(iter(survival.values())))
         bands = {
             m: survival_curves.auroc_band(
@@ -234,7 +240,56 @@ class ClinicalFigures:
             "AUROC at each horizon (10th–90th percentile of the event times): cases had the event "
             "by the horizon, controls are event-free beyond it; samples censored before it are "
             "left out (no censoring weights). Shaded: 95% bootstrap band over patients; dashed: "
-            "no skill. Calibration at each horizon is not drawn (a risk score is not a "
-            "probability)."
+            "no skill. "
+            + (
+                "Calibration at each horizon: the next figure."
+                if calibrated
+                else "Calibration at each horizon is not drawn (a risk score is not a "
+                "probability: the Cox loss keeps no baseline hazard)."
+            )
         )
         return self._write(f"time_auroc_{stem(where)}.png", figure, caption, alt)
+
+    def _horizon_risks(self, kind, rows, subset, target: str, options):
+        """``{model: HorizonRisks}``, or None unless every model predicts probabilities."""
+        risks = {
+            m: kind.horizon_risks(
+                r.y_true, r.prediction, self.kept[m].prediction_columns(subset, target), options
+            )
+            for m, r in rows.items()
+        }
+        return None if any(r is None for r in risks.values()) else risks
+
+    def _horizon_calibration(self, risks, rows, where: str) -> FigureEntry:
+        curves = {
+            m: survival_calibration.horizon_calibration(
+                r, rows[m].groups, n_boot=self.n_boot, seed=self.seed
+            )
+            for m, r in risks.items()
+        }
+        title = f"{where}: calibration at each horizon"
+        figure = survival_calibration.calibration_figure(curves, title)
+        errors = "; ".join(
+            f"{m}: "
+            + ", ".join(
+                f"{survival_calibration.error_text(c.error)} by {c.horizon:g}" for c in per_horizon
+            )
+            for m, per_horizon in curves.items()
+        )
+        groups = len(next(iter(curves.values()))[0].sizes)
+        alt = (
+            f"Calibration at each horizon, {where}: predicted probability of an event by the "
+            f"horizon against the Kaplan–Meier observed probability in {groups} groups of the "
+            f"prediction, one panel per horizon. Calibration error (ECE, 95% CI): {errors}."
+        )
+        caption = (
+            f"Calibration at each horizon: the samples in {groups} equal-count groups of the "
+            "predicted probability of an event by the horizon; each group's mean prediction "
+            "against its observed probability, the Kaplan–Meier estimate 1 − S(horizon), which "
+            "counts censored samples only while followed (bars: 95% bootstrap CI over patients). "
+            "On the diagonal the probabilities are calibrated. ECE: the group-size-weighted mean "
+            "distance from the diagonal, with its bootstrap CI, in the legend; with few samples "
+            "per group, noise alone keeps it above 0 (and resamples, with repeated patients, "
+            "further, so its interval can lie above the point)."
+        )
+        return self._write(f"horizon_calibration_{stem(where)}.png", figure, caption, alt)
