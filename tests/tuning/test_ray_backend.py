@@ -60,16 +60,21 @@ def local_ray() -> Iterator[None]:
 def search(
     local_ray: None, cohort: Path, space_file: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """A 2-trial search, both trials at once, run through the command line (read-only)."""
-    out = tmp_path_factory.mktemp("search") / "out"
+    """A 2-trial search, both trials at once, run through the command line (read-only).
+
+    Its folder is given relative to the current folder, which a Ray trial is not in (Ray starts
+    each in a folder of its own)."""
+    folder = tmp_path_factory.mktemp("search")
     sets = [arg for item in BASE for arg in ("--set", item)]
-    args = ["tune", str(cohort), "--trials", "2", "-o", str(out), "--space", str(space_file)]
+    args = ["tune", str(cohort), "--trials", "2", "-o", "out", "--space", str(space_file)]
     ray_args = ["--backend", "ray", "--trials-at-once", "2", "--cpus-per-trial", "1"]
-    result = runner.invoke(app, [*args, *ray_args, *sets])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        result = runner.invoke(app, [*args, *ray_args, *sets])
     assert result.exit_code == 0, result.output
     assert "trial 0: complete" in result.output and "trial 1: complete" in result.output
     assert f"best {MONITOR} = " in result.output
-    return out
+    return folder / "out"
 
 
 def load(out: Path) -> optuna.Study:

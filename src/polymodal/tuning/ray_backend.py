@@ -16,6 +16,7 @@ the same paths on all of them (a shared file system). The driver (this process) 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -150,7 +151,7 @@ def _run_trials(
     if options.trials_at_once is not None:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=options.trials_at_once)
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, objective=search.objective),
+        tune.with_parameters(run_trial, objective=search.objective, workdir=os.getcwd()),
         {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial},
     )
     tuner = tune.Tuner(
@@ -172,24 +173,24 @@ def _run_trials(
 def default_scheduler(search: Search, mode: str) -> Any:
     """ASHA on each epoch's validation score: at epoch indices 2, 6, 18, … (the first is the
     Optuna backend's warm-up) a trial goes on only if it is in the best third of the trials
-    that reached that epoch. A search whose trials cannot run 3 epochs prunes
-    nothing (Ray's FIFO scheduler)."""
+    that reached that epoch. A trial's last epoch is never one of them (its fit is done; the
+    search keeps it whole), so a search whose trials run fewer than 4 epochs prunes nothing
+    (Ray's FIFO scheduler)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from polymodal.tuning.ray_trials import EPOCH, SCORE
 
-    last_epoch = _most_epochs(search) - 1
-    if last_epoch < 2:
+    last_rung = _most_epochs(search) - 2  # the index of the last epoch but one
+    if last_rung < 2:
         return FIFOScheduler()
     return ASHAScheduler(
         time_attr=EPOCH,
         metric=SCORE,
         mode=mode,
-        max_t=last_epoch,
+        max_t=last_rung,
         grace_period=2,
         reduction_factor=3,
-        # A trial's last epoch is not a reason to stop it: the fit ends there and writes its
-        # model folder.
+        # Rungs up to max_t only; past it a trial runs to its end.
         stop_last_trials=False,
     )
 

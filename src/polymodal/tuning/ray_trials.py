@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import platform
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +27,7 @@ from ray import tune
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from polymodal.errors import PolymodalError
 from polymodal.tuning.objective import Objective
 from polymodal.tuning.space import SearchSpace
 from polymodal.tuning.study import trial_failures
@@ -73,20 +76,35 @@ class RayTrial:
         return False
 
 
-def run_trial(config: dict[str, Any], objective: Objective) -> None:
-    """The Ray Tune trainable: fit one trial and report its outcome.
+def run_trial(config: dict[str, Any], objective: Objective, workdir: str) -> None:
+    """The Ray Tune trainable: fit one trial in ``workdir`` and report its outcome.
 
-    A trial whose values build no valid run (or that runs out of GPU memory) reports
+    ``workdir`` is the folder the search was started in: relative paths (``-o``, ``-c``, a
+    ``--set`` file) mean there what they mean to the driver, not in the folder Ray gives the
+    trial. A trial whose values build no valid run (or that runs out of GPU memory) reports
     ``failed`` with why, as the Optuna backend records it; the search goes on.
     """
     trial = RayTrial(config)
     try:
+        _enter(workdir)
         score = objective(trial)
-    except trial_failures():
+    except trial_failures() as err:
+        trial.user_attrs.setdefault("error", str(err).splitlines()[0])
         outcome, score = "failed", math.nan
     else:
         outcome = "complete"
     tune.report({SCORE: score, OUTCOME: outcome, USER_ATTRS: json.dumps(trial.user_attrs)})
+
+
+def _enter(workdir: str) -> None:
+    try:
+        os.chdir(workdir)
+    except OSError:
+        raise PolymodalError(
+            f"{workdir} (where polymodal tune was started) is not a folder on {platform.node()}: "
+            "the cohort, the configs and the search folder must be at the same paths on every "
+            "machine of the cluster"
+        ) from None
 
 
 class StudySearch(OptunaSearch):
