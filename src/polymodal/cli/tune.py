@@ -78,9 +78,10 @@ def tune(
         help="With --backend ray: GPUs each trial reserves (0.5 shares one).",
     ),
 ) -> None:
-    """Fit the base config with values drawn from the search space, trial after trial; score
-    each by its best epoch's validation metric (train.monitor), prune poor trials per epoch, and
-    write the best as a ready run config (OUT/best.yaml). The test split is never read."""
+    """Fit the base config with values drawn from the search space, trial after trial (or
+    several at once on Ray: --backend ray); score each by its best epoch's validation metric
+    (train.monitor), prune poor trials per epoch, and write the best as a ready run config
+    (OUT/best.yaml). The test split is never read."""
     from polymodal.data.spec import load_spec
     from polymodal.tuning import BaseConfig, load_space
     from polymodal.tuning.study import tune as run_tune
