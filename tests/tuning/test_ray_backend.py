@@ -162,7 +162,7 @@ def test_ray_trials_are_recorded_in_the_study_and_the_best_config_trains(
     assert metrics[MONITOR].max() == pytest.approx(best.value, abs=1e-6)
 
 
-def test_a_trial_rays_scheduler_stops_is_recorded_as_pruned(
+def test_a_trial_rays_scheduler_stops_is_pruned_and_a_rerun_continues_the_study(
     local_ray: None, cohort: Path, space_file: Path, tmp_path: Path
 ) -> None:
     from ray.tune.schedulers import FIFOScheduler, TrialScheduler
@@ -183,6 +183,15 @@ def test_a_trial_rays_scheduler_stops_is_recorded_as_pruned(
     assert trial.intermediate_values == {0: pytest.approx(metrics[MONITOR].dropna().iloc[0])}
     assert "| 0 | pruned |" in (out / "tune.md").read_text()
     assert result.best_config is None and not (out / "best.yaml").exists()
+
+    # Rerun with a larger --trials: the study goes on from where it stood (trial 1 is new).
+    result = tune_with_ray(
+        load_spec(cohort), out, BaseConfig(None, BASE), trials=2, space=load_space(space_file)
+    )
+    first, second = load(out).trials
+    assert (first.state, first.intermediate_values) == (trial.state, trial.intermediate_values)
+    assert second.state == optuna.trial.TrialState.COMPLETE and second.params != trial.params
+    assert result.best_config == out / "best.yaml" and (out / "trials" / "001" / "model").is_dir()
 
 
 def test_the_test_split_does_not_change_a_ray_trials_score(
