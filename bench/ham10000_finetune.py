@@ -16,6 +16,7 @@ Usage::
     python bench/ham10000_finetune.py --quick            # 200 images, 1 epoch: does it run?
     python bench/ham10000_finetune.py                    # the image-only recipe (2 cores)
     python bench/ham10000_finetune.py --model synergy    # the fused recipe
+    python bench/ham10000_finetune.py --model bottleneck # bottleneck + KD (synergy teacher) + GM
     python bench/ham10000_finetune.py --timing           # seconds per image / per step, 1 thread
     polymodal compare runs/bench_ham10000_synergy/predictions_one_view.parquet \
         runs/bench_ham10000_image/predictions_one_view.parquet   # the paired difference
@@ -50,6 +51,7 @@ SPEC = REPO_ROOT / "configs" / "ham10000.yaml"
 RECIPES = {
     "image": REPO_ROOT / "configs" / "ham10000_cpu_image.yaml",
     "synergy": REPO_ROOT / "configs" / "ham10000_cpu.yaml",
+    "bottleneck": REPO_ROOT / "configs" / "ham10000_cpu_bottleneck.yaml",
 }
 DATA = REPO_ROOT.parent / "shared" / "data" / "ham10000"
 IMAGE = "skin"
@@ -93,6 +95,8 @@ def recipe_overrides(args: argparse.Namespace) -> list[str]:
     ]
     if args.epochs is not None:
         overrides.append(f"train.max_epochs={args.epochs}")
+    if args.model == "bottleneck":  # distillation needs its teacher: the fused synergy run
+        overrides.append(f"distill.teacher={json.dumps(str(args.teacher))}")
     return overrides
 
 
@@ -164,6 +168,12 @@ def main() -> None:
     parser.add_argument("--frozen-stages", type=int, default=5, help="K of freeze 'stages:K'")
     parser.add_argument("--cache-dir", type=Path, default=None, help="sample + stage cache")
     parser.add_argument("--model", choices=sorted(RECIPES), default="image", help="recipe")
+    parser.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        help="--model bottleneck: the teacher's model folder (default: the synergy run's)",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--batch-size", type=int, default=32, help="--timing only")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
@@ -175,6 +185,7 @@ def main() -> None:
     args.out = args.out or REPO_ROOT / "runs" / f"bench_ham10000_{args.model}"
     # One cache for both recipes: the second run reads the first one's frozen-stage outputs.
     args.cache_dir = args.cache_dir or args.out.parent / "bench_ham10000_cache"
+    args.teacher = args.teacher or args.out.parent / "bench_ham10000_synergy" / "run" / "model"
     if args.timing:
         timing(args)
         return
