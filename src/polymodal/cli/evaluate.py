@@ -38,6 +38,12 @@ def evaluate(
         False,
         help="Average the probabilities over the images' dihedral views (8; 4 if not square).",
     ),
+    calibrated: bool = typer.Option(
+        True,
+        "--calibrated/--uncalibrated",
+        help="Apply the model folder's recalibration and conformal sets (calibration.json, "
+        "conformal.json); --uncalibrated scores the model's own probabilities (the 'before').",
+    ),
     subsets: bool = typer.Option(True, help="Score every non-empty subset of modalities."),
     n_boot: int = typer.Option(1000, min=1, help="Bootstrap resamples by patient group."),
     specificity: float = typer.Option(
@@ -69,7 +75,11 @@ def evaluate(
 
     setup_process()  # threads for this process, allocator buffers kept across batches
     predictor = Predictor.load(
-        model_dir, device=resolve_device(device), tta=tta, cache_dir=cache_dir
+        model_dir,
+        device=resolve_device(device),
+        tta=tta,
+        cache_dir=cache_dir,
+        calibrated=calibrated,
     )
     cohort_spec = load_spec(spec) if spec is not None else predictor.loaded.spec
     # Another table is other patients: a same-named file beside the training data is not theirs.

@@ -495,7 +495,7 @@ def compare_predictions(
 
 
 def _cohort(kept: KeptPredictions) -> dict[str, Any]:
-    keys = ("cohort", "manifest", "split", "tta_views")
+    keys = ("cohort", "manifest", "split", "tta_views", "recalibration")
     return {key: kept.settings.get(key) for key in keys}
 
 

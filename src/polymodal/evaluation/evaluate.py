@@ -75,6 +75,10 @@ def evaluate_model(
             "population": "all labelled rows of the split; modalities outside a subset masked",
             # Test-time augmentation: the dihedral views whose probabilities were averaged.
             "tta_views": list(predictor.views) if predictor.tta else None,
+            # The folder's recalibration (method per target) and conformal coverage, or None
+            # where the predictor scored the model's own probabilities (calibrated=False).
+            "recalibration": _recalibration(predictor),
+            "conformal_coverage": predictor.conformal.coverage if predictor.conformal else None,
             # For reports: the cohort, when, and the model's core, config and training cohort.
             "cohort": cohort.spec.name,
             "evaluated_at": evaluated_at(),
@@ -111,6 +115,13 @@ def evaluate_model(
                 result.add(target, info["kind"], subset, ci, classes=info.get("classes"))
             bar.advance(task)
     return result
+
+
+def _recalibration(predictor: Predictor) -> dict[str, str] | None:
+    """``{target: method}`` of the recalibration the predictor applies; None without one."""
+    if predictor.recalibration is None:
+        return None
+    return {t: fitted.method for t, fitted in predictor.recalibration.targets.items()}
 
 
 def _add_coverage(
