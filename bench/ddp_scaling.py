@@ -6,6 +6,11 @@ batch = global ÷ devices), launched as a user launches it (``polymodal fit`` in
 process; Lightning starts the other ranks). Samples/s is training rows ÷ the median
 ``train/epoch_seconds`` of the epochs after the first (the first builds caches).
 
+On CPU processes BatchNorm keeps per-process statistics (PyTorch's SyncBatchNorm runs on CUDA
+only), so the demo's image and volume encoders normalise over each rank's half of the batch and
+the runs drift apart a little; on GPUs the statistics are synchronised. The report gives the
+largest weight difference and the BatchNorm statistics' difference separately.
+
 Usage::
 
     python bench/ddp_scaling.py                                   # CPU: 1 vs 2 processes (gloo)
@@ -23,6 +28,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from safetensors.torch import load_file
 
 from _common import load_average, machine, table, write_report
 from polymodal.datasets.demo import make_demo_cohort
@@ -53,7 +59,9 @@ def fit(spec: Path, out: Path, accelerator: str, devices: int, args) -> float:
     for item in settings:
         command += ["--set", item]
     started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return time.perf_counter() - started
 
 
@@ -71,6 +79,32 @@ def summary(run: Path, train_rows: int) -> dict:
     }
 
 
+def per_epoch(runs: dict[int, Path]) -> list[str]:
+    """A table of every epoch: each run's training seconds and validation AUROC, side by side."""
+    columns = {}
+    for devices, run in runs.items():
+        metrics = pd.read_csv(run / "logs" / "metrics.csv")
+        seconds = metrics.dropna(subset=["train/epoch_seconds"]).set_index("epoch")
+        val = metrics.dropna(subset=["val/label/auroc"]).set_index("epoch")
+        columns[f"{devices} proc. s"] = seconds["train/epoch_seconds"].map("{:.0f}".format)
+        columns[f"{devices} proc. val AUROC"] = val["val/label/auroc"].map("{:.6f}".format)
+    frame = pd.DataFrame(columns)
+    rows = [
+        [int(epoch), *cells]
+        for epoch, cells in zip(frame.index, frame.to_numpy().tolist(), strict=True)
+    ]
+    return table(["epoch", *frame.columns], rows, "r" * (1 + len(frame.columns)))
+
+
+def weights_gap(first: Path, other: Path, statistics: bool = False) -> float:
+    """The largest absolute difference between two runs' saved weights (``statistics``: their
+    BatchNorm running statistics instead, which DDP takes from rank 0's share of each batch)."""
+    a = load_file(first / "model" / "model.safetensors")
+    b = load_file(other / "model" / "model.safetensors")
+    keys = [k for k in a if ("running_" in k) == statistics and "num_batches" not in k]
+    return max((float((a[k].float() - b[k].float()).abs().max()) for k in keys), default=0.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accelerator", default="cpu")
@@ -80,13 +114,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32, help="global batch")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "bench_ddp")
     args = parser.parse_args()
-    cohort = args.out / "cohort"
+    load_start = load_average()
+    # One folder per size: a small trial run's cohort is never reused at full size.
+    cohort = args.out / f"cohort_{args.rows}"
     if not (cohort / "spec.yaml").is_file():
         make_demo_cohort(cohort, n=args.rows, seed=0, image_size=32, volume_size=16)
     train_rows = int((pd.read_csv(cohort / "manifest.csv")["split"] == "train").sum())
-    rows, results = [], {}
+    rows, results, runs = [], {}, {}
     for devices in args.devices:
-        run = args.out / f"devices_{devices}"
+        run = runs[devices] = args.out / f"devices_{devices}"
         wall = fit(cohort / "spec.yaml", run, args.accelerator, devices, args)
         results[devices] = {**summary(run, train_rows), "wall s": wall}
     base = results[args.devices[0]]
@@ -109,7 +145,8 @@ def main() -> None:
         "",
         f"Command: `python {' '.join(sys.argv)}`",
         "",
-        f"Machine: {machine()}; load average at the end {load_average():.1f}.",
+        f"Machine: {machine()}; load average {load_start:.1f} at the start, "
+        f"{load_average():.1f} at the end (a shared machine: other processes only add time).",
         f"Demo cohort, {args.rows} rows ({train_rows} training), synergy D = 64, global batch "
         f"{args.batch}, {args.epochs} epochs; samples/s from the median epoch after the first.",
         "",
@@ -126,6 +163,18 @@ def main() -> None:
             ],
             rows,
         ),
+        "",
+        "Every epoch (training seconds, validation AUROC on the whole validation split):",
+        "",
+        *per_epoch(runs),
+        "",
+        "Largest absolute difference from the first run's model: "
+        + "; ".join(
+            f"{d} processes: weights {weights_gap(runs[args.devices[0]], runs[d]):.2e}, "
+            f"BatchNorm running statistics {weights_gap(runs[args.devices[0]], runs[d], True):.2e}"
+            for d in args.devices[1:]
+        )
+        + ".",
     ]
     print(
         write_report(REPO_ROOT / "bench" / "results" / f"ddp_scaling_{args.accelerator}.md", lines)
