@@ -14,7 +14,8 @@ largest weight difference and the BatchNorm statistics' difference separately.
 Usage::
 
     python bench/ddp_scaling.py                                   # CPU: 1 vs 2 processes (gloo)
-    python bench/ddp_scaling.py --accelerator gpu --devices 1 2 4 8 --rows 20000 --batch 256
+    python bench/ddp_scaling.py --accelerator gpu --devices 1 2 4 8 --rows 20000 --batch 256 \
+        --workers 4
 
 Writes ``bench/results/ddp_scaling_<accelerator>.md``.
 """
@@ -53,6 +54,7 @@ def fit(spec: Path, out: Path, accelerator: str, devices: int, args) -> float:
         f"train.strategy={'ddp' if devices > 1 else 'auto'}",
         f"train.batch_size={args.batch // devices}",
         f"train.max_epochs={args.epochs}",
+        f"train.num_workers={args.workers}",
         f"train.cache_dir={out.parent / 'cache'}",
     ]
     command = [sys.executable, "-m", "polymodal", "fit", str(spec), "-o", str(out)]
@@ -112,6 +114,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=600, help="demo cohort rows")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch", type=int, default=32, help="global batch")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="loader workers per process (GPUs: several)"
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "bench_ddp")
     args = parser.parse_args()
     load_start = load_average()
@@ -148,7 +153,8 @@ def main() -> None:
         f"Machine: {machine()}; load average {load_start:.1f} at the start, "
         f"{load_average():.1f} at the end (a shared machine: other processes only add time).",
         f"Demo cohort, {args.rows} rows ({train_rows} training), synergy D = 64, global batch "
-        f"{args.batch}, {args.epochs} epochs; samples/s from the median epoch after the first.",
+        f"{args.batch}, {args.epochs} epochs, {args.workers} loader workers per process; "
+        "samples/s from the median epoch after the first.",
         "",
         *table(
             [
