@@ -55,6 +55,7 @@ def fit(spec: Path, out: Path, accelerator: str, devices: int, args) -> float:
         f"train.batch_size={args.batch // devices}",
         f"train.max_epochs={args.epochs}",
         f"train.num_workers={args.workers}",
+        f"train.precision={args.precision}",
         f"train.cache_dir={out.parent / 'cache'}",
     ]
     command = [sys.executable, "-m", "polymodal", "fit", str(spec), "-o", str(out)]
@@ -117,6 +118,7 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=0, help="loader workers per process (GPUs: several)"
     )
+    parser.add_argument("--precision", default="32", help="train.precision, e.g. bf16-mixed")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "bench_ddp")
     args = parser.parse_args()
     load_start = load_average()
@@ -153,7 +155,8 @@ def main() -> None:
         f"Machine: {machine()}; load average {load_start:.1f} at the start, "
         f"{load_average():.1f} at the end (a shared machine: other processes only add time).",
         f"Demo cohort, {args.rows} rows ({train_rows} training), synergy D = 64, global batch "
-        f"{args.batch}, {args.epochs} epochs, {args.workers} loader workers per process; "
+        f"{args.batch}, {args.epochs} epochs, {args.workers} loader workers per process, "
+        f"precision {args.precision}; "
         "samples/s from the median epoch after the first.",
         "",
         *table(
