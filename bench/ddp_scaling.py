@@ -17,7 +17,7 @@ Usage::
     python bench/ddp_scaling.py --accelerator gpu --devices 1 2 4 8 --rows 20000 --batch 256 \
         --workers 4
 
-Writes ``bench/results/ddp_scaling_<accelerator>.md``.
+Writes ``bench/results/ddp_scaling_<accelerator>[_<precision>].md`` (no suffix for 32-bit).
 """
 
 from __future__ import annotations
@@ -185,9 +185,9 @@ def main() -> None:
         )
         + ".",
     ]
-    print(
-        write_report(REPO_ROOT / "bench" / "results" / f"ddp_scaling_{args.accelerator}.md", lines)
-    )
+    stem = f"ddp_scaling_{args.accelerator}"
+    stem += "" if args.precision == "32" else f"_{args.precision}"
+    print(write_report(REPO_ROOT / "bench" / "results" / f"{stem}.md", lines))
 
 
 if __name__ == "__main__":
