@@ -14,6 +14,7 @@ Usage::
     python bench/tune_demo.py [--trials 20] [--n 2000] [--epochs 10] [--out runs/tune_demo]
     python bench/tune_demo.py --trials 2 --n 300 --epochs 1 --name tune_demo_smoke \
         --out runs/tune_demo_smoke                                          # smoke run
+    python bench/tune_demo.py ... --reuse   # an interrupted run: keep its default arm and trials
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import json
 import sys
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +75,7 @@ def main() -> None:
             f"train.cache_dir={(args.out / 'cache').resolve()}",
         ),
     )
-    default = fit_default(spec, base, args.out / "default")
+    default = fit_default(spec, base, args.out / "default", args.reuse)
     tuned = run_search(spec, base, args.out / "search", args)
     # The test split, once per arm, after both are chosen.
     cohort = load_cohort(spec)
@@ -82,7 +84,11 @@ def main() -> None:
     report(args, spec, default, tuned)
 
 
-def fit_default(spec: CohortSpec, base: BaseConfig, out: Path) -> dict[str, Any]:
+def fit_default(
+    spec: CohortSpec, base: BaseConfig, out: Path, reuse: bool = False
+) -> dict[str, Any]:
+    if reuse and (out / "model" / "config.json").is_file():
+        return reused_default(out)
     start = time.perf_counter()
     result = fit(spec, out, base.load(), progress=False)
     return {
@@ -95,9 +101,23 @@ def fit_default(spec: CohortSpec, base: BaseConfig, out: Path) -> dict[str, Any]
     }
 
 
-def run_search(spec: CohortSpec, base: BaseConfig, out: Path, args: argparse.Namespace) -> dict:
-    start = time.perf_counter()
+def reused_default(out: Path) -> dict[str, Any]:
+    """The default arm of an earlier run in ``out``: its model folder's monitor and best score;
+    its time from the first line of its fit log to the model folder's config."""
+    config = out / "model" / "config.json"
+    saved = json.loads(config.read_text())
+    first = (out / "logs" / "fit.log").read_text().split(",", 1)[0]
+    started = datetime.strptime(first, "%Y-%m-%d %H:%M:%S").timestamp()
+    return {
+        "arm": "default config",
+        "model": str(out / "model"),
+        "monitor": saved["monitor"],
+        "val": saved["best_score"],
+        "seconds": config.stat().st_mtime - started,
+    }
 
+
+def run_search(spec: CohortSpec, base: BaseConfig, out: Path, args: argparse.Namespace) -> dict:
     def progress(trial: Any) -> None:
         value = "" if trial.value is None else f" {trial.value:.4f}"
         print(f"trial {trial.number}: {trial.state.name.lower()}{value} {trial.params}", flush=True)
@@ -112,11 +132,19 @@ def run_search(spec: CohortSpec, base: BaseConfig, out: Path, args: argparse.Nam
         "model": str(out / best.user_attrs["folder"] / "model"),
         "monitor": result.monitor,
         "val": best.value,
-        "seconds": time.perf_counter() - start,
+        "seconds": search_seconds(study),
         "trial": best.number,
         "params": best.params,
         "states": dict(Counter(t.state.name.lower() for t in study.trials)),
     }
+
+
+def search_seconds(study: optuna.Study) -> float:
+    """From the first trial's start to the last finished trial's end (a resumed study: the
+    trials of every run, without the time between runs' trials)."""
+    starts = [t.datetime_start for t in study.trials if t.datetime_start is not None]
+    ends = [t.datetime_complete for t in study.trials if t.datetime_complete is not None]
+    return (max(ends) - min(starts)).total_seconds() if starts and ends else float("nan")
 
 
 def test_score(model: Path, cohort: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -182,6 +210,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "tune_demo")
     parser.add_argument("--name", default="tune_demo", help="stem of the result files")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep a finished default arm in --out; the study resumes up to --trials finished",
+    )
     return parser.parse_args()
 
 
