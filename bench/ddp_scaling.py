@@ -55,9 +55,10 @@ def fit(spec: Path, out: Path, accelerator: str, devices: int, args) -> float:
         f"train.batch_size={args.batch // devices}",
         f"train.max_epochs={args.epochs}",
         f"train.num_workers={args.workers}",
-        f"train.precision={args.precision}",
         f"train.cache_dir={out.parent / 'cache'}",
     ]
+    if args.precision != "32":  # "32" on the command line would be read as a number
+        settings.append(f"train.precision={args.precision}")
     command = [sys.executable, "-m", "polymodal", "fit", str(spec), "-o", str(out)]
     for item in settings:
         command += ["--set", item]
