@@ -31,6 +31,7 @@ def keep(
     *,
     info: dict = BINARY,
     model: str = "runs/x/model",
+    subset: tuple[str, ...] = ("image",),
 ) -> KeptPredictions:
     """Write and read back a predictions file of one target 'label' and one subset, through
     the same collector and writer evaluate uses."""
@@ -47,8 +48,8 @@ def keep(
     }
     collector.add(batch, predictions)
     table = predictions_table(
-        {("image",): collector},
-        {"image": np.ones(len(ids), dtype=bool)},
+        {subset: collector},
+        {modality: np.ones(len(ids), dtype=bool) for modality in subset},
         {"label": info},
         {"model": model, "split": "test", "specificity": 0.9, "cohort": "synthetic"},
     )
@@ -187,6 +188,36 @@ def test_rows_that_do_not_match_are_refused_naming_the_ids(tmp_path: Path) -> No
     regrouped = keep(tmp_path / "d.parquet", ids, ["p"] * 20, y, b)
     with pytest.raises(ComparisonError, match=r"other patients .* different cohorts"):
         compare_predictions({"A": kept_a, "B": regrouped}, n_boot=100)
+
+
+def test_a_fused_model_is_paired_with_its_single_modality_twin_on_own_inputs(
+    tmp_path: Path,
+) -> None:
+    # The fused model was scored with both its modalities, its image-only twin with the image:
+    # no subset is shared, so the plain comparison refuses and names --own-inputs.
+    y, a, b = binary_pair(n=400, gap=1.6)
+    ids = [f"s{i}" for i in range(len(y))]
+    fused = keep(tmp_path / "f.parquet", ids, ids, y, a, subset=("image", "table"))
+    image = keep(tmp_path / "i.parquet", ids, ids, y, b, subset=("image",))
+    with pytest.raises(ComparisonError, match="--own-inputs"):
+        compare_predictions({"fused": fused, "image": image}, n_boot=200)
+    comparison = compare_predictions({"fused": fused, "image": image}, n_boot=200, own_inputs=True)
+    auroc = rows(comparison, "auroc")[0]
+    assert auroc.subset == "image + table vs image"
+    assert auroc.verdict == "fused better" and auroc.low > 0
+    assert comparison.settings["subsets"] == "each model's own inputs"
+    # The pairing is by sample id: the twin's rows in another order give the same difference.
+    order = np.random.default_rng(1).permutation(len(y))
+    shuffled = keep(
+        tmp_path / "s.parquet",
+        [ids[i] for i in order],
+        [ids[i] for i in order],
+        y[order],
+        b[order],
+        subset=("image",),
+    )
+    again = compare_predictions({"fused": fused, "image": shuffled}, n_boot=200, own_inputs=True)
+    assert rows(again, "auroc")[0].difference == pytest.approx(auroc.difference)
 
 
 def run_main(monkeypatch: pytest.MonkeyPatch, capsys, *args: str) -> tuple[int, str]:

@@ -79,6 +79,12 @@ def compare(
         0.5, min=0.0, max=1.0, help="Decision threshold of accuracy, F1 and McNemar's test."
     ),
     seed: int = typer.Option(0, help="Bootstrap seed."),
+    own_inputs: bool = typer.Option(
+        False,
+        "--own-inputs",
+        help="Pair each model with all its own modalities (a fused model against its "
+        "single-modality twin) instead of the modality subsets the models share.",
+    ),
 ) -> None:
     """Paired differences of every metric with CIs, p-values and Holm-adjusted verdicts."""
     from polymodal.evaluation.compare import ComparisonError, compare_predictions
@@ -102,6 +108,7 @@ def compare(
         alpha=alpha,
         threshold=threshold,
         metrics=metric or None,
+        own_inputs=own_inputs,
     )
     comparison.print_rich(console)
     out.mkdir(parents=True, exist_ok=True)

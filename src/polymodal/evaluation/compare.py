@@ -245,15 +245,45 @@ def shared_subsets(kept: Mapping[str, KeptPredictions]) -> list[tuple[str, ...]]
     if not shared:
         raise ComparisonError(
             "no modality subset was evaluated for every model; evaluate the models on "
-            "modalities they share (polymodal evaluate scores every subset by default)"
+            "modalities they share (polymodal evaluate scores every subset by default), or "
+            "compare each model on all its own modalities with --own-inputs (own_inputs=True), "
+            "e.g. a fused model against its single-modality twin"
         )
     return shared
 
 
-def check_same_rows(kept: Mapping[str, KeptPredictions], subset: tuple[str, ...]) -> None:
-    """Same split, same sample ids (each once), same patient per id in every model's file."""
+def own_inputs(kept: Mapping[str, KeptPredictions]) -> dict[str, tuple[str, ...]]:
+    """Each model's subset of every modality it takes (a fused model against its image-only
+    twin: the question is whether adding the table helps, so each side gets all its inputs)."""
+    chosen = {}
+    for name, k in kept.items():
+        full = [s for s in k.subsets if set(s) == set(k.modalities)]
+        if not full:
+            raise ComparisonError(
+                f"{name} ({k.path}) was not evaluated with all its modalities "
+                f"({subset_name(k.modalities)}); evaluate it without a subset restriction"
+            )
+        chosen[name] = full[0]
+    return chosen
+
+
+def paired_subsets(
+    kept: Mapping[str, KeptPredictions], own: bool
+) -> list[dict[str, tuple[str, ...]]]:
+    """Which subset of each model's predictions is paired with which: one entry per shared
+    subset (every model on the same modalities), or one entry of each model's own inputs."""
+    if own:
+        return [own_inputs(kept)]
+    return [dict.fromkeys(kept, subset) for subset in shared_subsets(kept)]
+
+
+def check_same_rows(
+    kept: Mapping[str, KeptPredictions], subsets: Mapping[str, tuple[str, ...]]
+) -> None:
+    """Same split, same sample ids (each once), same patient per id in every model's file
+    (``subsets``: the subset of each model's rows that is paired)."""
     (first_name, first), *others = kept.items()
-    rows = first.subset_rows(subset)
+    rows = first.subset_rows(subsets[first_name])
     ids = rows["sample_id"].to_pylist()
     repeated = sorted(i for i, count in Counter(ids).items() if count > 1)
     if repeated:
@@ -268,7 +298,7 @@ def check_same_rows(kept: Mapping[str, KeptPredictions], subset: tuple[str, ...]
                 f"{name} was evaluated on the {other.settings.get('split')!r} split, "
                 f"{first_name} on {first.settings.get('split')!r}; compare models on the same split"
             )
-        theirs = other.subset_rows(subset)
+        theirs = other.subset_rows(subsets[name])
         their_ids = theirs["sample_id"].to_pylist()
         only_first, only_other = set(ids) - set(their_ids), set(their_ids) - set(ids)
         if only_first or only_other or len(their_ids) != len(ids):
@@ -417,6 +447,7 @@ def compare_predictions(
     alpha: float = 0.05,
     threshold: float = 0.5,
     metrics: Sequence[str] | None = None,
+    own_inputs: bool = False,
 ) -> Comparison:
     """Compare every pair of models (``{name: kept predictions}``, two or more) metric by metric.
 
@@ -425,6 +456,8 @@ def compare_predictions(
         alpha: family-wise error rate of the Holm-adjusted verdicts.
         threshold: decision threshold of accuracy and F1 for yes/no outcomes.
         metrics: compare only these metrics (``auroc`` also selects ``auroc[class]``).
+        own_inputs: pair each model's predictions with all its own modalities (a fused model
+            against its single-modality twin) instead of the modality subsets they share.
 
     Raises:
         ComparisonError: fewer than two models, no shared target or subset, or rows that do not
@@ -433,8 +466,8 @@ def compare_predictions(
     if len(kept) < 2:
         raise ComparisonError(f"compare needs at least two models, got {len(kept)}")
     target_names = shared_targets(kept)
-    subsets = shared_subsets(kept)
-    check_same_rows(kept, subsets[0])
+    pairings = paired_subsets(kept, own_inputs)
+    check_same_rows(kept, pairings[0])
     first = next(iter(kept.values()))
     specificity = float(first.settings.get("specificity", 0.9))
     comparison = Comparison(
@@ -451,10 +484,12 @@ def compare_predictions(
             "specificity": specificity,
             "split": first.settings.get("split"),
             "test": "paired bootstrap of patients; Holm over every row",
+            "subsets": "each model's own inputs" if own_inputs else "shared",
         },
     )
     for name_a, name_b in itertools.combinations(kept, 2):
-        for subset, target in itertools.product(subsets, target_names):
+        for pairing, target in itertools.product(pairings, target_names):
+            subset, subset_b = pairing[name_a], pairing[name_b]
             info = first.targets[target]
             options = MetricOptions(
                 classes=info.get("classes"),
@@ -466,7 +501,7 @@ def compare_predictions(
             if len(rows.ids) == 0:
                 continue
             prediction_b = _aligned(
-                rows, kept[name_b].arrays(subset, target), (name_a, name_b), target
+                rows, kept[name_b].arrays(subset_b, target), (name_a, name_b), target
             )
             found, left_out = _compare_target(
                 targets.get(info["kind"]),
@@ -479,9 +514,10 @@ def compare_predictions(
                 level=level,
             )
             comparison.not_compared.setdefault(target, {}).update(left_out)
-            comparison.rows += [
-                MetricComparison(name_a, name_b, target, subset_name(subset), **r) for r in found
-            ]
+            label = subset_name(subset)
+            if subset_b != subset:
+                label = f"{label} vs {subset_name(subset_b)}"
+            comparison.rows += [MetricComparison(name_a, name_b, target, label, **r) for r in found]
     comparison.not_compared = {t: m for t, m in comparison.not_compared.items() if m}
     if not comparison.rows:
         raise ComparisonError(
@@ -490,7 +526,7 @@ def compare_predictions(
             + "; see the metric names in the evaluation JSON"
         )
     _decide(comparison, alpha)
-    _describe_rows(comparison, first, subsets[0])
+    _describe_rows(comparison, first, next(iter(pairings[0].values())))
     return comparison
 
 
