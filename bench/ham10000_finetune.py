@@ -19,7 +19,8 @@ Usage::
     python bench/ham10000_finetune.py --model bottleneck # bottleneck + KD (synergy teacher) + GM
     python bench/ham10000_finetune.py --timing           # seconds per image / per step, 1 thread
     polymodal compare runs/bench_ham10000_synergy/predictions_one_view.parquet \
-        runs/bench_ham10000_image/predictions_one_view.parquet   # the paired difference
+        runs/bench_ham10000_image/predictions_one_view.parquet \
+        --name synergy --name image --own-inputs   # the paired difference, each on its inputs
 
 Skips (exit 0) when ../shared/data/ham10000 is absent. Prints the metrics and writes
 ``<out>/results.json``.
