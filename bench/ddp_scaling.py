@@ -6,10 +6,12 @@ batch = global ÷ devices), launched as a user launches it (``polymodal fit`` in
 process; Lightning starts the other ranks). Samples/s is training rows ÷ the median
 ``train/epoch_seconds`` of the epochs after the first (the first builds caches).
 
-On CPU processes BatchNorm keeps per-process statistics (PyTorch's SyncBatchNorm runs on CUDA
-only), so the demo's image and volume encoders normalise over each rank's half of the batch and
-the runs drift apart a little; on GPUs the statistics are synchronised. The report gives the
-largest weight difference and the BatchNorm statistics' difference separately.
+The runs differ by float rounding (the summation order changes with the process count, as it
+does with the thread count) and, on CPU processes, by BatchNorm statistics taken per process
+(PyTorch's SyncBatchNorm runs on CUDA only; on GPUs they are synchronised). The report gives
+the largest weight difference and the BatchNorm statistics' difference separately. On a CPU
+with other work on it, give each process one thread (``POLYMODAL_NUM_THREADS=1``): two threads
+that wait for each other on a busy core can make one process several times slower.
 
 Usage::
 
