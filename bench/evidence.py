@@ -84,6 +84,7 @@ HAM_ENCODERS = [
 ]
 SYNERGY, STUDENT, CONCAT = "synergy", "PB+KD+GM", "concat"
 COVERAGE = 0.9
+CV_PENDING = "Not run yet (the report is rewritten when it ends)."
 
 
 def main() -> None:
@@ -108,6 +109,8 @@ def main() -> None:
     sections = (models, evaluations, comparison, calibration, conformal)
     # Written before the cross-validation too, so that its folds' hours never cost the rest.
     report(args, cohort_facts(spec, cohort, args, time.perf_counter() - start), *sections, None)
+    if not args.folds:
+        return
     cv = cv_section(spec, synergy_run(common, calibrated=False), args)
     report(args, cohort_facts(spec, cohort, args, time.perf_counter() - start), *sections, cv)
 
@@ -211,15 +214,16 @@ def fit_models(spec: CohortSpec, args: argparse.Namespace, common: list[str]) ->
     }
     models = {}
     for name, plan in plans.items():
+        if name not in args.models:
+            continue
         run_dir = args.out / name
-        begun = time.perf_counter()
         if not (args.reuse and (run_dir / "model" / "config.json").is_file()):
             fit(spec, run_dir, plan(), progress=False)
         logged = pd.read_csv(run_dir / "logs" / "metrics.csv")
         models[name] = {
             "model": str(run_dir / "model"),
             "epochs": int(logged["epoch"].max()) + 1,
-            "fit_minutes": (time.perf_counter() - begun) / 60,
+            "epoch_minutes": epoch_minutes(run_dir),
         }
         print(f"{name}: {models[name]}", flush=True)
     return models
@@ -261,7 +265,7 @@ def compare_models(evaluations: dict, args: argparse.Namespace) -> Comparison:
     """Every pair of the three models on every table metric of the first target."""
     _, kind, _ = metrics_of(evaluations[SYNERGY])
     comparison = compare_predictions(
-        {name: evaluations[name]["kept"] for name in (SYNERGY, STUDENT, CONCAT)},
+        {name: evaluations[name]["kept"] for name in args.models},
         n_boot=args.n_boot,
         seed=args.seed,
         metrics=list(targets.get(kind).table_metrics),
@@ -320,7 +324,6 @@ def conformal_section(synergy: dict, evaluations: dict) -> dict:
 
 def cv_section(spec: CohortSpec, run: RunConfig, args: argparse.Namespace) -> dict:
     """``polymodal cv`` of the synergy recipe: K grouped folds over the non-test rows."""
-    begun = time.perf_counter()
     done = args.out / "cv" / "cv.json"
     if args.reuse and done.is_file():
         summary = json.loads(done.read_text())
@@ -352,8 +355,15 @@ def cv_section(spec: CohortSpec, run: RunConfig, args: argparse.Namespace) -> di
         ],
         "across": summary["across_folds"][target][metric],
         "pooled": pooled,
-        "minutes": (time.perf_counter() - begun) / 60,
+        "epoch_minutes": sum(epoch_minutes(run) for run in (args.out / "cv").glob("fold_*")),
     }
+
+
+def epoch_minutes(run_dir: Path) -> float:
+    """Minutes of a run's training and validation epochs, from its own log (so that a fit
+    reused from an earlier call is timed too)."""
+    logged = pd.read_csv(run_dir / "logs" / "metrics.csv")
+    return float(logged[["train/epoch_seconds", "val/epoch_seconds"]].sum().sum()) / 60
 
 
 # ---- the report ----------------------------------------------------------------------------------
@@ -465,7 +475,7 @@ def cv_lines(cv: dict) -> list[str]:
         f"Mean over {len(values)} folds {mean}{interval} (95 % t-interval); SD "
         f"{across['sd'] or float('nan'):.3f}, range {min(values):.3f}–{max(values):.3f}. Pooled "
         f"out-of-fold predictions: {cell(cv['pooled'])} (patient bootstrap). "
-        f"{cv['minutes']:.1f} min.",
+        f"Epochs of the {len(values)} fits: {cv['epoch_minutes']:.1f} min.",
     ]
 
 
@@ -477,12 +487,13 @@ def models_lines(models: dict, evaluations: dict) -> list[str]:
         [
             name,
             info["epochs"],
-            f"{info['fit_minutes']:.1f}",
+            f"{info['epoch_minutes']:.1f}",
             cell(metrics_of(evaluations[name])[2][metric]),
         ]
         for name, info in models.items()
     ]
-    return table(["model", "epochs run", "fit minutes", f"{target} {metric} (test)"], rows, "lrrr")
+    header = ["model", "epochs run", "minutes (epochs)", f"{target} {metric} (test)"]
+    return table(header, rows, "lrrr")
 
 
 def comparison_dict(comparison: Comparison) -> dict:
@@ -503,7 +514,13 @@ def report(args, facts, models, evaluations, comparison, calibration, conformal,
         f"Command: `python bench/evidence.py {' '.join(args.argv)}`",
         "",
         f"Machine: {machine(args.threads)} (shared; load average {facts['load_average']:.1f} at "
-        f"the end); total {facts['minutes']:.1f} min.",
+        f"the end); this call {facts['minutes']:.1f} min"
+        + (
+            " (with --reuse, fits and CV already in the run folder are read, not redone; the "
+            "tables give their epochs' minutes from their logs)."
+            if args.reuse
+            else "."
+        ),
         f"Cohort: {facts['cohort']} ({splits}); target {facts['target']} ({facts['kind']}). "
         f"Every fit trains on train and selects its epoch on val (max {args.epochs} epochs, batch {args.batch_size}); "
         f"recalibration and conformal thresholds are fitted on val; test is scored once. 95 % "
@@ -525,9 +542,9 @@ def report(args, facts, models, evaluations, comparison, calibration, conformal,
         "",
         *conformal_lines(conformal),
         "",
-        f"## {args.folds}-fold grouped cross-validation of synergy (non-test rows)",
+        f"## Grouped cross-validation of synergy ({args.folds} folds of the non-test rows)",
         "",
-        *(cv_lines(cv) if cv else ["Not run yet (the report is rewritten when it ends)."]),
+        *(cv_lines(cv) if cv else [CV_PENDING if args.folds else "Not run (`--folds 0`)."]),
     ]
     stem = RESULTS / args.name
     write_report(stem.with_suffix(".md"), lines)
@@ -553,7 +570,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cohort", choices=("demo", "ham10000"), default="demo")
     parser.add_argument("--n", type=int, default=2000, help="demo cohort rows")
     parser.add_argument("--epochs", type=int, default=10, help="max epochs of every fit")
-    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--folds", type=int, default=5, help="0: no cross-validation")
+    parser.add_argument(
+        "--models",
+        default=f"{SYNERGY},{STUDENT},{CONCAT}",
+        help="comma-separated, synergy first (it is the teacher and gets the calibration)",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="of every fit")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-boot", type=int, default=1000)
@@ -566,6 +588,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--name", help="stem of the result files (default evidence_<cohort>)")
     args = parser.parse_args()
     args.argv = sys.argv[1:]
+    args.models = args.models.split(",")
+    if args.models[0] != SYNERGY or len(args.models) < 2:
+        parser.error(f"--models: {SYNERGY} first, and at least one more of {STUDENT}, {CONCAT}")
     if args.quick:
         args.n, args.epochs, args.n_boot = 300, 1, 200
     suffix = "_quick" if args.quick else ""
