@@ -10,7 +10,7 @@ The runs differ by float rounding (the summation order changes with the process 
 does with the thread count) and, on CPU processes, by BatchNorm statistics taken per process
 (PyTorch's SyncBatchNorm runs on CUDA only; on GPUs they are synchronised). The report gives
 the largest weight difference and the BatchNorm statistics' difference separately. On a CPU
-with other work on it, give each process one thread (``POLYMODAL_NUM_THREADS=1``): two threads
+with other work on it, give each process one thread (``--threads 1``): two threads
 that wait for each other on a busy core can make one process several times slower.
 
 Usage::
@@ -59,6 +59,8 @@ def fit(spec: Path, out: Path, accelerator: str, devices: int, args) -> float:
         f"train.num_workers={args.workers}",
         f"train.cache_dir={out.parent / 'cache'}",
     ]
+    if args.threads is not None:
+        settings.append(f"train.num_threads={args.threads}")
     if args.precision != "32":  # "32" on the command line would be read as a number
         settings.append(f"train.precision={args.precision}")
     command = [sys.executable, "-m", "polymodal", "fit", str(spec), "-o", str(out)]
@@ -121,6 +123,9 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=0, help="loader workers per process (GPUs: several)"
     )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads per process (default: polymodal's)"
+    )
     parser.add_argument("--precision", default="32", help="train.precision, e.g. bf16-mixed")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "bench_ddp")
     args = parser.parse_args()
@@ -159,7 +164,8 @@ def main() -> None:
         f"{load_average():.1f} at the end (a shared machine: other processes only add time).",
         f"Demo cohort, {args.rows} rows ({train_rows} training), synergy D = 64, global batch "
         f"{args.batch}, {args.epochs} epochs, {args.workers} loader workers per process, "
-        f"precision {args.precision}; "
+        f"precision {args.precision}, torch threads per process "
+        f"{args.threads or 'as polymodal chooses'}; "
         "samples/s from the median epoch after the first.",
         "",
         *table(
