@@ -131,9 +131,11 @@ def bare_loop(spec_path: Path, cache_dir: Path, epochs: int) -> float:
     return min(times[1:] or times)
 
 
-def step_flops_ratio(spec_path: Path, cache_dir: Path) -> tuple[float, float]:
-    """(achieved training-step FLOP/s, matmul peak FLOP/s) at this process's threads."""
+def step_flops_ratio(spec_path: Path, cache_dir: Path, threads: int) -> tuple[float, float]:
+    """(achieved training-step FLOP/s, matmul peak FLOP/s), both at ``threads`` torch threads."""
     from torch.utils.flop_counter import FlopCounterMode
+
+    torch.set_num_threads(threads)
 
     run = load_run_config(None, DEMO_MODEL)
     cohort = load_cohort(load_spec(spec_path))
@@ -175,6 +177,27 @@ def step_flops_ratio(spec_path: Path, cache_dir: Path) -> tuple[float, float]:
         a @ b
     peak = 2 * n**3 * repeats / (time.perf_counter() - start)
     return achieved, peak
+
+
+def flops_rows(spec_path: Path, cache_dir: Path) -> list[tuple[str, str, str]]:
+    """The step's FLOP/s against the matmul peak at 1 thread and at every core, alternated
+    (best of 3 each): a small model's step may run faster on one thread than on two, and then
+    the thread setting, not the arithmetic, is what to change."""
+    threads = sorted({1, os.cpu_count() or 1})
+    best = {t: (0.0, 0.0) for t in threads}
+    for _ in range(3):
+        for t in threads:
+            achieved, peak = step_flops_ratio(spec_path, cache_dir, t)
+            best[t] = (max(best[t][0], achieved), max(best[t][1], peak))
+    torch.set_num_threads(max(threads))
+    return [
+        (
+            f"train step FLOP/s ÷ matmul peak, {t} thread(s)",
+            f"{a / p:.0%} ({a / 1e9:.1f} / {p / 1e9:.1f} GFLOP/s)",
+            "≥ 50 %",
+        )
+        for t, (a, p) in best.items()
+    ]
 
 
 def decode_cache_ratio(spec_path: Path, cache_dir: Path) -> float:
@@ -249,12 +272,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternated fit / loop rounds")
     parser.add_argument("--ham-rows", type=int, default=512, help="0 skips HAM10000")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "bench_pipeline")
+    parser.add_argument(
+        "--only-flops",
+        action="store_true",
+        help="measure only the FLOP/s rows (needs --out's fit0)",
+    )
     args = parser.parse_args()
     setup_process()
     out = args.out
     spec_path = make_demo_cohort(out / "demo", n=args.rows, seed=0, image_size=64, volume_size=32)
 
     rows: list[tuple[str, str, str]] = []
+    if args.only_flops:
+        rows = flops_rows(spec_path, out / "fit0" / "cache")
+        print(f"\nmachine: {machine_line()}")
+        print("\n".join(table(["figure", "measured", "target"], rows)))
+        return
     # Alternated rounds, fastest of each: the load of a shared machine changes by the minute.
     fit_seconds, loop_seconds = float("inf"), float("inf")
     for round_ in range(args.rounds):
@@ -268,14 +301,7 @@ def main() -> None:
             "≤ 1.1",
         )
     )
-    achieved, peak = step_flops_ratio(spec_path, out / "fit0" / "cache")
-    rows.append(
-        (
-            "train step FLOP/s ÷ matmul peak",
-            f"{achieved / peak:.0%} ({achieved / 1e9:.1f} / {peak / 1e9:.1f} GFLOP/s)",
-            "≥ 50 %",
-        )
-    )
+    rows += flops_rows(spec_path, out / "fit0" / "cache")
     if args.ham_rows > 0:
         pixels = ham_frozen_epoch(out, args.ham_rows, store=False)
         ham = ham_frozen_epoch(out, args.ham_rows, store=True)
