@@ -62,3 +62,13 @@ def test_allocator_buffers_kept_unless_turned_off(env, expected):
         env={runtime.KEEP_BUFFERS_ENV: env, "PATH": ""},
     ).stdout.split()
     assert out == [expected, expected]
+
+
+def test_ddp_ranks_on_one_machine_share_its_cores(monkeypatch):
+    monkeypatch.delenv(runtime.THREADS_ENV, raising=False)
+    # Two CPU ranks on 2 cores each took 2 threads (4 threads on 2 cores): each gets 1 now.
+    assert runtime.choose_num_threads(0, cores=2, processes=2)[0] == 1
+    assert runtime.choose_num_threads(1, cores=16, processes=2)[0] == 4
+    assert runtime.choose_num_threads(0, cores=16, processes=4)[0] == 4
+    assert runtime.choose_num_threads(3, cores=4, processes=4)[0] == 1  # never 0
+    assert "2 processes on this machine" in runtime.choose_num_threads(0, cores=2, processes=2)[1]

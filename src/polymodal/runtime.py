@@ -49,12 +49,16 @@ def available_cores() -> int:
 
 
 def choose_num_threads(
-    num_workers: int, requested: int | None = None, cores: int | None = None
+    num_workers: int,
+    requested: int | None = None,
+    cores: int | None = None,
+    processes: int = 1,
 ) -> tuple[int, str]:
     """Torch intra-op threads for the main process, and where the number came from.
 
     ``requested`` (``train.num_threads``) wins, then ``POLYMODAL_NUM_THREADS``, then
-    ``cores // (1 + num_workers)``, at least 1.
+    ``cores // (processes × (1 + num_workers))``, at least 1: ``processes`` training processes
+    on this machine (DDP ranks of one node) share its cores, each with its loader workers.
     """
     if requested is not None:
         return max(1, int(requested)), "train.num_threads"
@@ -70,12 +74,17 @@ def choose_num_threads(
             ) from None
         return max(1, value), THREADS_ENV
     cores = available_cores() if cores is None else cores
-    return max(1, cores // (1 + max(0, num_workers))), f"{cores} cores, {num_workers} workers"
+    processes = max(1, processes)
+    share = max(1, cores // (processes * (1 + max(0, num_workers))))
+    where = f"{cores} cores, {num_workers} workers"
+    return share, where if processes == 1 else f"{where}, {processes} processes on this machine"
 
 
-def configure_threads(num_workers: int = 0, requested: int | None = None) -> int:
+def configure_threads(
+    num_workers: int = 0, requested: int | None = None, processes: int = 1
+) -> int:
     """Set torch's intra-op threads for this process (see :func:`choose_num_threads`), log it."""
-    threads, why = choose_num_threads(num_workers, requested)
+    threads, why = choose_num_threads(num_workers, requested, processes=processes)
     torch.set_num_threads(threads)
     logger.info("torch threads: %d in the main process, 1 per loader worker (%s)", threads, why)
     return threads
@@ -121,7 +130,8 @@ def keep_allocator_buffers() -> bool:
     return ok
 
 
-def setup_process(num_workers: int = 0, num_threads: int | None = None) -> int:
-    """Both settings for a process that trains or runs a model; returns the thread count."""
+def setup_process(num_workers: int = 0, num_threads: int | None = None, processes: int = 1) -> int:
+    """Both settings for a process that trains or runs a model (one of ``processes`` on this
+    machine); returns the thread count."""
     keep_allocator_buffers()
-    return configure_threads(num_workers, num_threads)
+    return configure_threads(num_workers, num_threads, processes)

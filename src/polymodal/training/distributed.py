@@ -66,6 +66,12 @@ def planned_world(cfg: TrainConfig) -> int:
     return cfg.num_nodes * (cfg.devices if isinstance(cfg.devices, int) else 1)
 
 
+def processes_per_machine(cfg: TrainConfig) -> int:
+    """Training processes that share this machine's cores: one per device of the node (CPU
+    ranks, or the processes driving its GPUs); 1 when Lightning decides."""
+    return cfg.devices if isinstance(cfg.devices, int) else 1
+
+
 def is_distributed(cfg: TrainConfig) -> bool:
     """Whether ``cfg`` asks for more than one process."""
     return cfg.num_nodes > 1 or cfg.devices == "auto" or cfg.devices > 1

@@ -49,7 +49,7 @@ from polymodal.runtime import setup_process
 from polymodal.training.cache_log import CacheHitRate, sample_cache
 from polymodal.training.checkpoints import load_best_weights, verify_resume_checkpoint
 from polymodal.training.config import TrainConfig
-from polymodal.training.distributed import is_global_zero, trainer_options
+from polymodal.training.distributed import is_global_zero, processes_per_machine, trainer_options
 from polymodal.training.epoch_seeds import SeedEachEpoch
 from polymodal.training.loaders import make_loader
 from polymodal.training.mixing import BatchMixing
@@ -134,7 +134,8 @@ def fit(
         progress = False
     lock = RunLock(out_dir) if writer else nullcontext()
     with lock, log_to_file(out_dir / "logs" / "fit.log") if writer else nullcontext():
-        setup_process(run_config.train.num_workers, run_config.train.num_threads)
+        train = run_config.train
+        setup_process(train.num_workers, train.num_threads, processes_per_machine(train))
         L.seed_everything(run_config.train.seed, workers=True, verbose=False)
         prepared = _prepare(spec, out_dir, run_config, resume, cohort, preprocessor, allow_blocking)
         return _fit_prepared(spec, out_dir, prepared, warm_start, progress, callbacks or [])
