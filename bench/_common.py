@@ -11,6 +11,9 @@ from __future__ import annotations
 import math
 import os
 import platform
+import subprocess
+import sys
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,3 +82,16 @@ def write_report(path: Path, lines: Iterable[str]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return text
+
+
+def timed_cli_fit(spec: Path, out: Path, settings: Sequence[str]) -> float:
+    """``polymodal fit SPEC -o OUT --set …`` in a fresh process, as a user runs it; its
+    wall-clock seconds. A failed fit stops the benchmark with the command and its stderr."""
+    command = [sys.executable, "-m", "polymodal", "fit", str(spec), "-o", str(out)]
+    for item in settings:
+        command += ["--set", item]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    return time.perf_counter() - started

@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 
-from _common import load_average, machine, table, write_report
+from _common import load_average, machine, table, timed_cli_fit, write_report
 from polymodal.data.cache_index import ENTRIES_NAME, EntryIndex
 from polymodal.datasets.demo import make_demo_cohort
 
@@ -54,14 +52,7 @@ def fit(spec: Path, run: Path, epochs: int, cap_gb: float | None) -> float:
     settings = [*SETTINGS, f"train.max_epochs={epochs}", f"train.cache_dir={run / 'cache'}"]
     if cap_gb is not None:
         settings.append(f"train.cache_max_gb={cap_gb!r}")
-    command = [sys.executable, "-m", "polymodal", "fit", str(spec), "-o", str(run / "fit")]
-    for item in settings:
-        command += ["--set", item]
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    return time.perf_counter() - started
+    return timed_cli_fit(spec, run / "fit", settings)
 
 
 def cache_bytes(run: Path) -> int:

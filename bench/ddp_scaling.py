@@ -25,15 +25,13 @@ Writes ``bench/results/ddp_scaling_<accelerator>[_<precision>].md`` (no suffix f
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 from safetensors.torch import load_file
 
-from _common import load_average, machine, table, write_report
+from _common import load_average, machine, table, timed_cli_fit, write_report
 from polymodal.datasets.demo import make_demo_cohort
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -63,14 +61,7 @@ def fit(spec: Path, out: Path, accelerator: str, devices: int, args) -> float:
         settings.append(f"train.num_threads={args.threads}")
     if args.precision != "32":  # "32" on the command line would be read as a number
         settings.append(f"train.precision={args.precision}")
-    command = [sys.executable, "-m", "polymodal", "fit", str(spec), "-o", str(out)]
-    for item in settings:
-        command += ["--set", item]
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    return time.perf_counter() - started
+    return timed_cli_fit(spec, out, settings)
 
 
 def summary(run: Path, train_rows: int) -> dict:
