@@ -68,6 +68,21 @@ def make_tabular_cohort(folder: Path, n_patients: int = 30, seed: int = 0) -> Pa
     return folder / "spec.yaml"
 
 
+def make_scrambled_test_cohort(folder: Path) -> Path:
+    """:func:`make_tabular_cohort` with every test row's inputs and labels scrambled: a search
+    that never reads the test split scores its trials exactly as on the original cohort."""
+    spec_path = make_tabular_cohort(folder)
+    manifest = pd.read_csv(spec_path.parent / "manifest.csv", dtype=str)
+    test = manifest["split"] == "test"
+    rng = np.random.default_rng(1)
+    manifest.loc[test, ["x1", "x2"]] = rng.normal(scale=5, size=(test.sum(), 2)).round(4)
+    manifest.loc[test, "outcome"] = manifest.loc[test, "outcome"].map({"0": "1", "1": "0"})
+    manifest.loc[test, "grade"] = manifest.loc[test, "grade"].map({"a": "b", "b": "c", "c": "a"})
+    manifest.loc[test, "value"] = "0.0"
+    manifest.to_csv(spec_path.parent / "manifest.csv", index=False)
+    return spec_path
+
+
 def tabular_cohort(base: Path) -> Path:
     spec = base / "tabular_cohort" / "spec.yaml"
     return spec if spec.is_file() else make_tabular_cohort(spec.parent)

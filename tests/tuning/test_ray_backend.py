@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -23,7 +22,7 @@ from polymodal.cli import app, main
 from polymodal.data.spec import load_spec
 from polymodal.tuning import BaseConfig, load_space
 from polymodal.tuning.ray_backend import RayOptions, tune_with_ray
-from training.tabular_cohort import TABULAR_MODEL, make_tabular_cohort
+from training.tabular_cohort import TABULAR_MODEL, make_scrambled_test_cohort, make_tabular_cohort
 
 runner = CliRunner()
 BASE = (*TABULAR_MODEL, "train.max_epochs=2")
@@ -199,15 +198,7 @@ def test_the_test_split_does_not_change_a_ray_trials_score(
 ) -> None:
     # Every test row's inputs and labels scrambled: the first trial (same seed, same values)
     # must score exactly as on the original cohort.
-    spec_path = make_tabular_cohort(tmp_path / "cohort")
-    manifest = pd.read_csv(spec_path.parent / "manifest.csv", dtype=str)
-    test = manifest["split"] == "test"
-    rng = np.random.default_rng(1)
-    manifest.loc[test, ["x1", "x2"]] = rng.normal(scale=5, size=(test.sum(), 2)).round(4)
-    manifest.loc[test, "outcome"] = manifest.loc[test, "outcome"].map({"0": "1", "1": "0"})
-    manifest.loc[test, "grade"] = manifest.loc[test, "grade"].map({"a": "b", "b": "c", "c": "a"})
-    manifest.loc[test, "value"] = "0.0"
-    manifest.to_csv(spec_path.parent / "manifest.csv", index=False)
+    spec_path = make_scrambled_test_cohort(tmp_path / "cohort")
     out = tmp_path / "out"
     space = load_space(space_file)
     options = RayOptions(trials_at_once=1)
