@@ -22,6 +22,7 @@ from polymodal.data.spec import load_spec
 from polymodal.datasets.demo import make_demo_cohort
 from polymodal.errors import PolymodalError
 from polymodal.model_folder import load_model_folder
+from polymodal.training import shard_loaders
 from polymodal.training.fit import fit
 from polymodal.training.loaders import make_loader
 from polymodal.training.module import PolymodalModule
@@ -114,13 +115,16 @@ def test_an_unreadable_image_is_a_data_issue_and_unavailable_in_its_item(
     assert not item["inputs"]["lesion"]["view_mask"].any()
 
 
+@pytest.mark.parametrize("workers", [0, 1])
 def test_the_training_stream_gives_every_row_once_an_epoch_augmented_as_from_files(
-    cohort_spec: Path, shards_dir: Path
+    cohort_spec: Path, shards_dir: Path, workers: int
 ) -> None:
     spec = load_spec(cohort_spec)
     cohort = load_cohort(spec)
     shards = open_shards(shards_dir, spec, cohort)
-    cfg = tiny_config("train.batch_size=3", "train.seed=3").train
+    # With a worker process, the epoch reaches the stream's copy there (fresh each epoch).
+    settings = ("train.batch_size=3", "train.seed=3", f"train.num_workers={workers}")
+    cfg = tiny_config(*settings).train
     files = CohortDataset(cohort, shards.preprocessor, "train", augment=True, augment_seed=3)
     position = {files[i]["id"]: i for i in range(len(files))}
 
@@ -147,6 +151,41 @@ def test_the_training_stream_gives_every_row_once_an_epoch_augmented_as_from_fil
     assert first != second  # reshuffled by epoch
     # A run resumed at epoch 1 streams what the uninterrupted run streamed then.
     assert epoch_ids(1) == [second]
+
+
+def test_every_rank_reads_the_whole_validation_split_by_position(
+    cohort_spec: Path, shards_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rank 1 of a two-process launch: LitData alone would count only its share of the rows,
+    # and polymodal's samplers (each rank predicts rows r, r + W, …) would miss the others.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("GLOBAL_RANK", "1")
+    spec = load_spec(cohort_spec)
+    cohort = load_cohort(spec)
+    val = ShardRows(open_shards(shards_dir, spec, cohort), "val")
+    expected = cohort.ids.iloc[cohort.indices("val")].astype(str).tolist()
+    assert [val[i]["id"] for i in range(len(val))] == expected
+
+
+def test_two_ranks_stream_disjoint_equal_shares_of_the_training_split(
+    cohort_spec: Path, shards_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = load_spec(cohort_spec)
+    cohort = load_cohort(spec)
+    shards = open_shards(shards_dir, spec, cohort)
+    cfg = tiny_config("train.batch_size=4", "train.devices=2", "train.strategy=ddp").train
+    shares = []
+    for rank in (0, 1):
+        monkeypatch.setattr(shard_loaders, "rank_and_world", lambda rank=rank: (rank, 2))
+        stream = StreamingRows(
+            shards.split("train"), shards.preprocessor, ["labs"], seed=0, world=2, num_nodes=1
+        )
+        loader = EpochStreamLoader(stream, cfg, 0, pin_memory=False)
+        shares.append([row_id for batch in loader for row_id in batch["ids"]])
+        assert len(loader) == len(shares[-1]) // cfg.batch_size  # whole batches only
+    assert len(shares[0]) == len(shares[1]) > 0
+    assert not set(shares[0]) & set(shares[1])
+    assert set(shares[0]) | set(shares[1]) <= set(cohort.ids.iloc[cohort.indices("train")])
 
 
 def test_validation_from_shards_equals_validation_from_files(

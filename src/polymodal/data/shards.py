@@ -26,12 +26,14 @@ Folder layout (``DIR``)::
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch.utils.data import Dataset
 
 from polymodal import __version__
@@ -180,6 +182,7 @@ class _EncodeRow:
     dataset: CohortDataset
     log_dir: Path
     _first: tuple[dict[str, Any], list[dict]] | None = None
+    _parent: int = field(default_factory=os.getpid)
 
     def first(self) -> None:
         self._first = self._encode(0)
@@ -191,8 +194,10 @@ class _EncodeRow:
         return to_item(self.dataset.preprocessor, sample, index), found
 
     def __call__(self, index: int) -> dict[str, Any]:
-        import os
-
+        if os.getpid() != self._parent and torch.get_num_threads() > 1:
+            # A forked worker's OpenMP pool hangs once the parent has used its own (as
+            # DataLoader workers do, one torch thread per worker process).
+            torch.set_num_threads(1)
         item, found = self._first if index == 0 and self._first else self._encode(index)
         with (self.log_dir / f"{os.getpid()}.jsonl").open("a") as log:
             log.write(json.dumps({"index": index, "issues": found}) + "\n")
@@ -376,6 +381,7 @@ class ShardRows(Dataset):
         issues: list[DataIssue] | None = None,
     ) -> None:
         from litdata import StreamingDataset
+        from litdata.utilities.env import _DistributedEnv
 
         self.preprocessor = shards.preprocessor
         self.split = split
@@ -383,6 +389,9 @@ class ShardRows(Dataset):
         self.cache = None  # no sample cache: nothing is decoded
         self.issues = issues or []
         self.stream = StreamingDataset(shards.split(split))
+        # Every rank reads the whole split by position (polymodal's samplers give each its
+        # share); LitData would otherwise count only this rank's share from WORLD_SIZE.
+        self.stream.distributed_env = _DistributedEnv(world_size=1, global_rank=0, num_nodes=1)
 
     def __len__(self) -> int:
         return len(self.stream)
