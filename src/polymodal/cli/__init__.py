@@ -56,6 +56,7 @@ from polymodal.cli import (  # noqa: E402
     prepare,
     report,
     serve,
+    shards,
     tune,
     validate,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "prepare",
     "report",
     "serve",
+    "shards",
     "tune",
     "validate",
 ]

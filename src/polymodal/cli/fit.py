@@ -34,6 +34,12 @@ def fit(
         "--distill-from",
         help="Teacher model folder (OUT/model of a fit on this cohort): distil it into this model.",
     ),
+    shards: str | None = typer.Option(
+        None,
+        "--shards",
+        help="Read the training and validation rows from a folder written by `polymodal "
+        "shards` (local, s3:// or gs://) instead of the files (same as --set train.shards=DIR).",
+    ),
     allow_blocking: bool = typer.Option(
         False,
         "--allow-blocking",
@@ -57,6 +63,8 @@ def fit(
     if distill_from is not None:
         # JSON quoting keeps any path a plain YAML string.
         overrides.append(f"distill.teacher={json.dumps(str(distill_from))}")
+    if shards is not None:
+        overrides.append(f"train.shards={json.dumps(shards)}")
     run = load_run_config(config, overrides)
     cohort_spec = load_spec(spec)
     if is_global_zero():

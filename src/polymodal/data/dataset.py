@@ -229,6 +229,13 @@ def encode_row(
     }
 
 
+def augment_seed(seed: int, epoch: int, index: int) -> int:
+    """The augmentation seed of row ``index`` of a split in ``epoch`` of a run seeded ``seed``
+    (the same for a row read from the files or from shards)."""
+    entropy = [seed % 2**64, epoch, index]
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint32)[0] >> 1)
+
+
 class CohortDataset(Dataset):
     """The rows of one split (every row when ``split`` is None) as samples.
 
@@ -380,8 +387,7 @@ class CohortDataset(Dataset):
         drawn from torch's generator otherwise (a plain index from a bare DataLoader)."""
         if epoch is None:
             return int(torch.randint(0, 2**31 - 1, ()).item())
-        entropy = [self.augment_seed % 2**64, epoch, index]
-        return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint32)[0] >> 1)
+        return augment_seed(self.augment_seed, epoch, index)
 
     def encoded_targets(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Every row's encoded labels without reading any file (for samplers and statistics).

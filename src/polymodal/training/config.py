@@ -188,4 +188,11 @@ class TrainConfig(BaseModel):
         description="Where the cache lives (default OUT/cache). Runs on the same cohort may share "
         "one: entries are keyed by file content and preprocessing settings.",
     )
+    shards: str | None = Field(
+        None,
+        description="A folder written by `polymodal shards` (local, or s3:// / gs:// through "
+        "LitData): the training and validation rows are read from its preprocessed items "
+        "instead of the manifest's files (polymodal.data.shards). Refused when made from "
+        "another cohort spec or manifest.",
+    )
     log_every_n_steps: int = Field(10, ge=1)

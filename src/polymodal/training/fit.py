@@ -23,6 +23,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -61,6 +62,9 @@ from polymodal.training.run_config import RunConfig
 from polymodal.training.sampling import dataset_sampler
 from polymodal.training.timing import EpochLog, EpochTimer
 
+if TYPE_CHECKING:
+    from polymodal.data.shards import Shards
+
 
 @dataclass
 class FitResult:
@@ -81,12 +85,14 @@ class _Prepared:
     run: RunConfig  # with the model config the plugins ask for
     preprocessor: Preprocessor
     first_epoch: int | None  # the epoch a resumed run goes on from; None for a fresh run
+    shards: Shards | None = None  # train.shards: the rows are read from these
 
 
 @dataclass
 class _Data:
-    train: CohortDataset
-    val: CohortDataset
+    # CohortDataset, or with train.shards the shards' StreamingRows (training) and ShardRows.
+    train: Any
+    val: Any
     train_loader: DataLoader
     val_loader: DataLoader
 
@@ -160,9 +166,15 @@ def _prepare(
     run = run.model_copy(update={"model": model_config})
     record = run.record()
     writer = is_global_zero()
+    shards = _open_shards(spec, cohort, run.train.shards, preprocessor)
     first_epoch = _start_or_resume(out_dir, resume, record, clear=writer)
     state_path = out_dir / "preprocessing.json"
-    if first_epoch is not None and state_path.is_file():
+    if shards is not None:
+        _check_resumed_state(state_path, shards, resumed=first_epoch is not None)
+        preprocessor = shards.preprocessor
+        if writer:
+            preprocessor.save(state_path)
+    elif first_epoch is not None and state_path.is_file():
         preprocessor = Preprocessor.load(state_path)
     else:
         # Every rank fits the same state from the same training rows; rank 0 saves it.
@@ -173,7 +185,35 @@ def _prepare(
         record["allow_blocking"] = overridden
     if writer:
         (out_dir / "run.json").write_text(json.dumps(record, indent=2))
-    return _Prepared(cohort, run, preprocessor, first_epoch)
+    return _Prepared(cohort, run, preprocessor, first_epoch, shards)
+
+
+def _open_shards(
+    spec: CohortSpec, cohort: Cohort, location: str | None, preprocessor: Preprocessor | None
+) -> Shards | None:
+    """``train.shards`` opened and checked against the cohort (None when not set)."""
+    if location is None:
+        return None
+    if preprocessor is not None:
+        raise PolymodalError(
+            f"train.shards: the shards at {location} hold rows encoded with the preprocessing "
+            "fitted when they were written, not the one given to this fit (polymodal adapt); "
+            "leave out train.shards"
+        )
+    from polymodal.data.shards import open_shards
+
+    return open_shards(location, spec, cohort)
+
+
+def _check_resumed_state(state_path: Path, shards: Shards, *, resumed: bool) -> None:
+    """A resumed run keeps the preprocessing it started with: that of the same shards."""
+    if not (resumed and state_path.is_file()):
+        return
+    if Preprocessor.load(state_path).fingerprint() != shards.preprocessor.fingerprint():
+        raise PolymodalError(
+            f"{state_path}: this run started with another preprocessing than that of the "
+            f"shards at {shards.location}; resume with the shards it started with"
+        )
 
 
 def _fit_prepared(
@@ -262,17 +302,24 @@ def _data(
     teachers) read.
 
     Only what the model (and a teacher) reads is loaded: a single-modality model never opens the
-    cohort's volumes. A frozen image backbone's features are read instead of its pixels.
+    cohort's volumes. A frozen image backbone's features are read instead of its pixels. With
+    ``train.shards`` both splits come from the shards (:mod:`polymodal.training.shard_loaders`).
     """
     cfg, preprocessor = prepared.run.train, prepared.preprocessor
+    needed = {m for model in models for m in getattr(model, "modalities", ())}
+    read = [m for m in preprocessor.modalities if m in needed]
+    cohort = prepared.cohort
+    if prepared.shards is not None:
+        from polymodal.training.shard_loaders import shard_loaders
+
+        ids = {s: set(cohort.ids.iloc[cohort.indices(s)].astype(str)) for s in ("train", "val")}
+        first_epoch = prepared.first_epoch or 0
+        return _Data(*shard_loaders(prepared.shards, cfg, read, first_epoch, ids))
     cache = sample_cache(cfg, out_dir)
     if cache is not None:
         # Augmented images are new every epoch: their features are not worth a file each.
         augmented = {m for m, cfg_m in spec.modalities.items() if getattr(cfg_m, "augment", False)}
         _keep_frozen_features_on_disk(models, cache.folder / "features", skip=augmented)
-    needed = {m for model in models for m in getattr(model, "modalities", ())}
-    read = [m for m in preprocessor.modalities if m in needed]
-    cohort = prepared.cohort
     train = CohortDataset(
         cohort,
         preprocessor,
@@ -450,6 +497,8 @@ def _train(
             "ignore", message=".*Checkpoint directory.*exists and is not empty.*"
         )
         warnings.filterwarnings("ignore", message=".*Experiment logs directory.*not empty.*")
+        # LitData's stream (train.shards) splits its rows over workers itself: its length holds.
+        warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
         # Lightning's own use of a torch API that torch has deprecated: nothing a user can fix.
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
         # Frozen parts are in eval mode on purpose (polymodal.freezing keeps them there).
