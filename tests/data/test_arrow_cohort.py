@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from polymodal.data.manifest import cohort_from_frame, load_cohort
+from polymodal.data.row_cells import RowCells
 from polymodal.data.spec import parse_spec
 from polymodal.data.text_columns import TEXT
 
@@ -91,3 +94,15 @@ def test_a_large_cohort_takes_a_fraction_of_the_memory_of_python_strings(tmp_pat
     arrow_bytes = cohort.frame.memory_usage(deep=True).sum()
     object_bytes = as_objects.memory_usage(deep=True).sum()
     assert arrow_bytes < object_bytes / 3, (arrow_bytes / n, object_bytes / n)
+
+
+def test_a_dataset_reads_each_row_as_the_cohort_holds_it(cohort):
+    positions = np.array([3, 0, 2])
+    rows = RowCells(cohort.frame, ["age", "y"], positions)
+    expected = cohort.frame.iloc[positions][["age", "y"]].to_dict("records")
+    assert list(rows) == expected and rows[-1] == expected[-1]
+    assert all(type(v) is str for row in rows for v in row.values())
+    # DataLoader workers started by spawn get the rows pickled.
+    assert list(pickle.loads(pickle.dumps(rows))) == expected
+    with pytest.raises(IndexError):
+        rows[3]
