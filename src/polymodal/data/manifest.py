@@ -270,12 +270,16 @@ def _check_inside(path: Path, root: Path, other_fix: str = "") -> None:
 
 def _split_from_column(spec: CohortSpec, frame: pd.DataFrame) -> tuple[pd.Series, dict[int, str]]:
     raw = frame[spec.split.column].str.strip()
-    mapped = raw.map(lambda v: spec.split.aliases.get(v, v))
-    known = mapped.isin(SPLITS)
-    unknown = {int(i): raw.iat[i] for i in np.flatnonzero(~known.to_numpy())}
-    # object before where: a text dtype would turn None into NaN.
-    split = mapped.astype(object).where(known, None).rename("split")
-    return split, unknown
+    # Aliases are looked up per distinct value, not per row (no Python string per row).
+    of_row, distinct = pd.factorize(raw)  # (N,) positions into the few distinct values
+    mapped = [spec.split.aliases.get(v, v) for v in distinct]
+    of_value = np.array([SPLITS.index(v) if v in SPLITS else -1 for v in mapped], dtype=np.int64)
+    codes = of_value[of_row]  # (N,), -1 where not a split
+    unknown = {int(i): raw.iat[i] for i in np.flatnonzero(codes < 0)}
+    # One str object per split name shared by every row (8 bytes a row, not a string each);
+    # object dtype, so that an unknown split is None (a text dtype would hold NaN).
+    names = np.array([*SPLITS, None], dtype=object)
+    return pd.Series(names[codes], name="split"), unknown
 
 
 def load_cohort(
