@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -35,6 +36,7 @@ from polymodal.data.preprocessing import (
     Preprocessor,
     read_or_record,
 )
+from polymodal.data.row_cells import RowCells
 from polymodal.data.spec import (
     SPLITS,
     ImageModality,
@@ -293,9 +295,10 @@ class CohortDataset(Dataset):
         if absent:
             logger.warning("manifest has no column(s) %s: those values count as missing", absent)
         present = list(dict.fromkeys(c for c in columns if c in cohort.frame.columns))
-        self._cells = cohort.frame.iloc[positions][present].to_dict("records")
-        self._ids = cohort.ids.iloc[positions].tolist()
-        self._groups = cohort.groups.iloc[positions].tolist()
+        # The rows' cells stay in Arrow memory; a row's dict of str is made when it is read.
+        self._cells = RowCells(cohort.frame, present, positions)
+        keys = pd.DataFrame({"id": cohort.ids, "group": cohort.groups})
+        self._keys = RowCells(keys, ["id", "group"], positions)
         self.augment_seed = augment_seed
         self._augmenters = {}
         if augment:
@@ -358,11 +361,12 @@ class CohortDataset(Dataset):
         if isinstance(index, tuple):
             epoch, index = index
         found: list[DataIssue] = []
+        keys = self._keys[index]
         sample = encode_row(
             self.preprocessor,
             self._cells[index],
-            row_id=self._ids[index],
-            group=self._groups[index],
+            row_id=keys["id"],
+            group=keys["group"],
             resolve=self.cohort.resolve_path,
             modalities=self.modalities,
             on_error=self.on_error,
@@ -399,7 +403,8 @@ class CohortDataset(Dataset):
         prep = self.preprocessor
         targets: dict[str, list[torch.Tensor]] = {name: [] for name in prep.targets}
         masks: dict[str, list[bool]] = {name: [] for name in prep.targets}
-        for cells, row_id in zip(self._cells, self._ids, strict=True):
+        for cells, keys in zip(self._cells, self._keys, strict=True):
+            row_id = keys["id"]
             for name in prep.targets:
                 value = read_or_record(
                     prep.encode_target,

@@ -1,7 +1,7 @@
 """A cohort: the spec plus its manifest table, read losslessly, with the split of every row.
 
 The manifest is read with every column as a string (nothing is coerced or dropped on the way
-in); numbers are parsed per cell by :func:`parse_number` so that one bad value becomes one
+in), held in Arrow memory (:mod:`polymodal.data.text_columns`); numbers are parsed per cell by :func:`parse_number` so that one bad value becomes one
 problem naming its row and column, never a silent NaN.
 """
 
@@ -30,12 +30,13 @@ from polymodal.data.spec import (
     modality_columns,
     target_columns,
 )
+from polymodal.data.text_columns import TEXT, as_arrow_text
 from polymodal.errors import ManifestError, ReadError, SpecError
 from polymodal.modalities import get as modality_kind
 
 
 def _read_table(path: Path, columns: Collection[str] | None = None) -> pd.DataFrame:
-    """Every column as str; empty cells stay "" (not NaN) so nothing is coerced.
+    """Every column as text (:data:`TEXT`); empty cells stay "" (not NaN) so nothing is coerced.
 
     ``columns``: of a Parquet manifest read only these, a row group at a time
     (:mod:`polymodal.data.parquet_manifest`); a CSV is read whole.
@@ -50,7 +51,9 @@ def _read_table(path: Path, columns: Collection[str] | None = None) -> pd.DataFr
             frame = read_parquet_text(path, columns)
         elif suffix.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
             sep = "\t" if ".tsv" in suffix else ","
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep)
+            # Read as TEXT, not str: the parser turns each chunk of rows into Arrow memory, so
+            # the whole table never sits in Python strings.
+            frame = pd.read_csv(path, dtype=TEXT, keep_default_na=False, sep=sep)
         else:
             raise ManifestError(
                 f"{path}: unsupported manifest format {path.suffix!r}; use .csv, .tsv or .parquet"
@@ -109,7 +112,9 @@ class Cohort:
 
     Attributes:
         spec: the cohort spec.
-        frame: the manifest, every column a ``str`` (blank cells are ``""``), index ``0..N-1``.
+        frame: the manifest, every column text in Arrow memory (:data:`TEXT`; a cell, an
+            iterated value or ``.tolist()`` is a ``str``; blank cells are ``""``, never
+            missing), index ``0..N-1``. A frame of ``str`` objects given here is converted.
         split: per row ``"train"``, ``"val"``, ``"test"``, or ``None`` when the split column holds
             a value that is not a split (see :attr:`unknown_split_values`).
         manifest_path: where the manifest was read from.
@@ -124,6 +129,10 @@ class Cohort:
     # Raw split cells that are neither a split name nor an alias, by row position.
     unknown_split_values: dict[int, str] = field(default_factory=dict)
     root: Path | None = None
+
+    def __post_init__(self) -> None:
+        # One representation whatever built the cohort (a test, dataclasses.replace).
+        self.frame = as_arrow_text(self.frame)
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -205,7 +214,7 @@ class Cohort:
 
     def cell(self, row: int, column: str) -> str:
         """The raw string in one cell (row position, column name)."""
-        return self.frame.iat[row, self.frame.columns.get_loc(column)]
+        return str(self.frame.iat[row, self.frame.columns.get_loc(column)])
 
     def file_paths(self, row: int, modality: str) -> list[Path | RemoteFile | None]:
         """Files of a file-based modality for one row, one per view column; None when blank."""
@@ -233,12 +242,13 @@ class Cohort:
         return None if value in MISSING_LABEL_VALUES else value
 
     def labels(self, target: str) -> pd.Series:
-        """The raw labels of a single-column target for every row (None where missing)."""
+        """The raw labels of a single-column target for every row (None where missing), as an
+        ``object`` Series of ``str`` and ``None`` (a text dtype would hold NaN instead)."""
         t = self.spec.targets[target]
         column = getattr(t, "column", None)
         if column is None:
             raise ValueError(f"target {target!r} ({t.kind}) spans several columns")
-        values = self.frame[column].str.strip()
+        values = self.frame[column].str.strip().astype(object)
         return values.where(~values.isin(MISSING_LABEL_VALUES), None)
 
 
@@ -260,11 +270,16 @@ def _check_inside(path: Path, root: Path, other_fix: str = "") -> None:
 
 def _split_from_column(spec: CohortSpec, frame: pd.DataFrame) -> tuple[pd.Series, dict[int, str]]:
     raw = frame[spec.split.column].str.strip()
-    mapped = raw.map(lambda v: spec.split.aliases.get(v, v))
-    known = mapped.isin(SPLITS)
-    unknown = {int(i): raw.iat[i] for i in np.flatnonzero(~known.to_numpy())}
-    split = mapped.where(known, None).astype(object).rename("split")
-    return split, unknown
+    # Aliases are looked up per distinct value, not per row (no Python string per row).
+    of_row, distinct = pd.factorize(raw)  # (N,) positions into the few distinct values
+    mapped = [spec.split.aliases.get(v, v) for v in distinct]
+    of_value = np.array([SPLITS.index(v) if v in SPLITS else -1 for v in mapped], dtype=np.int64)
+    codes = of_value[of_row]  # (N,), -1 where not a split
+    unknown = {int(i): raw.iat[i] for i in np.flatnonzero(codes < 0)}
+    # One str object per split name shared by every row (8 bytes a row, not a string each);
+    # object dtype, so that an unknown split is None (a text dtype would hold NaN).
+    names = np.array([*SPLITS, None], dtype=object)
+    return pd.Series(names[codes], name="split"), unknown
 
 
 def load_cohort(
@@ -310,8 +325,9 @@ def cohort_from_frame(
     for_inference: bool = False,
     root: Path | str | None = None,
 ) -> Cohort:
-    """A cohort over a table already in memory, every column ``str`` as :func:`_read_table`
-    gives it (see :func:`polymodal.frames.text_table.as_text_table` for a typed frame).
+    """A cohort over a table already in memory, every column text as :func:`_read_table`
+    gives it (see :func:`polymodal.frames.text_table.as_text_table` for a typed frame); a frame
+    of ``str`` objects is converted to :data:`TEXT`, so every cohort holds one representation.
 
     ``source`` names the table in messages (a manifest file, or the frame's stand-in path).
     The rest is :func:`load_cohort`'s, whose checks it makes.
@@ -334,6 +350,7 @@ def cohort_from_frame(
             )
     for column in optional - set(columns):
         frame[column] = ""
+    frame = as_arrow_text(frame)
     unknown: dict[int, str] = {}
     if for_inference:
         split = pd.Series([None] * len(frame), dtype=object, name="split")

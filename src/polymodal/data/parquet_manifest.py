@@ -8,7 +8,9 @@ text frame being built. Measured in ``bench/results/big_manifest.md``.
 
 The text is what :func:`polymodal.data.manifest._read_table` gave a Parquet manifest before:
 each typed value as Python's ``str`` of it (``1.5``, ``True``, ``2020-01-02 00:00:00``), a null
-as ``""``, so a Parquet manifest reads as its CSV export does.
+as ``""``, so a Parquet manifest reads as its CSV export does. Each row group's text goes into
+Arrow memory (:data:`polymodal.data.text_columns.TEXT`) before the next is read, so only one
+group's cells are ever Python strings.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from polymodal.data.text_columns import TEXT, as_arrow_text
+
 # Key of ``DataFrame.attrs`` holding every column of the file, for messages about a missing one.
 IN_FILE = "columns_in_file"
 
 
 def read_parquet_text(path: Path, columns: Collection[str] | None = None) -> pd.DataFrame:
-    """The manifest as text (every column ``str``, nulls ``""``), index ``0..N-1``.
+    """The manifest as text (every column :data:`~polymodal.data.text_columns.TEXT`, nulls
+    ``""``), index ``0..N-1``.
 
     Args:
         path: the Parquet file.
@@ -43,7 +48,7 @@ def read_parquet_text(path: Path, columns: Collection[str] | None = None) -> pd.
         for group in range(file.num_row_groups)
     ]
     if not parts:
-        frame = pd.DataFrame(columns=names if keep is None else keep, dtype=object)
+        frame = pd.DataFrame(columns=names if keep is None else keep, dtype=TEXT)
     else:
         # Each group's index restarts at 0 (or is the pandas index it was written with).
         frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
@@ -52,6 +57,7 @@ def read_parquet_text(path: Path, columns: Collection[str] | None = None) -> pd.
 
 
 def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """Typed columns -> the strings a CSV of them would hold; a null becomes ``""``."""
+    """Typed columns -> the strings a CSV of them would hold, in Arrow memory; a null becomes
+    ``""``."""
     frame = frame.reset_index(drop=True)
-    return frame.astype(object).where(frame.notna(), "").astype(str)
+    return as_arrow_text(frame.astype(object).where(frame.notna(), "").astype(str))

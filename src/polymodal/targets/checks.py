@@ -20,8 +20,9 @@ ZERO_ONE = {"0": "0", "1": "1", "0.0": "0", "1.0": "1"}
 
 
 def clean(values: pd.Series) -> pd.Series:
-    """Stripped strings, None where the cell is a missing marker."""
-    stripped = values.str.strip()
+    """Stripped strings, None where the cell is a missing marker (``object`` dtype: a cohort's
+    text dtype would hold NaN instead of None)."""
+    stripped = values.str.strip().astype(object)
     return stripped.where(~stripped.isin(MISSING_LABEL_VALUES), None)
 
 

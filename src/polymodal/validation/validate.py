@@ -83,19 +83,23 @@ class _Findings:
     """Problems collected while validating, plus the blocking reasons."""
 
     def __init__(self, cohort: Cohort) -> None:
-        ids = cohort.ids.to_numpy()
-        self.row_ids = [
-            value if value.strip() else f"(manifest row {pos + 1})" for pos, value in enumerate(ids)
-        ]
+        # Named when a problem is found: a list of every row's id would hold the whole id
+        # column again as Python strings.
+        self._ids = cohort.ids
         self.problems: list[Problem] = []
         self.blocking: list[str] = []
 
     def add(
         self, pos: int | None, column: str | None, reason: str, action: str, *, warn: bool = False
     ) -> None:
-        row_id = None if pos is None else self.row_ids[pos]
+        row_id = None if pos is None else self.row_id(pos)
         severity = "warning" if warn else "error"
         self.problems.append(Problem(row_id, column, reason, severity, action))
+
+    def row_id(self, pos: int) -> str:
+        """The id of the row at ``pos``; its manifest row number when the id is blank."""
+        value = str(self._ids.iat[pos])
+        return value if value.strip() else f"(manifest row {pos + 1})"
 
 
 def _check_ids_and_splits(cohort: Cohort, found: _Findings) -> None:
@@ -148,7 +152,7 @@ def _check_ids_and_splits(cohort: Cohort, found: _Findings) -> None:
     leaking = n_splits[n_splits > 1].index
     for group, members in per_group[per_group["group"].isin(leaking)].groupby("group"):
         splits = " and ".join(s for s in SPLITS if s in set(members["split"]))
-        ids_shown = ", ".join(found.row_ids[p] for p in members.index[:5])
+        ids_shown = ", ".join(found.row_id(p) for p in members.index[:5])
         found.add(
             int(members.index[0]),
             spec.group_column or spec.id_column,
@@ -347,7 +351,7 @@ def validate_cohort(
         for name, rows in bad.items():
             available[name][list(rows)] = False
             if rows:
-                skipped[name] = [found.row_ids[p] for p in sorted(rows)]
+                skipped[name] = [found.row_id(p) for p in sorted(rows)]
     elif n_bad:
         found.blocking.append(
             f"{n_bad} unreadable file(s) or value(s); fix them or rerun with "
