@@ -25,13 +25,13 @@ from polymodal.model_folder import load_model_folder
 from polymodal.training import shard_loaders
 from polymodal.training.fit import fit
 from polymodal.training.loaders import make_loader
-from polymodal.training.module import PolymodalModule
 from polymodal.training.shard_loaders import (
     EpochStreamLoader,
     StreamingRows,
     check_shard_options,
 )
 from training.conftest import tiny_config
+from training.killed_fit import kill_in_the_second_epoch
 
 ROWS = 60
 BROKEN_ROW = 0  # its lesion image is overwritten with bytes that are no image
@@ -245,10 +245,6 @@ def test_class_balanced_sampling_is_refused_on_shards(shards_dir: Path) -> None:
         check_shard_options(cfg)
 
 
-class Killed(Exception):
-    """Stands for the process dying mid-epoch."""
-
-
 def test_a_run_resumed_from_shards_trains_the_weights_of_an_uninterrupted_one(
     cohort_spec: Path, shards_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -257,17 +253,9 @@ def test_a_run_resumed_from_shards_trains_the_weights_of_an_uninterrupted_one(
     spec = load_spec(cohort_spec)
     run = tiny_config("train.max_epochs=2", "train.batch_size=8", f"train.shards={shards_dir}")
     fit(spec, tmp_path / "whole", run, progress=False)
-    original_step = PolymodalModule.training_step
-
-    def dies_in_the_second_epoch(self, batch, batch_idx):
-        if self.current_epoch == 1 and batch_idx == 1:
-            raise Killed
-        return original_step(self, batch, batch_idx)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(PolymodalModule, "training_step", dies_in_the_second_epoch)
-        with pytest.raises(Killed):
-            fit(spec, tmp_path / "killed", run, progress=False)
+    kill_in_the_second_epoch(
+        monkeypatch, lambda: fit(spec, tmp_path / "killed", run, progress=False)
+    )
     fit(spec, tmp_path / "killed", run, resume=True, progress=False)
     first, again = (
         torch.load(folder / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)

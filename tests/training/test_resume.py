@@ -20,6 +20,7 @@ from polymodal.training.fit import fit
 from polymodal.training.module import PolymodalModule
 from polymodal.training.resume import MAY_CHANGE_ON_RESUME, config_differences
 from polymodal.training.sampling import EpochWeightedSampler
+from training.killed_fit import kill_in_the_second_epoch
 
 from .conftest import TINY_MODEL, tiny_config
 
@@ -53,25 +54,11 @@ def _validation_metrics(out: Path) -> pd.DataFrame:
     return metrics[["epoch", "step", *scores]].reset_index(drop=True)
 
 
-class Killed(Exception):
-    """Stands for the process dying mid-epoch: nothing after it runs."""
-
-
 def _fit_killed_in_the_second_epoch(
     spec_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch, *overrides: str
 ) -> None:
     """A fit into ``out`` that dies at the second batch of its second epoch."""
-    original_step = PolymodalModule.training_step
-
-    def dies_in_the_second_epoch(self, batch, batch_idx):
-        if self.current_epoch == 1 and batch_idx == 1:
-            raise Killed
-        return original_step(self, batch, batch_idx)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(PolymodalModule, "training_step", dies_in_the_second_epoch)
-        with pytest.raises(Killed):
-            _fit(spec_path, out, *overrides)
+    kill_in_the_second_epoch(monkeypatch, lambda: _fit(spec_path, out, *overrides))
 
 
 @pytest.fixture(scope="module")
