@@ -122,3 +122,45 @@ def test_run_config_sets_cap_and_compression(tmp_path):
     assert cache is not None and cache.max_bytes == 500_000_000 and cache.compress
     assert cache.folder == tmp_path / "c"
     assert sample_cache(TrainConfig(cache=False), tmp_path) is None
+
+
+def test_keep_policy_stores_until_the_cap_and_then_no_more(tmp_path):
+    one = len(_put_and_size(tmp_path / "probe", _entry(0)))
+    cache = SampleCache(tmp_path / "cache", max_bytes=3 * one + 100, policy="keep")
+    for i in range(5):
+        cache.put(KEYS[i], _entry(i))
+    assert all(cache.get(KEYS[i]) is not None for i in range(3))
+    assert cache.get(KEYS[3]) is None and cache.get(KEYS[4]) is None  # not stored, nothing evicted
+    assert not list(cache.folder.glob("??/.*.tmp"))  # the refused entries leave no temporary file
+    assert _bytes_on_disk(cache) <= cache.max_bytes
+    assert cache.entries.total_bytes() == _bytes_on_disk(cache)
+
+
+def _epoch_hits(cache: SampleCache, keys: list[str], order: np.ndarray) -> int:
+    """One epoch as a loader reads it: every key once, in ``order``; a miss is stored."""
+    hits = 0
+    for i in order:
+        if cache.get(keys[i]) is None:
+            cache.put(keys[i], _entry(int(i)))
+        else:
+            hits += 1
+    return hits
+
+
+def test_under_reshuffled_epochs_a_half_cap_hits_half_with_keep_and_far_less_with_lru(tmp_path):
+    keys = [f"{i:02d}" + "b" * 38 for i in range(20)]
+    one = len(_put_and_size(tmp_path / "probe", _entry(0)))
+    rng = np.random.default_rng(0)
+    orders = [rng.permutation(20) for _ in range(3)]
+    hits = {}
+    for policy in ("lru", "keep"):
+        cache = SampleCache(tmp_path / policy, max_bytes=10 * one + 100, policy=policy)
+        hits[policy] = [_epoch_hits(cache, keys, order) for order in orders]
+    assert hits["keep"] == [0, 10, 10]  # the same ten entries, read every epoch
+    assert sum(hits["lru"][1:]) < sum(hits["keep"][1:]) / 2
+
+
+def test_the_run_config_chooses_the_policy(tmp_path):
+    cfg = TrainConfig(cache_max_gb=0.001, cache_policy="keep", cache_dir=tmp_path / "c")
+    assert sample_cache(cfg, tmp_path).policy == "keep"
+    assert sample_cache(TrainConfig(cache_dir=tmp_path / "d"), tmp_path).policy == "lru"

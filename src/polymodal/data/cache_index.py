@@ -1,8 +1,9 @@
 """The sample cache's account of its entries: size and last use of each, hits and misses.
 
 ``entries.sqlite`` in the cache folder holds one row per entry (key, bytes on disk, last use)
-and the cache's hit and miss counts. It is what the size cap (``train.cache_max_gb``) evicts by:
-when the entries' bytes exceed the cap, the least recently used are removed until they fit.
+and the cache's hit and miss counts. It is what the size cap (``train.cache_max_gb``) works by:
+when the entries' bytes exceed the cap, the least recently used are removed until they fit
+(policy ``lru``), or, with ``keep``, a new entry is not stored once the cap is reached.
 
 Loader workers and DDP ranks share one cache folder, so every change is one SQLite transaction
 taken with ``BEGIN IMMEDIATE`` (one writer at a time, across processes): an entry is renamed
@@ -62,21 +63,36 @@ class EntryIndex:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
-    def added(self, key: str, size: int, publish: Callable[[], None]) -> None:
+    def added(
+        self, key: str, size: int, publish: Callable[[], None], room: int | None = None
+    ) -> bool:
         """Run ``publish()`` (rename the entry into place) and record the entry and a miss, in
-        one transaction; ``publish`` runs even when the index cannot be written."""
-        published = False
+        one transaction; ``publish`` runs even when the index cannot be written.
+
+        ``room``: publish only if the entries, this one included, then hold at most ``room``
+        bytes (checked in the same transaction, so two processes cannot both take the last
+        room). Returns whether the entry was published."""
+        published, full = False, False
 
         def write(db: sqlite3.Connection) -> None:
-            nonlocal published
+            nonlocal published, full
+            _count(db, "misses")
+            if room is not None:
+                others = db.execute(
+                    "SELECT COALESCE(SUM(size), 0) FROM entries WHERE key != ?", (key,)
+                ).fetchone()[0]
+                full = others + size > room
+                if full:
+                    return
             publish()
             published = True
             db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", (key, size, time.time()))
-            _count(db, "misses")
 
         self._transaction(write)
-        if not published:
+        if not published and not full:
             publish()
+            published = True
+        return published
 
     def used(self, key: str, size: int) -> None:
         """Record a hit on ``key`` (``size`` bytes on disk): it becomes the most recently used."""

@@ -20,13 +20,15 @@ logger = logging.getLogger(__name__)
 
 def sample_cache(cfg: TrainConfig, out_dir: Path) -> SampleCache | None:
     """The run's sample cache (``train.cache_dir``, default ``OUT/cache``), capped at
-    ``train.cache_max_gb`` and compressed when ``train.cache_compress``; None when
-    ``train.cache`` is off."""
+    ``train.cache_max_gb`` (by ``train.cache_policy``) and compressed when
+    ``train.cache_compress``; None when ``train.cache`` is off."""
     if not cfg.cache:
         return None
     max_bytes = None if cfg.cache_max_gb is None else int(cfg.cache_max_gb * 1e9)
     folder = cfg.cache_dir or Path(out_dir) / "cache"
-    return SampleCache(folder, max_bytes=max_bytes, compress=cfg.cache_compress)
+    return SampleCache(
+        folder, max_bytes=max_bytes, compress=cfg.cache_compress, policy=cfg.cache_policy
+    )
 
 
 class CacheHitRate(L.Callback):

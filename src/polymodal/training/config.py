@@ -177,6 +177,13 @@ class TrainConfig(BaseModel):
         "least recently used entries are removed (shared safely by loader workers and ranks). "
         "None: no cap.",
     )
+    cache_policy: Literal["lru", "keep"] = Field(
+        "lru",
+        description="What the cache_max_gb cap does when full: 'lru' evicts the least recently "
+        "used entries; 'keep' stores no more entries. Each epoch reads every row once in a new "
+        "order, so with a cap below one epoch's entries 'lru' evicts most entries before they are "
+        "read again, while 'keep' hits the same fixed part of the cohort every epoch.",
+    )
     cache_compress: bool = Field(
         False,
         description="Store sample-cache entries compressed (lossless zlib, bit-exact): about "
