@@ -1,6 +1,6 @@
 """Peak memory of a large Parquet manifest: read, validated and iterated, 10k vs 100k rows.
 
-A synthetic manifest (9 columns a spec uses, 22 it does not: a free-text note, an image path and
+A synthetic manifest (10 columns a spec uses, 22 it does not: a free-text note, an image path and
 20 lab values; row groups of 10,000 rows) is written for each size. Each step runs in a fresh
 process, so that its peak RSS is its own (``VmHWM``, the high-water mark of the process's own
 memory; ``ru_maxrss``, used before, keeps the parent's RSS across ``exec``, so each step
@@ -155,7 +155,7 @@ def report(results: dict[int, dict[str, dict]], parquet_mb: dict[int, float]) ->
         f"Machine: {machine()}; load average {load_average():.1f} at the start.",
         "Command: `python bench/big_manifest.py`",
         "",
-        "Synthetic manifest: 9 columns the spec uses (id, patient, split, label, 3 numeric and "
+        "Synthetic manifest: 10 columns the spec uses (id, patient, split, label, 3 numeric and "
         "3 categorical tabular values), 22 it does not (a 240-character note, an image path, 20 "
         f"lab values); row groups of {ROW_GROUP:,} rows. Parquet file: "
         + ", ".join(f"{parquet_mb[n]:.1f} MB at {n:,} rows" for n in sizes)
