@@ -9,8 +9,9 @@ the fitting of the preprocessing state and the dataset all record issues the sam
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from polymodal.errors import ReadError
@@ -58,3 +59,14 @@ def read_or_record(
             ) from None
         issues.append(issue)
         return None
+
+
+ISSUE_COLUMNS = ("row_id", "modality", "column", "reason")
+
+
+def write_issues_csv(path: Path, issues: Iterable[DataIssue]) -> None:
+    """``data_issues.csv``: the skipped values and files, one row each (a header when none)."""
+    import pandas as pd
+
+    records = [{c: getattr(i, c) for c in ISSUE_COLUMNS} for i in issues]
+    pd.DataFrame(records, columns=list(ISSUE_COLUMNS)).to_csv(path, index=False)

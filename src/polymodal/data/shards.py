@@ -41,7 +41,7 @@ from polymodal.checksums import file_sha256
 from polymodal.data.batch import Sample
 from polymodal.data.cache import SampleCache
 from polymodal.data.dataset import CohortDataset
-from polymodal.data.issues import DataIssue
+from polymodal.data.issues import DataIssue, write_issues_csv
 from polymodal.data.manifest import Cohort, load_cohort
 from polymodal.data.preprocessing import Preprocessor
 from polymodal.data.remote import check_protocol, is_url
@@ -54,7 +54,6 @@ MANIFEST = "shards.json"
 FORMAT = "polymodal-shards"
 # LitData's own default; a chunk is what a rank downloads and maps at a time.
 CHUNK_BYTES = "64MB"
-_ISSUE_COLUMNS = ("row_id", "modality", "column", "reason")
 
 
 def require_litdata() -> Any:
@@ -126,7 +125,7 @@ def write_shards(
         if len(dataset):
             issues += _write_split(dataset, out / split, workers, progress)
     issues = list(dict.fromkeys(issues))
-    save_issues(out / "data_issues.csv", issues)
+    write_issues_csv(out / "data_issues.csv", issues)
     manifest = {
         "format": FORMAT,
         "complete": True,
@@ -250,14 +249,6 @@ def _report_progress(log_dir: Path, total: int, split: str, done: threading.Even
         rows = sum(sum(1 for _ in path.open()) for path in log_dir.glob("*.jsonl"))
         if rows > meter.done:
             meter.update(rows - meter.done)
-
-
-def save_issues(path: Path, issues: list[DataIssue]) -> None:
-    """The skipped values and files, one CSV row each (fit's ``data_issues.csv`` columns)."""
-    import pandas as pd
-
-    records = [{c: getattr(i, c) for c in _ISSUE_COLUMNS} for i in issues]
-    pd.DataFrame(records, columns=list(_ISSUE_COLUMNS)).to_csv(path, index=False)
 
 
 # ----------------------------------------------------------------------------------------------

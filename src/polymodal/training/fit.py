@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 
 from polymodal.data.cache import SampleCache
 from polymodal.data.dataset import CohortDataset
+from polymodal.data.issues import write_issues_csv
 from polymodal.data.manifest import Cohort, load_cohort
 from polymodal.data.preprocessing import Preprocessor
 from polymodal.data.spec import CohortSpec
@@ -530,14 +531,7 @@ def _write_issues(path: Path, issues: list) -> list:
     """Every value or file that was skipped, one CSV row each, so nothing is dropped silently."""
     unique = list(dict.fromkeys(issues))
     if unique:
-        import pandas as pd
-
-        pd.DataFrame(
-            [
-                {"row_id": i.row_id, "modality": i.modality, "column": i.column, "reason": i.reason}
-                for i in unique
-            ]
-        ).to_csv(path, index=False)
+        write_issues_csv(path, unique)
     return unique
 
 
