@@ -144,3 +144,22 @@ def test_a_sample_goes_on_without_an_image_outside_the_root(tmp_path: Path) -> N
     dataset = CohortDataset(cohort, Preprocessor.fit(cohort), "train")
     assert [dataset[i]["available"]["xray"] for i in range(2)] == [False, True]
     assert [(i.row_id, i.column) for i in dataset.issues] == [("a", "xray")]
+
+
+def test_a_refused_path_is_refused_at_every_read_and_a_new_root_is_followed(
+    tmp_path: Path,
+) -> None:
+    # resolve_path remembers what it resolved (a fifth of reading a cached sample was realpath):
+    # a refusal must not be remembered as an answer, and a changed root must not see old ones.
+    cohort = outside_cohort(tmp_path)
+    inside = cohort.resolve_path("reports/s2.txt")
+    assert inside == tmp_path / "cohort" / "reports" / "s2.txt"
+    for _ in range(2):
+        with pytest.raises(ReadError, match="outside the cohort root"):
+            cohort.resolve_path("../outside/secret.txt")
+    cohort.root = tmp_path / "outside"
+    assert cohort.resolve_path("secret.txt") == tmp_path / "outside" / "secret.txt"
+    # The same cell resolved against the old root before; now against the new one.
+    assert cohort.resolve_path("reports/s2.txt") == tmp_path / "outside" / "reports" / "s2.txt"
+    with pytest.raises(ReadError, match="outside the cohort root"):
+        cohort.resolve_path("../cohort/reports/s2.txt")

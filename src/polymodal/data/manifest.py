@@ -106,6 +106,10 @@ def _header(path: Path, sep: str) -> list[str]:
         return []
 
 
+# At most this many resolved paths are remembered per cohort (~200 bytes each).
+_RESOLVED_MAX = 1 << 17
+
+
 @dataclass
 class Cohort:
     """A validated spec plus its manifest.
@@ -129,6 +133,14 @@ class Cohort:
     # Raw split cells that are neither a split name nor an alias, by row position.
     unknown_split_values: dict[int, str] = field(default_factory=dict)
     root: Path | None = None
+    # resolve_path's answers, by (cell, template), for the spec and root they were found with:
+    # resolving a path and its root (two realpath walks) was a fifth of reading a cached sample.
+    _resolved: dict[tuple[str, str | None], Path | RemoteFile] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _resolved_for: tuple[int, Path | None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         # One representation whatever built the cohort (a test, dataclasses.replace).
@@ -188,6 +200,18 @@ class Cohort:
                 or skips the modality (dataset).
             SpecError: ``template`` cannot be filled with the cell.
         """
+        if self._resolved_for != (id(self.spec), self.root):  # a new spec or root: start over
+            self._resolved.clear()
+            self._resolved_for = (id(self.spec), self.root)
+        found = self._resolved.get((value, template))
+        if found is None:
+            if len(self._resolved) >= _RESOLVED_MAX:
+                self._resolved.clear()
+            found = self._resolved[(value, template)] = self._resolve_path(value, template)
+        return found
+
+    def _resolve_path(self, value: str, template: str | None) -> Path | RemoteFile:
+        """:meth:`resolve_path` without the memo (raises the same errors, never remembered)."""
         text = value.strip()
         if template is not None:
             try:

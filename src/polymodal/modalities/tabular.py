@@ -137,7 +137,10 @@ class Tabular(ModalityKind):
         ``(column, reason)`` is appended there. Every value returned is finite.
         """
         cfg, st = fitted.cfg, fitted.state
-        out = self.empty_inputs(fitted)
+        # Filled as Python lists, made tensors once: an item assignment into a tensor costs more
+        # than the rest of a value's work.
+        numeric, missing = [0.0] * len(cfg.numeric), [True] * len(cfg.numeric)
+        categorical = [0] * len(cfg.categorical)
         for index, column in enumerate(cfg.numeric):
             try:
                 value = parse_number(cells.get(column, ""), cfg.missing_values)
@@ -151,15 +154,18 @@ class Tabular(ModalityKind):
                     raise ReadError(f"column {column!r}: {err.reason}") from None
                 bad_values.append((column, f"{err.reason}; used as missing"))
                 continue
-            out["numeric"][index] = scaled
-            out["numeric_missing"][index] = False
+            numeric[index], missing[index] = scaled, False
         for index, column in enumerate(cfg.categorical):
             cell = cells.get(column, "")
             if not is_missing(cell, cfg.missing_values):
                 # Ids 0 and 1 are reserved: missing, and unknown / rare in training.
                 position = self._vocabulary(fitted, column).get(cell.strip(), -1)
-                out["categorical"][index] = 2 + position
-        return out
+                categorical[index] = 2 + position
+        return {
+            "numeric": torch.tensor(numeric, dtype=torch.float32),
+            "numeric_missing": torch.tensor(missing, dtype=torch.bool),
+            "categorical": torch.tensor(categorical, dtype=torch.int64),
+        }
 
     def encode(
         self, prep: FittedInputs, name: str, cells: Mapping[str, str], row: RowReader
