@@ -119,3 +119,38 @@ def test_the_gpu_fine_tuning_recipe_loads_with_every_recipe_key() -> None:
     default = TrainConfig()  # earlier recipes are unchanged: everything off
     assert (default.layer_decay, default.mixup, default.cutmix) == (None, 0.0, 0.0)
     assert load_run_config(None).ema is None
+
+
+def test_adamw_takes_one_fused_pass_and_steps_as_the_per_tensor_loop_does() -> None:
+    fused = configure(TrainConfig(lr=1e-2))["optimizer"]
+    assert fused.defaults["fused"] is True
+    # torch's per-tensor AdamW over copies of the same groups (decay, lr) takes the same steps.
+    copies = {
+        id(p): p.detach().clone().requires_grad_() for g in fused.param_groups for p in g["params"]
+    }
+    loop = torch.optim.AdamW(
+        [
+            {**g, "params": [copies[id(p)] for p in g["params"]], "fused": None, "foreach": False}
+            for g in fused.param_groups
+        ]
+    )
+    start = {key: copy.detach().clone() for key, copy in copies.items()}
+    inputs = torch.randn(8, 3)
+    for _ in range(3):
+        for optimizer in (fused, loop):
+            weight, bias = sorted(
+                (p for g in optimizer.param_groups for p in g["params"]), key=lambda p: -p.ndim
+            )
+            (inputs @ weight.T + bias).square().sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    for group, copied in zip(fused.param_groups, loop.param_groups, strict=True):
+        for param, copy in zip(group["params"], copied["params"], strict=True):
+            assert not torch.equal(param, start[id(param)])  # it did step
+            torch.testing.assert_close(param, copy)
+
+
+def test_mixed_precision_with_clipping_keeps_torchs_own_adamw() -> None:
+    # Lightning refuses to clip a fused optimizer's gradients under mixed precision.
+    configured = configure(TrainConfig(precision="bf16-mixed", gradient_clip=1.0))
+    assert not configured["optimizer"].defaults["fused"]
