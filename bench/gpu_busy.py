@@ -18,19 +18,25 @@ are written only when stderr is not a terminal, so the fit's stderr goes to
 pipe may arrive in blocks); fit.log's and nvidia-smi's clocks are both the machine's local
 time.
 
-Usage (about 3 min on an H100 for the full training split, most of it epoch 1's decoding)::
+Usage (not yet run on a GPU: a few minutes expected on an H100 for the full training split)::
 
     python bench/gpu_busy.py                              # image-only recipe, 8 loader workers
     python bench/gpu_busy.py --recipe synergy             # the fused recipe
     python bench/gpu_busy.py --rows 2000 --num-workers 12 # a class-stratified 2000-image subset
     python bench/gpu_busy.py --batch-size 128             # the recipe with another batch size
 
-Skips (exit 0, one line) without CUDA or without ../shared/data/ham10000 (``--data`` names
-another copy: a device machine gets only the checkout, so copy the 44 MB folder into an
-ignored folder of it, e.g. ``.ham10000/``, and carry that). Prints one line and
-writes ``<out>/gpu_busy.json`` (default ``runs/bench_gpu_busy_<recipe>``) and the samples as
-``<out>/gpu_samples.csv``; the run itself, ``<out>/run``, is replaced each time (a fresh sample
-cache, filled in epoch 1).
+On a lent device machine, which gets only the checkout and whose Python lacks pydantic and
+MONAI: copy ../shared/data/ham10000 (44 MB) into an ignored folder such as ``.ham10000/``,
+download wheels of pydantic, pydantic-core, annotated-types, typing-inspection and monai into
+``.whl/`` (the device notes say how), carry both and run::
+
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+    PYTHONPATH=/tmp/site:src python3 bench/gpu_busy.py --data .ham10000
+
+Skips (exit 0, one line) without CUDA or without the HAM10000 folder (``--data``, default
+../shared/data/ham10000). Prints one line and writes ``<out>/gpu_busy.json`` (default
+``runs/bench_gpu_busy_<recipe>``) and the samples as ``<out>/gpu_samples.csv``; the run itself,
+``<out>/run``, is replaced each time (a fresh sample cache, filled in epoch 1).
 """
 
 from __future__ import annotations
