@@ -180,6 +180,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from <out>/run/checkpoints/last.ckpt (fit --resume)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=None, help="default: runs/bench_ham10000_<model>"
     )
     args = parser.parse_args()
@@ -200,7 +205,7 @@ def main() -> None:
     spec = cohort_spec(args.out, args.quick)
     cohort = load_cohort(spec)
     run = load_run_config(RECIPES[args.model], recipe_overrides(args))
-    result = fit(spec, args.out / "run", run, cohort=cohort, progress=False)
+    result = fit(spec, args.out / "run", run, resume=args.resume, cohort=cohort, progress=False)
     fit_seconds = time.perf_counter() - started
     rows = {}
     for name, tta in (("one view", False), ("TTA, 4 views", True)):
