@@ -34,6 +34,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from polymodal.encoders.slabs import Slabs
 from polymodal.errors import ModelError
 from polymodal.freezing import is_kept_in_eval
 
@@ -69,6 +70,8 @@ class StageCache:
         self.max_bytes = max_bytes
         self.held_bytes = 0
         self.entries: dict[Key, Tensor] = {}
+        # Entries are copied into large blocks: kept one by one they fragment the heap (slabs.py).
+        self._slabs = Slabs()
         self.hits = self.disk_hits = self.misses = self.rebuilt = 0
 
     @classmethod
@@ -139,7 +142,7 @@ class StageCache:
     def _remember(self, key: Key, tensor: Tensor) -> None:
         size = tensor.numel() * tensor.element_size()
         if self.held_bytes + size <= self.max_bytes:
-            self.entries[key] = tensor
+            self.entries[key] = self._slabs.copy(tensor)
             self.held_bytes += size
 
     @torch.no_grad()
@@ -178,8 +181,7 @@ class StageCache:
             computed = compute(images[index], views.to(images.device)[index]).to(DTYPE).cpu()
             self.misses += len(todo)
             for i, tensor in zip(todo, computed.unbind(0), strict=True):
-                tensor = tensor.clone()  # own storage: not a view pinning the whole batch
-                found[i] = tensor
+                found[i] = tensor  # a view of this batch's output, used once below
                 if self.folder is not None:
                     self._write(keys[i], tensor)
                 self._remember(keys[i], tensor)
@@ -208,7 +210,6 @@ class StageCache:
             computed = compute(images[index], views).to(DTYPE).cpu()
             self.misses += len(chunk)
             for (_, key), tensor in zip(chunk, computed.unbind(0), strict=True):
-                tensor = tensor.clone()
                 if self.folder is not None:
                     self._write(key, tensor)
                 self._remember(key, tensor)
