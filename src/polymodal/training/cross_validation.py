@@ -222,7 +222,7 @@ def _refit(
     refit_run = run.model_copy(update={"train": train, **dict.fromkeys(dropped)})
     split = cohort.split.copy()
     split[assignment != NOT_IN_FOLDS] = "train"
-    fields = {f.name: getattr(cohort, f.name) for f in dataclasses.fields(cohort)}
+    fields = {f.name: getattr(cohort, f.name) for f in dataclasses.fields(cohort) if f.init}
     everyone = _EveryRowTrains(**{**fields, "split": split})
     fitted = fit(spec, out / "refit", refit_run, cohort=everyone, progress=progress)
     return {
