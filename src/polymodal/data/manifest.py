@@ -138,7 +138,7 @@ class Cohort:
     _resolved: dict[tuple[str, str | None], Path | RemoteFile] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
-    _resolved_for: tuple[int, Path | None] | None = field(
+    _resolved_for: tuple[CohortSpec, Path | None] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
@@ -200,9 +200,10 @@ class Cohort:
                 or skips the modality (dataset).
             SpecError: ``template`` cannot be filled with the cell.
         """
-        if self._resolved_for != (id(self.spec), self.root):  # a new spec or root: start over
-            self._resolved.clear()
-            self._resolved_for = (id(self.spec), self.root)
+        memo_for = self._resolved_for
+        if memo_for is None or memo_for[0] is not self.spec or memo_for[1] != self.root:
+            self._resolved.clear()  # another spec or root: the answers no longer hold
+            self._resolved_for = (self.spec, self.root)
         found = self._resolved.get((value, template))
         if found is None:
             if len(self._resolved) >= _RESOLVED_MAX:
