@@ -5,7 +5,7 @@ The partially frozen recipe (configs/ham10000_cpu_image.yaml) keeps one 29 KB fr
 output per image and view in memory. Kept one allocation each, between the training loop's
 large transient buffers, they fragmented the heap: the process grew ~400 KB per entry (5.3 GB
 after two epochs, 24 GB after fourteen) while the live tensors held 0.4 GB. The entries now live
-in shared blocks (polymodal/encoders/slabs.py). Run it on an older checkout
+in shared blocks (polymodal/slabs.py). Run it on an older checkout
 (``PYTHONPATH=<checkout>/src``) to see the growth.
 
 Usage::

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from polymodal.encoders.slabs import Slabs
 from polymodal.encoders.stage_cache import StageCache
+from polymodal.slabs import Slabs
 
 
 def test_a_copy_holds_the_values_in_memory_of_its_own() -> None:

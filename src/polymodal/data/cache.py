@@ -22,6 +22,12 @@ below one epoch's entries evicts most entries before their next read (measured: 
 the epoch kept 9 % of the hits); ``keep`` holds a fixed part of the cohort and hits it every
 epoch, about the cap's share of the reads. ``compress`` stores entries compressed, bit-exact
 (:mod:`polymodal.data.cache_codec`).
+
+Hits from the second epoch on: ``memory_bytes`` keeps entries in memory as well
+(:mod:`polymodal.data.memory_tier`, per process), so a hit reads no file; inside
+:meth:`SampleCache.hits_in_one_transaction` (a batch of a DataLoader) the hits are recorded in
+one SQLite transaction at its end instead of one each. Either way every hit is counted and
+refreshes its entry's last use before the batch is handed on.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ import os
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -43,6 +50,7 @@ from safetensors.torch import load_file
 from polymodal.data.cache_codec import decode, encode
 from polymodal.data.cache_index import ENTRIES_NAME, EntryIndex
 from polymodal.data.file_index import INDEX_NAME, FileIndex, content_hash
+from polymodal.data.memory_tier import MemoryTier
 from polymodal.data.remote import RemoteFile
 
 __all__ = ["CACHE_POLICIES", "CachePolicy", "SampleCache", "content_hash"]
@@ -66,6 +74,8 @@ class SampleCache:
         compress: write new entries compressed (lossless); entries of either form are read.
         policy: what a cap does when full: ``"lru"`` evicts the least recently used entries,
             ``"keep"`` stores no more (see the module docstring for when each pays).
+        memory_bytes: also keep up to this many bytes of entries in this process's memory
+            (0: none); hits on them read no file.
 
     Counters ``hits``, ``misses`` and ``rebuilt`` (corrupted entries) are per process;
     :meth:`counts` gives the hits and misses of every process sharing the folder.
@@ -77,6 +87,7 @@ class SampleCache:
         max_bytes: int | None = None,
         compress: bool = False,
         policy: CachePolicy = "lru",
+        memory_bytes: int = 0,
     ) -> None:
         if policy not in CACHE_POLICIES:
             raise ValueError(f"cache policy must be one of {CACHE_POLICIES}, got {policy!r}")
@@ -91,10 +102,40 @@ class SampleCache:
         self.files = FileIndex(self.folder / INDEX_NAME)
         self.entries = EntryIndex(self.folder / ENTRIES_NAME, self.folder)
         self._remote_keys: dict[str, tuple[str, float]] = {}
+        self.memory = MemoryTier(memory_bytes)
+        # Hits not yet recorded in the index: (key, bytes on disk, or None when from memory).
+        self._pending: list[tuple[str, int | None]] | None = None
 
     def __getstate__(self) -> dict:
-        # DataLoader workers start with fresh counters (the index opens its own connection).
-        return {**self.__dict__, "hits": 0, "misses": 0, "rebuilt": 0, "_remote_keys": {}}
+        # DataLoader workers start with fresh counters (the index opens its own connection)
+        # and an empty memory tier (MemoryTier pickles its budget only).
+        return {
+            **self.__dict__,
+            "hits": 0,
+            "misses": 0,
+            "rebuilt": 0,
+            "_remote_keys": {},
+            "_pending": None,
+        }
+
+    @contextmanager
+    def hits_in_one_transaction(self) -> Iterator[None]:
+        """Record the hits made inside in one index transaction when it ends (also on error)."""
+        if self._pending is not None:  # nested: the outer one records
+            yield
+            return
+        self._pending = []
+        try:
+            yield
+        finally:
+            pending, self._pending = self._pending, None
+            self.entries.used_many(pending)
+
+    def _hit(self, key: str, size: int | None) -> None:
+        if self._pending is None:
+            self.entries.used_many([(key, size)])
+        else:
+            self._pending.append((key, size))
 
     def counts(self) -> tuple[int, int]:
         """``(hits, misses)`` of every process using this folder (loader workers, DDP ranks,
@@ -134,8 +175,13 @@ class SampleCache:
 
         ``fields`` that must be present; an entry missing one counts as corrupted. A found entry
         becomes the most recently used. An entry in the other form (compressed or not) is read
-        too, so turning compression on or off keeps the cache.
+        too, so turning compression on or off keeps the cache. The memory tier is asked first.
         """
+        fields = tuple(fields)
+        kept = self.memory.get(key)
+        if kept is not None and all(f in kept for f in fields):
+            self._hit(key, None)
+            return kept
         for entry in (self.entry_path(key), self.entry_path(key, not self.compress)):
             try:
                 size = entry.stat().st_size
@@ -147,7 +193,8 @@ class SampleCache:
             missing = [f for f in fields if f not in tensors]
             if missing:
                 return self._discard(entry, f"lacks {missing}")
-            self.entries.used(key, size)
+            self._hit(key, size)
+            self.memory.put(key, tensors)
             return tensors
         return None
 
@@ -175,7 +222,8 @@ class SampleCache:
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
-        if not stored:  # the cap is reached under "keep": the entry is not kept
+        self.memory.put(key, tensors)
+        if not stored:  # the cap is reached under "keep": the entry is not kept on disk
             Path(temp).unlink(missing_ok=True)
         elif self.max_bytes is not None and self.policy == "lru":
             self.entries.evict(self.max_bytes, self._remove)
@@ -212,5 +260,6 @@ class SampleCache:
     def _discard(self, entry: Path, why: str) -> None:
         logger.warning("sample cache entry %s is %s; rebuilding it", entry, why)
         self.rebuilt += 1
+        self.memory.discard(entry.name.split(".", 1)[0])
         entry.unlink(missing_ok=True)
         return None

@@ -94,16 +94,24 @@ class EntryIndex:
             published = True
         return published
 
-    def used(self, key: str, size: int) -> None:
-        """Record a hit on ``key`` (``size`` bytes on disk): it becomes the most recently used."""
+    def used_many(self, hits: list[tuple[str, int | None]]) -> None:
+        """Record several hits in one transaction: ``(key, bytes on disk)`` as :meth:`used`;
+        ``(key, None)`` for a hit served from memory, which only refreshes the last use of an
+        entry still on record (one evicted from disk meanwhile is not recorded again)."""
+        if not hits:
+            return
+        now = time.time()
 
         def write(db: sqlite3.Connection) -> None:
-            db.execute(
+            on_disk = [(key, size, now) for key, size in hits if size is not None]
+            db.executemany(
                 "INSERT INTO entries VALUES (?, ?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET used = excluded.used, size = excluded.size",
-                (key, size, time.time()),
+                on_disk,
             )
-            _count(db, "hits")
+            in_memory = [(now, key) for key, size in hits if size is None]
+            db.executemany("UPDATE entries SET used = ? WHERE key = ?", in_memory)
+            _count(db, "hits", len(hits))
 
         self._transaction(write)
 
@@ -204,10 +212,10 @@ class EntryIndex:
             )
 
 
-def _count(db: sqlite3.Connection, name: str) -> None:
+def _count(db: sqlite3.Connection, name: str, by: int = 1) -> None:
     db.execute(
-        "INSERT INTO counts VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1",
-        (name,),
+        "INSERT INTO counts VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?",
+        (name, by, by),
     )
 
 

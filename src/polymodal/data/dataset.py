@@ -385,6 +385,14 @@ class CohortDataset(Dataset):
                 augmenter(sample["inputs"][name], self._augment_seed(epoch, index))
         return sample
 
+    def __getitems__(self, indices: Sequence[int | tuple[int, int]]) -> list[Sample]:
+        """The rows of one batch (what a DataLoader asks for): as ``self[i]`` each, with the
+        sample cache's hits recorded in one transaction for the batch instead of one a row."""
+        if self.cache is None:
+            return [self[i] for i in indices]
+        with self.cache.hits_in_one_transaction():
+            return [self[i] for i in indices]
+
     def _augment_seed(self, epoch: int | None, index: int) -> int:
         """The augmentation seed of a row: a pure function of (seed, epoch, row) when the epoch
         is known, so it is the same in any worker, with persistent workers, and after a resume;

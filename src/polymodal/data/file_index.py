@@ -8,6 +8,11 @@ DICOM series folder. While the stamp is unchanged the recorded hash is used with
 file; when it changes (an edited file has a new size or modification time) the file is hashed
 again and the row replaced, so an edited file is never served from its old entry.
 
+Within a process the answer for a file is also remembered under the path as given, with its
+size, modification time, inode and device (one ``stat``, which follows symbolic links): while
+those are unchanged no ``realpath`` walk and no SQLite read is needed. A symbolic link pointed
+at another file changes the inode, so it is never answered from the old file.
+
 The index is a small SQLite database (``file_index.sqlite``): each row is written in its own
 transaction, safe with several loader workers writing at once, and a crash leaves the previous
 state. A database that cannot be read (damaged, or not SQLite) is moved aside and rebuilt, never
@@ -19,8 +24,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import re
 import sqlite3
+import stat as stat_kind
 import threading
 from pathlib import Path
 
@@ -29,6 +36,8 @@ logger = logging.getLogger(__name__)
 INDEX_NAME = "file_index.sqlite"
 _CHUNK = 1 << 20
 _DIGEST = re.compile(r"[0-9a-f]{40}")
+# Paths remembered per process before the memory of them starts again (about 200 bytes each).
+_SEEN_MAX = 1_000_000
 _SCHEMA = "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, stamp TEXT, digest TEXT)"
 
 
@@ -68,6 +77,17 @@ def file_stamp(path: Path) -> str:
     return "dir:" + digest.hexdigest()
 
 
+def _identity(path: str) -> tuple[int, int, int, int] | None:
+    """``(size, mtime_ns, inode, device)`` of a regular file; None for a folder or no file."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    if not stat_kind.S_ISREG(found.st_mode):
+        return None
+    return found.st_size, found.st_mtime_ns, found.st_ino, found.st_dev
+
+
 class FileIndex:
     """``content_key(path)``: the blake2b of a file's bytes, read only when its stamp changed.
 
@@ -84,11 +104,20 @@ class FileIndex:
         self.hashed = 0
         self.recalled = 0
         self._memo: dict[str, tuple[str, str]] = {}
+        # path as given -> ((size, mtime_ns, inode, device), digest); files only.
+        self._seen: dict[str, tuple[tuple[int, int, int, int], str]] = {}
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one connection, used by one thread at a time
 
     def __getstate__(self) -> dict:
-        state = {**self.__dict__, "_db": None, "_memo": {}, "hashed": 0, "recalled": 0}
+        state = {
+            **self.__dict__,
+            "_db": None,
+            "_memo": {},
+            "_seen": {},
+            "hashed": 0,
+            "recalled": 0,
+        }
         del state["_lock"]
         return state
 
@@ -98,6 +127,12 @@ class FileIndex:
 
     def content_key(self, path: Path | str) -> str:
         """The content hash of ``path`` (a file, or a folder of DICOM files)."""
+        given = str(path)
+        identity = _identity(given)
+        seen = self._seen.get(given)
+        if seen is not None and identity is not None and seen[0] == identity:
+            self.recalled += 1
+            return seen[1]
         path = Path(path)
         name = str(path.resolve())
         stamp = file_stamp(path)
@@ -105,6 +140,8 @@ class FileIndex:
             known = self._memo.get(name) or self._lookup(name)
         if known is not None and known[0] == stamp:
             self.recalled += 1
+            self._memo[name] = known
+            self._remember(given, identity, known[1])
             return known[1]
         digest = content_hash(path)
         self.hashed += 1
@@ -113,7 +150,17 @@ class FileIndex:
             with self._lock:
                 self._memo[name] = (stamp, digest)
                 self._store(name, stamp, digest)
+            self._remember(given, identity, digest)
         return digest
+
+    def _remember(
+        self, given: str, identity: tuple[int, int, int, int] | None, digest: str
+    ) -> None:
+        # The identity from before reading: a file changed meanwhile is looked at again.
+        if identity is not None and identity == _identity(given):
+            if len(self._seen) >= _SEEN_MAX:
+                self._seen.clear()
+            self._seen[given] = (identity, digest)
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:

@@ -34,9 +34,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from polymodal.encoders.slabs import Slabs
 from polymodal.errors import ModelError
 from polymodal.freezing import is_kept_in_eval
+from polymodal.slabs import Slabs
 
 STAGE_CACHE_VERSION = 1
 DTYPE = torch.float16

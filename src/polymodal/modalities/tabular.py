@@ -8,6 +8,7 @@ row's present values (fields).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -144,10 +145,11 @@ class Tabular(ModalityKind):
         for index, column in enumerate(cfg.numeric):
             try:
                 value = parse_number(cells.get(column, ""), cfg.missing_values)
-                if np.isnan(value):
+                if math.isnan(value):
                     continue
                 scaled = (value - st["mean"][index]) / st["std"][index]
-                if not fits_float32(scaled):
+                # A scalar: math, not NumPy (a NumPy reduction per value cost 10 µs).
+                if not (math.isfinite(scaled) and abs(scaled) <= _FLOAT32_MAX):
                     raise ReadError(f"{value:g} is too large to scale with the training values")
             except ReadError as err:
                 if bad_values is None:

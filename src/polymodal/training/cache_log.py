@@ -21,13 +21,19 @@ logger = logging.getLogger(__name__)
 def sample_cache(cfg: TrainConfig, out_dir: Path) -> SampleCache | None:
     """The run's sample cache (``train.cache_dir``, default ``OUT/cache``), capped at
     ``train.cache_max_gb`` (by ``train.cache_policy``) and compressed when
-    ``train.cache_compress``; None when ``train.cache`` is off."""
+    ``train.cache_compress``, with ``train.cache_memory_gb`` of entries kept in memory
+    (divided among the loader workers); None when ``train.cache`` is off."""
     if not cfg.cache:
         return None
     max_bytes = None if cfg.cache_max_gb is None else int(cfg.cache_max_gb * 1e9)
     folder = cfg.cache_dir or Path(out_dir) / "cache"
+    readers = max(1, cfg.num_workers)  # each worker process holds its own part
     return SampleCache(
-        folder, max_bytes=max_bytes, compress=cfg.cache_compress, policy=cfg.cache_policy
+        folder,
+        max_bytes=max_bytes,
+        compress=cfg.cache_compress,
+        policy=cfg.cache_policy,
+        memory_bytes=int(cfg.cache_memory_gb * 1e9 / readers),
     )
 
 

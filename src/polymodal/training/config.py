@@ -190,6 +190,13 @@ class TrainConfig(BaseModel):
         "1.4x smaller for decoded photographs, far more for volumes with air or padding; "
         "costs some CPU per cache miss and hit.",
     )
+    cache_memory_gb: float = Field(
+        1.0,
+        ge=0,
+        description="Sample-cache entries also kept in memory, in GB (1e9 bytes) in all, shared "
+        "out among the processes that read samples (the loader workers, else the training "
+        "process): from the second epoch on a hit reads no file. 0: none.",
+    )
     cache_dir: Path | None = Field(
         None,
         description="Where the cache lives (default OUT/cache). Runs on the same cohort may share "
