@@ -8,6 +8,7 @@ import pickle
 
 import pytest
 import torch
+from test_cache import make_cohort
 
 from polymodal.data.cache import SampleCache
 from polymodal.data.dataset import CohortDataset
@@ -16,8 +17,6 @@ from polymodal.data.memory_tier import MemoryTier
 from polymodal.data.preprocessing import Preprocessor
 from polymodal.training.cache_log import sample_cache
 from polymodal.training.config import TrainConfig
-
-from .test_cache import make_cohort
 
 
 def _entry(value: int, size: int = 100) -> dict[str, torch.Tensor]:
