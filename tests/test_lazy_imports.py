@@ -17,9 +17,30 @@ import pytest
         # calibration: evaluation needs them, a model that only predicts does not.
         "sklearn",
         "scipy",
+        # timm imports torchvision, which imports torch._dynamo (about 1.6 s together): only a
+        # model with an image encoder or a ViT core needs them, and imports them when built.
+        "timm",
+        "torchvision",
     ],
 )
 def test_predictor_import_leaves_library_unloaded(library):
     code = f"import sys, polymodal.predictor; print({library!r} in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_model_without_images_loads_without_timm(tmp_path_factory):
+    from training.conftest import tiny_cohort, tiny_config  # tests/ is on sys.path
+
+    from polymodal.data.spec import load_spec
+    from polymodal.training.fit import fit
+
+    base = tmp_path_factory.mktemp("tabular_only")
+    run = tiny_config("model.modalities=[labs]", "train.max_epochs=1")
+    fit(load_spec(tiny_cohort(base)), base / "run", run, progress=False)
+    code = (
+        "import sys; from polymodal.predictor import Predictor; "
+        f"Predictor.load({str(base / 'run' / 'model')!r}); print('timm' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"

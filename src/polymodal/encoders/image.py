@@ -13,10 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import timm
 import torch
 from safetensors.torch import load_file, save_file
-from timm.models import group_parameters
 from torch import Tensor, nn
 
 from polymodal.data.views import dihedral_view, dihedral_views, views_for
@@ -227,6 +225,9 @@ class ImageTimmEncoder(nn.Module):
         adapter_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        # timm (with torchvision and torch._dynamo, ~1.6 s) only when an image model is built.
+        import timm
+
         if not timm.is_model(backbone):
             raise ModelError(
                 f"image_timm: unknown timm backbone '{backbone}'; pick a name from "
@@ -321,6 +322,8 @@ class ImageTimmEncoder(nn.Module):
         elif self.freeze == "all_but_last":
             # timm's coarse groups are stem, stages/blocks...; the last group holds the final
             # stage or block together with what follows it (conv_head, final norm).
+            from timm.models import group_parameters
+
             groups = group_parameters(self.backbone, self.backbone.group_matcher(coarse=True))
             trainable = set(groups[max(groups)])
             for name, parameter in self.backbone.named_parameters():

@@ -37,7 +37,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 from torch import Tensor, nn
 
@@ -424,6 +423,9 @@ def _pair(source: str, target: str) -> str:
 
 
 def _create_vit(name: str, options: dict[str, Any], pretrained: str | Path | None) -> nn.Module:
+    # timm (with torchvision and torch._dynamo, ~1.6 s) only when an image model is built.
+    import timm
+
     if not timm.is_model(name):
         raise ModelError(
             f"unknown timm backbone {name!r} for the intervention core; choose a ViT such as "

@@ -15,7 +15,6 @@ from __future__ import annotations
 import inspect
 from typing import Literal
 
-import timm
 import torch
 from torch import Tensor, nn
 
@@ -196,6 +195,8 @@ class ViTWithInsertion(nn.Module):
             )
 
     def _check_blocks_take_masks(self) -> None:
+        import timm  # for its version in the message; imported where a ViT was built anyway
+
         for index in range(self.insert_at, len(self.vit.blocks)):
             block = self.vit.blocks[index]
             if "attn_mask" not in inspect.signature(block.forward).parameters:

@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file
-from timm.models import adapt_input_conv
 from torch import Tensor, nn
 
 from polymodal.errors import ModelError
@@ -56,6 +55,8 @@ def load_pretrained_backbone(model: nn.Module, pretrained: str | Path) -> None:
     first_conv = model.pretrained_cfg.get("first_conv")
     conv_key = f"{first_conv}.weight" if first_conv else None
     if conv_key in state and conv_key in own and state[conv_key].shape[1] != own[conv_key].shape[1]:
+        from timm.models import adapt_input_conv  # timm only where it is used (import time)
+
         state[conv_key] = adapt_input_conv(own[conv_key].shape[1], state[conv_key])
     classifier = model.pretrained_cfg.get("classifier") or ""
     unexpected = [k for k in state if k not in own]
