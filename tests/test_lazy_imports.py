@@ -30,10 +30,9 @@ def test_predictor_import_leaves_library_unloaded(library):
 
 
 def test_a_model_without_images_loads_without_timm(tmp_path_factory):
-    from training.conftest import tiny_cohort, tiny_config  # tests/ is on sys.path
-
     from polymodal.data.spec import load_spec
     from polymodal.training.fit import fit
+    from training.conftest import tiny_cohort, tiny_config  # tests/ is on sys.path
 
     base = tmp_path_factory.mktemp("tabular_only")
     run = tiny_config("model.modalities=[labs]", "train.max_epochs=1")

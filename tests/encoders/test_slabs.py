@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from polymodal.encoders.image import FrozenFeatureCache
 from polymodal.encoders.stage_cache import StageCache
 from polymodal.slabs import Slabs
 
@@ -41,6 +42,32 @@ def test_the_stage_cache_keeps_its_entries_in_shared_blocks() -> None:
     assert len({e.untyped_storage().data_ptr() for e in cache.entries.values()}) == 1
     again = cache.features(images, torch.zeros(6, dtype=torch.long), prefix, (2, 8, 8))
     assert torch.equal(again, out) and cache.hits == 6
+
+
+def test_the_frozen_feature_cache_keeps_features_read_from_disk_in_shared_blocks(tmp_path):
+    # A later process reads each image's features from its own file: one allocation apiece.
+    images = torch.rand(5, 3, 4, 4)
+
+    def backbone(batch: torch.Tensor) -> torch.Tensor:
+        return batch.flatten(2).transpose(1, 2) * 3  # (M, N, C)
+
+    FrozenFeatureCache(folder=tmp_path).features(images, backbone)  # writes them to disk
+    later = FrozenFeatureCache(folder=tmp_path)
+    out = later.features(images, lambda batch: pytest.fail("every feature is on disk"))
+    torch.testing.assert_close(out, backbone(images))
+    assert later.disk_hits == 5
+    assert len({e.untyped_storage().data_ptr() for e in later.entries.values()}) == 1
+
+
+def test_a_freed_slot_is_reused_and_a_block_can_be_capped_in_bytes() -> None:
+    slabs = Slabs(per_block=256, block_bytes=64)
+    first = [slabs.copy(torch.zeros(4, dtype=torch.float32)) for _ in range(4)]  # 16 B each
+    assert slabs.blocks == 1  # 4 slots of 16 bytes fill one 64-byte block
+    slabs.free(first[2])
+    again = slabs.copy(torch.ones(4))
+    assert again.data_ptr() == first[2].data_ptr() and slabs.blocks == 1
+    slabs.copy(torch.ones(4))
+    assert slabs.blocks == 2
 
 
 def test_a_block_needs_a_slot() -> None:

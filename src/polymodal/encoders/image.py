@@ -35,6 +35,7 @@ from polymodal.freezing import (
     settle_frozen_modes,
 )
 from polymodal.layers.weights import load_pretrained_backbone
+from polymodal.slabs import Slabs
 
 # "none", "all", "all_but_last" or "stages:K" (the stem and the first K stages; see stages.py).
 Freeze = str
@@ -71,6 +72,9 @@ class FrozenFeatureCache:
 
     Only a frozen backbone (:func:`polymodal.freezing.freeze`) gets a cache: it computes in eval
     mode even inside a training epoch, so every entry is the eval-mode feature of its image.
+
+    Entries are kept in shared blocks (:mod:`polymodal.slabs`): one allocation per image,
+    between a training loop's large transient buffers, fragments the C heap.
     """
 
     _caches: ClassVar[dict[str, FrozenFeatureCache]] = {}
@@ -79,6 +83,7 @@ class FrozenFeatureCache:
         self.max_items = max_items
         self.folder = folder
         self.entries: dict[bytes, Tensor] = {}
+        self._slabs = Slabs()
         self.hits = 0
         self.misses = 0
         self.disk_hits = 0
@@ -140,7 +145,7 @@ class FrozenFeatureCache:
             if key not in self.entries and (feature := self._read(key)) is not None:
                 loaded[i] = feature
                 if len(self.entries) < self.max_items:
-                    self.entries[key] = feature
+                    self.entries[key] = self._slabs.copy(feature)
         self.disk_hits += len(loaded)
         todo = [i for i, key in enumerate(keys) if key not in self.entries and i not in loaded]
         computed = compute(images[todo]) if todo else None
@@ -151,7 +156,7 @@ class FrozenFeatureCache:
             if self.folder is not None:
                 self._write(keys[i], feature.cpu())
             if len(self.entries) < self.max_items:
-                self.entries[keys[i]] = feature.cpu()
+                self.entries[keys[i]] = self._slabs.copy(feature.cpu())
         fresh.update((i, feature.to(images.device)) for i, feature in loaded.items())
         out = [
             fresh[i] if i in fresh else self.entries[key].to(images.device)
