@@ -193,9 +193,9 @@ class TrainConfig(BaseModel):
     cache_memory_gb: float = Field(
         1.0,
         ge=0,
-        description="Sample-cache entries also kept in memory, in GB (1e9 bytes) in all, shared "
-        "out among the processes that read samples (the loader workers, else the training "
-        "process): from the second epoch on a hit reads no file. 0: none.",
+        description="Sample-cache entries also kept in memory, in GB (1e9 bytes) per training "
+        "process (each DDP rank), shared out among the processes that read its samples (its "
+        "loader workers, else itself): from the second epoch on a hit reads no file. 0: none.",
     )
     cache_dir: Path | None = Field(
         None,
