@@ -67,7 +67,7 @@ table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
 th, td { border: 1px solid #ddd; padding: 0.25em 0.5em; vertical-align: top; }
 th { background: #f3f3f3; text-align: left; }
 td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
-td.text { min-width: 10em; max-width: 28em; }
+td.text { min-width: 8em; max-width: 28em; }
 caption { caption-side: top; text-align: left; color: #555; padding-bottom: 0.3em; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; }
 figcaption, .note { color: #555; font-size: 0.9em; }
@@ -77,7 +77,7 @@ details { margin: 0.6em 0; } summary { cursor: pointer; font-weight: 600; }
 .card { border-left: 3px solid #ddd; padding-left: 1em; }
 .wide, .card { overflow-x: auto; max-width: 100%; } td:first-child { white-space: nowrap; }
 .metrics table { font-size: 0.85em; } .metrics td:first-child { white-space: normal; min-width: 9em; }
-td.num .ci { font-size: 0.85em; color: #444; }
+td.num .ci { font-size: 0.85em; color: #444; white-space: normal; }
 """
 
 
