@@ -46,6 +46,15 @@ def test_the_budget_evicts_the_least_recently_used_and_reuses_its_memory():
     assert tier._slabs.blocks == blocks and len(tier) == 3
 
 
+def test_shapes_that_stop_coming_do_not_keep_memory():
+    # Series of many lengths: each shape is seen once, then evicted for good.
+    tier = MemoryTier(300)
+    for length in range(1, 60):
+        tier.put(f"series{length}", {"values": torch.zeros(length, dtype=torch.uint8)})
+    assert tier._slabs.blocks == len(tier) <= 300
+    assert sum(b.data.numel() for b in tier._slabs._open.values()) == tier.bytes
+
+
 def test_an_entry_over_the_budget_is_not_kept_and_a_worker_starts_empty():
     tier = MemoryTier(50)
     tier.put("big", _entry(1, size=51))

@@ -70,6 +70,19 @@ def test_a_freed_slot_is_reused_and_a_block_can_be_capped_in_bytes() -> None:
     assert slabs.blocks == 2
 
 
+def test_a_block_all_given_back_is_let_go_and_blocks_can_grow_from_one_slot() -> None:
+    slabs = Slabs(per_block=8, first_block=1)
+    copies = [slabs.copy(torch.full((2,), float(i))) for i in range(15)]
+    assert slabs.blocks == 4  # 1 + 2 + 4 + 8 slots
+    assert [c[0].item() for c in copies] == list(range(15))
+    for copy in copies[:3]:  # the first two blocks, every slot
+        slabs.free(copy)
+    assert slabs.blocks == 2
+    for copy in copies[3:]:
+        slabs.free(copy)
+    assert slabs.blocks == 0 and not slabs._free and not slabs._owner
+
+
 def test_a_block_needs_a_slot() -> None:
     with pytest.raises(ValueError, match="per_block must be ≥ 1"):
         Slabs(per_block=0)

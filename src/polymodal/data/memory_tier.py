@@ -25,6 +25,12 @@ from polymodal.slabs import Slabs
 _BLOCK_BYTES = 16 * 2**20
 
 
+def _slabs() -> Slabs:
+    # Blocks of 1, 2, 4, ... slots per shape: a shape seen once (a series of its own length)
+    # costs one entry, while a cohort's many same-sized images soon share large blocks.
+    return Slabs(block_bytes=_BLOCK_BYTES, first_block=1)
+
+
 def entry_bytes(tensors: dict[str, torch.Tensor]) -> int:
     """Bytes of an entry's tensors in memory."""
     return sum(t.numel() * t.element_size() for t in tensors.values())
@@ -43,7 +49,7 @@ class MemoryTier:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._entries: OrderedDict[str, tuple[dict[str, torch.Tensor], int]] = OrderedDict()
-        self._slabs = Slabs(block_bytes=_BLOCK_BYTES)
+        self._slabs = _slabs()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -54,7 +60,7 @@ class MemoryTier:
             "max_bytes": self.max_bytes,
             "bytes": 0,
             "_entries": OrderedDict(),
-            "_slabs": Slabs(block_bytes=_BLOCK_BYTES),
+            "_slabs": _slabs(),
         }
 
     def get(self, key: str) -> dict[str, torch.Tensor] | None:
