@@ -95,7 +95,8 @@ class EntryIndex:
         return published
 
     def used_many(self, hits: list[tuple[str, int | None]]) -> None:
-        """Record several hits in one transaction: ``(key, bytes on disk)`` as :meth:`used`;
+        """Record hits in one transaction, each entry becoming the most recently used:
+        ``(key, bytes on disk)`` for a hit read from disk (recorded even if its row was lost);
         ``(key, None)`` for a hit served from memory, which only refreshes the last use of an
         entry still on record (one evicted from disk meanwhile is not recorded again)."""
         if not hits:
